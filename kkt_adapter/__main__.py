@@ -1,0 +1,3 @@
+from kkt_adapter.cli import main
+
+main()

@@ -1,0 +1,110 @@
+"""The project's error hierarchy.
+
+Every error carries a stable machine ``code`` and the HTTP status it maps to; the API turns
+them into ``{"code", "message", "details", "request_id"}`` bodies in one place
+(``kkt_adapter.api.errors``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class KktAdapterError(Exception):
+    """Base of all errors the adapter reports to a caller."""
+
+    code: str = "internal_error"
+    http_status: int = 500
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        details: Any = None,
+        retry_after: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.details = details
+        self.retry_after = retry_after
+
+
+class ValidationError(KktAdapterError):
+    """The request is malformed or violates a business rule; ``details`` names the field."""
+
+    code = "validation_error"
+    http_status = 422
+
+
+class NotFound(KktAdapterError):
+    code = "not_found"
+    http_status = 404
+
+
+class IdempotencyKeyReused(KktAdapterError):
+    """The same Idempotency-Key arrived with a different body."""
+
+    code = "idempotency_key_reused"
+    http_status = 422
+
+
+class RequestInProgress(KktAdapterError):
+    """A request with this Idempotency-Key is still being processed."""
+
+    code = "request_in_progress"
+    http_status = 409
+
+
+class BufferFull(KktAdapterError):
+    """Unsynced receipts reached the configured capacity; nothing was accepted."""
+
+    code = "buffer_full"
+    http_status = 503
+
+
+class StorageUnavailable(KktAdapterError):
+    """The buffer could not be written (disk full, I/O error); nothing was accepted."""
+
+    code = "storage_unavailable"
+    http_status = 503
+
+
+class DeviceError(KktAdapterError):
+    """The KKT refused or could not fiscalize. ``reason`` says why (out_of_paper, offline, ...)."""
+
+    code = "kkt_unavailable"
+    http_status = 503
+
+    def __init__(self, message: str, *, reason: str, retry_after: int | None = 5) -> None:
+        super().__init__(message, details={"reason": reason}, retry_after=retry_after)
+        self.reason = reason
+
+
+class ShiftError(KktAdapterError):
+    """A shift operation is not possible in the device's current state."""
+
+    code = "shift_state_conflict"
+    http_status = 409
+
+
+class ConfigError(KktAdapterError):
+    """Bad configuration: the commands exit non-zero with this one-line message."""
+
+    code = "config_error"
+
+
+class OfdTransient(KktAdapterError):
+    """The OFD could not take the document now (5xx, 408, 429, timeout): retry later."""
+
+    code = "ofd_transient"
+    http_status = 502
+
+
+class OfdPermanent(KktAdapterError):
+    """The OFD rejected the document as invalid (4xx): it goes to the DLQ."""
+
+    code = "ofd_rejected"
+    http_status = 502

@@ -1,0 +1,82 @@
+"""Hybrid logical clock (Kulkarni et al., 2014).
+
+A stamp is (wall milliseconds, logical counter, node id). ``now`` never returns a stamp lower
+than one it returned before or merged in, even when the wall clock steps back; the buffer
+persists the last stamp so this also holds across restarts (promise I5).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+WallClock = Callable[[], int]
+"""Returns the wall clock in milliseconds since the epoch."""
+
+
+def system_wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, order=True)
+class HlcStamp:
+    """One hybrid logical clock reading; orders by (wall_ms, counter, node)."""
+
+    wall_ms: int
+    counter: int
+    node: str
+
+    def __str__(self) -> str:
+        return f"{self.wall_ms:013d}.{self.counter:05d}.{self.node}"
+
+    @classmethod
+    def parse(cls, text: str) -> HlcStamp:
+        """Inverse of ``str()``; raises ``ValueError`` on anything else."""
+        wall, counter, node = text.split(".", 2)
+        if not (wall.isdigit() and counter.isdigit() and node):
+            raise ValueError(f"not an HLC stamp: {text!r}")
+        return cls(int(wall), int(counter), node)
+
+    def as_dict(self) -> dict[str, int | str]:
+        return {"wall_ms": self.wall_ms, "counter": self.counter, "node": self.node}
+
+
+class HybridClock:
+    """A node's hybrid logical clock. Not thread-safe: one owner (the buffer's writer)."""
+
+    def __init__(
+        self, node: str, *, last: HlcStamp | None = None, wall: WallClock = system_wall_ms
+    ) -> None:
+        self.node = node
+        self._wall = wall
+        self._last_wall = last.wall_ms if last else 0
+        self._last_counter = last.counter if last else 0
+
+    @property
+    def last(self) -> HlcStamp:
+        return HlcStamp(self._last_wall, self._last_counter, self.node)
+
+    def now(self) -> HlcStamp:
+        """A stamp for a local event, greater than every stamp seen so far."""
+        physical = self._wall()
+        if physical > self._last_wall:
+            self._last_wall, self._last_counter = physical, 0
+        else:
+            self._last_counter += 1
+        return self.last
+
+    def merge(self, remote: HlcStamp) -> HlcStamp:
+        """Take in a stamp received from another node (e.g. the OFD's answer)."""
+        physical = self._wall()
+        top = max(physical, self._last_wall, remote.wall_ms)
+        if top == self._last_wall == remote.wall_ms:
+            counter = max(self._last_counter, remote.counter) + 1
+        elif top == self._last_wall:
+            counter = self._last_counter + 1
+        elif top == remote.wall_ms:
+            counter = remote.counter + 1
+        else:
+            counter = 0
+        self._last_wall, self._last_counter = top, counter
+        return self.last

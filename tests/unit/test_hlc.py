@@ -1,0 +1,63 @@
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kkt_adapter.hlc import HlcStamp, HybridClock
+
+
+class FakeWall:
+    def __init__(self, ms: int) -> None:
+        self.ms = ms
+
+    def __call__(self) -> int:
+        return self.ms
+
+
+def test_now_follows_the_wall_clock_when_it_advances() -> None:
+    wall = FakeWall(1_000)
+    clock = HybridClock("a", wall=wall)
+    first = clock.now()
+    wall.ms = 2_000
+    second = clock.now()
+    assert (first.wall_ms, first.counter) == (1_000, 0)
+    assert (second.wall_ms, second.counter) == (2_000, 0)
+
+
+def test_now_is_monotonic_when_the_wall_clock_steps_back() -> None:
+    wall = FakeWall(10_000)
+    clock = HybridClock("a", wall=wall)
+    before = clock.now()
+    wall.ms = 5_000  # NTP stepped the clock back five seconds
+    after = [clock.now() for _ in range(3)]
+    assert all(stamp > before for stamp in after)
+    assert [s.wall_ms for s in after] == [10_000] * 3
+    assert [s.counter for s in after] == [1, 2, 3]
+
+
+def test_a_restored_clock_never_goes_below_its_persisted_stamp() -> None:
+    persisted = HlcStamp(50_000, 7, "a")
+    clock = HybridClock("a", last=persisted, wall=FakeWall(1_000))
+    assert clock.now() > persisted
+
+
+def test_merge_takes_a_remote_stamp_from_the_future() -> None:
+    clock = HybridClock("a", wall=FakeWall(1_000))
+    merged = clock.merge(HlcStamp(9_000, 4, "ofd"))
+    assert (merged.wall_ms, merged.counter) == (9_000, 5)
+    assert clock.now() > merged
+
+
+def test_stamp_text_round_trip() -> None:
+    stamp = HlcStamp(1_732_450_000_000, 12, "n0a1b2c3")
+    assert HlcStamp.parse(str(stamp)) == stamp
+
+
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 10**6), st.integers(0, 50)), max_size=60))
+def test_every_stamp_is_greater_than_the_one_before(steps: list[tuple[bool, int, int]]) -> None:
+    wall = FakeWall(0)
+    clock = HybridClock("a", wall=wall)
+    previous = clock.now()
+    for is_merge, wall_ms, counter in steps:
+        wall.ms = wall_ms
+        stamp = clock.merge(HlcStamp(wall_ms, counter, "b")) if is_merge else clock.now()
+        assert stamp > previous
+        previous = stamp
