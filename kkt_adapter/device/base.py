@@ -1,0 +1,103 @@
+"""The narrow interface between the adapter and a cash register (KKT with its fiscal drive).
+
+The methods are synchronous: a device driver does blocking I/O. The adapter calls them from
+one dedicated worker thread (``kkt_adapter.service``), so a device prints one receipt at a
+time and the event loop never blocks on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+FfdDocument = dict[str, Any]
+"""A fiscal document as a JSON object keyed by FFD tag numbers as strings ("1054", ...)."""
+
+
+@dataclass(frozen=True)
+class FiscalResult:
+    """What the device recorded for one fiscalized receipt."""
+
+    receipt_id: str
+    fn: str
+    fd: int
+    fp: str
+    shift: int
+    number_in_shift: int
+    datetime: datetime
+    qr: str
+    document: FfdDocument
+    """The complete fiscal document, fiscal tags (1040, 1041, 1038, 1042, 1012, 1077) included."""
+
+
+@dataclass(frozen=True)
+class ShiftReport:
+    """An open-shift, X or Z (close) report."""
+
+    kind: str
+    """"open", "x" or "z"."""
+    shift: int
+    fd: int
+    opened_at: datetime | None
+    closed_at: datetime | None
+    receipts: int
+    totals: dict[str, int] = field(default_factory=dict)
+    """Sums in kopecks by receipt type ("sale", "refund", ...)."""
+
+
+@dataclass(frozen=True)
+class DeviceStatus:
+    """Measured state of the device."""
+
+    emulator: bool
+    model: str
+    fn: str
+    registration_number: str
+    online: bool
+    paper: bool
+    shift_open: bool
+    shift: int
+    shift_opened_at: datetime | None
+    shift_expired: bool
+    last_fd: int
+    unconfirmed_count: int
+    oldest_unconfirmed_at: datetime | None
+    fn_blocked: bool
+
+
+class KktDevice(Protocol):
+    """A cash register. Implementations raise ``kkt_adapter.errors.DeviceError`` on refusal."""
+
+    def print_receipt(self, receipt_id: str, document: FfdDocument) -> FiscalResult:
+        """Fiscalize and print ``document``; its tag 1192 must hold ``receipt_id``.
+
+        Durable on the device before it returns: after a crash ``find_document`` finds it.
+        """
+        ...
+
+    def find_document(self, receipt_id: str) -> FiscalResult | None:
+        """Look up a fiscalized receipt by the id in its tag 1192."""
+        ...
+
+    def last_document(self) -> FiscalResult | None:
+        """The most recent fiscalized receipt, if any."""
+        ...
+
+    def status(self) -> DeviceStatus: ...
+
+    def open_shift(self, cashier: str | None = None) -> ShiftReport: ...
+
+    def close_shift(self, cashier: str | None = None) -> ShiftReport:
+        """Close the shift and produce its Z report."""
+        ...
+
+    def x_report(self) -> ShiftReport: ...
+
+    def confirm(self, fd: int) -> None:
+        """The OFD acknowledged document ``fd`` (as the OFD's receipt tells a real FN)."""
+        ...
+
+    def close(self) -> None:
+        """Release the device (files, ports)."""
+        ...
