@@ -1,0 +1,154 @@
+"""Schema of the SQLite buffer, versioned with ``PRAGMA user_version``.
+
+Each migration moves the schema one version up inside one transaction; a buffer written by a
+newer version is refused instead of being misread.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from kkt_adapter.errors import ConfigError
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: receipts, idempotency keys, audit events, DLQ, metadata, exact status counters.
+    """
+    CREATE TABLE receipts (
+        id              TEXT PRIMARY KEY,
+        idempotency_key TEXT NOT NULL UNIQUE,
+        pos_id          TEXT NOT NULL,
+        type            TEXT NOT NULL,
+        total           INTEGER NOT NULL,          -- kopecks
+        status          TEXT NOT NULL,
+        created_ms      INTEGER NOT NULL,
+        updated_ms      INTEGER NOT NULL,
+        hlc_wall        INTEGER NOT NULL,
+        hlc_counter     INTEGER NOT NULL,
+        hlc_node        TEXT NOT NULL,
+        payload         TEXT NOT NULL,             -- the validated receipt, JSON
+        document        TEXT NOT NULL,             -- FFD document, JSON (fiscal tags once printed)
+        fn              TEXT,
+        fd              INTEGER,
+        fp              TEXT,
+        shift           INTEGER,
+        number_in_shift INTEGER,
+        fiscal_at       TEXT,
+        qr              TEXT,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_ms INTEGER NOT NULL DEFAULT 0,
+        last_error      TEXT,
+        lease_until_ms  INTEGER,
+        fence           INTEGER,
+        synced_ms       INTEGER,
+        ofd_receipt_id  TEXT
+    );
+    CREATE INDEX receipts_due ON receipts(status, next_attempt_ms);
+    CREATE INDEX receipts_unsent ON receipts(created_ms)
+        WHERE status IN ('pending', 'syncing', 'failed');
+    CREATE INDEX receipts_fn_order ON receipts(fn, hlc_wall, hlc_counter, hlc_node)
+        WHERE status IN ('pending', 'syncing');
+    CREATE INDEX receipts_synced ON receipts(synced_ms) WHERE status = 'synced';
+
+    CREATE TABLE idempotency_keys (
+        key        TEXT PRIMARY KEY,
+        receipt_id TEXT NOT NULL REFERENCES receipts(id) ON DELETE CASCADE,
+        fingerprint TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        response   TEXT                            -- the answer replayed for a repeat
+    );
+    CREATE INDEX idempotency_keys_receipt ON idempotency_keys(receipt_id);
+
+    CREATE TABLE buffer_events (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts_ms       INTEGER NOT NULL,
+        level       TEXT NOT NULL,
+        event       TEXT NOT NULL,
+        receipt_id  TEXT,
+        from_status TEXT,
+        to_status   TEXT,
+        message     TEXT
+    );
+    CREATE INDEX buffer_events_receipt ON buffer_events(receipt_id, id);
+    CREATE INDEX buffer_events_ts ON buffer_events(ts_ms);
+    CREATE INDEX buffer_events_level ON buffer_events(level, id);
+
+    CREATE TABLE dlq (
+        receipt_id  TEXT PRIMARY KEY REFERENCES receipts(id),
+        code        TEXT NOT NULL,
+        reason      TEXT NOT NULL,
+        http_status INTEGER,
+        created_ms  INTEGER NOT NULL
+    );
+
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+
+    -- Exact counters per status, kept by triggers, so status and capacity checks cost O(1)
+    -- however many receipts the buffer holds.
+    CREATE TABLE status_counts (
+        status TEXT PRIMARY KEY,
+        n      INTEGER NOT NULL
+    );
+    INSERT INTO status_counts(status, n) VALUES
+        ('accepted', 0), ('print_failed', 0), ('pending', 0),
+        ('syncing', 0), ('synced', 0), ('failed', 0);
+    CREATE TRIGGER receipts_count_insert AFTER INSERT ON receipts BEGIN
+        UPDATE status_counts SET n = n + 1 WHERE status = NEW.status;
+    END;
+    CREATE TRIGGER receipts_count_update AFTER UPDATE OF status ON receipts
+        WHEN OLD.status != NEW.status BEGIN
+        UPDATE status_counts SET n = n - 1 WHERE status = OLD.status;
+        UPDATE status_counts SET n = n + 1 WHERE status = NEW.status;
+    END;
+    CREATE TRIGGER receipts_count_delete AFTER DELETE ON receipts BEGIN
+        UPDATE status_counts SET n = n - 1 WHERE status = OLD.status;
+    END;
+    """,
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def configure(conn: sqlite3.Connection) -> None:
+    """Durability and concurrency settings every connection to the buffer uses."""
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA busy_timeout=10000")
+    conn.execute("PRAGMA foreign_keys=ON")
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema to ``SCHEMA_VERSION``; returns the version found before."""
+    found = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if found > SCHEMA_VERSION:
+        raise ConfigError(
+            f"buffer schema version {found} is newer than this kkt-adapter ({SCHEMA_VERSION}); "
+            "upgrade kkt-adapter"
+        )
+    for version in range(found, SCHEMA_VERSION):
+        conn.execute("BEGIN IMMEDIATE")
+        for statement in _statements(MIGRATIONS[version]):
+            conn.execute(statement)
+        conn.execute(f"PRAGMA user_version={version + 1}")
+        conn.execute("COMMIT")
+    return found
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements (``executescript`` would commit on its own)."""
+    statements: list[str] = []
+    current: list[str] = []
+    for line in script.splitlines():
+        stripped = line.split("--", 1)[0].rstrip()
+        if not stripped:
+            continue
+        current.append(stripped)
+        joined = "\n".join(current)
+        if joined.endswith(";") and sqlite3.complete_statement(joined):
+            statements.append(joined)
+            current = []
+    if current:
+        statements.append("\n".join(current))
+    return statements
