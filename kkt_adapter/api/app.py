@@ -1,0 +1,141 @@
+"""The FastAPI application: wiring of buffer, device and services, and its lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from kkt_adapter import __version__
+from kkt_adapter.api.errors import install_error_handlers
+from kkt_adapter.api.middleware import RequestContext
+from kkt_adapter.api.routes import router
+from kkt_adapter.buffer import Buffer
+from kkt_adapter.device import EmulatedKkt
+from kkt_adapter.device.base import KktDevice
+from kkt_adapter.domain import ReceiptIn
+from kkt_adapter.service import IntakeService
+from kkt_adapter.settings import Settings
+
+log = logging.getLogger("kkt_adapter")
+
+DESCRIPTION = """\
+Offline-first fiscal receipt adapter (54-FZ, FFD 1.2). A receipt posted here is committed to
+the local buffer, fiscalized on the KKT and answered at once; delivery to the OFD happens in
+the background. Money is sent as decimal strings with at most two fraction digits.
+"""
+
+
+@dataclass
+class Runtime:
+    """Everything a request handler needs, built once per process in the lifespan."""
+
+    settings: Settings
+    buffer: Buffer
+    device: KktDevice
+    intake: IntakeService
+
+
+def build_device(settings: Settings) -> KktDevice:
+    """The KKT: the bundled emulator (the only driver this version ships)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return EmulatedKkt(
+        settings.data_dir,
+        key=settings.emulator_key.get_secret_value().encode(),
+        print_delay_ms=settings.print_delay_ms,
+        auto_open_shift=settings.auto_open_shift,
+        tz=ZoneInfo(settings.timezone),
+    )
+
+
+def create_app(
+    settings: Settings,
+    *,
+    device_factory: Callable[[Settings], KktDevice] = build_device,
+    wall_ms: Callable[[], int] | None = None,
+) -> FastAPI:
+    """The adapter's ASGI app. ``device_factory`` and ``wall_ms`` let tests inject them."""
+    zone = ZoneInfo(settings.timezone)
+
+    def today() -> date:
+        return datetime.now(zone).date()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        buffer_kwargs: dict[str, Any] = {"wall": wall_ms} if wall_ms else {}
+        buffer = Buffer(
+            settings.data_dir,
+            capacity=settings.buffer_capacity,
+            node_id=settings.node_id,
+            **buffer_kwargs,
+        )
+        await asyncio.to_thread(buffer.open)
+        device = await asyncio.to_thread(device_factory, settings)
+        intake = IntakeService(
+            buffer, device, today=today, crash_after_print=settings.test_crash_after_print
+        )
+        runtime = Runtime(settings, buffer, device, intake)
+        app.state.runtime = runtime
+        try:
+            await _start(runtime)
+            yield
+        finally:
+            intake.close()
+            await asyncio.to_thread(device.close)
+            await asyncio.to_thread(buffer.close)
+            log.info("stopped cleanly")
+
+    app = FastAPI(
+        title="kkt-adapter",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
+    install_error_handlers(app)
+    app.include_router(router)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+async def _start(runtime: Runtime) -> None:
+    status = await runtime.intake.device_status()
+    if status.emulator:
+        log.warning(
+            "KKT: EMULATOR (%s, FN %s) - not a real cash register; documents are not fiscal",
+            status.model,
+            status.fn,
+        )
+    report = await runtime.intake.reconcile()
+    if report.recovered or report.never_printed:
+        log.warning(
+            "reconciled receipts left unfinished: %d found on the KKT, %d never printed",
+            len(report.recovered),
+            len(report.never_printed),
+        )
+    await runtime.buffer.log_event(
+        "info", "started", f"kkt-adapter {__version__}; emulator={status.emulator}"
+    )
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The generated schema, plus the receipt request model the intake route reads by hand."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    receipt_schema = ReceiptIn.model_json_schema(ref_template="#/components/schemas/{model}")
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components.update(receipt_schema.pop("$defs", {}))
+    components["ReceiptIn"] = receipt_schema
+    app.openapi_schema = schema
+    return schema

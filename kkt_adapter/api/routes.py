@@ -1,0 +1,176 @@
+"""HTTP routes of the adapter (API v1). Handlers stay thin: they call the services."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from kkt_adapter.api.views import receipt_view, report_view, shift_view
+from kkt_adapter.errors import NotFound
+from kkt_adapter.status import Facts, buffer_component, buffer_status, kkt_component, overall
+
+router = APIRouter()
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["code", "message", "request_id"],
+    "properties": {
+        "code": {"type": "string"},
+        "message": {"type": "string"},
+        "details": {},
+        "request_id": {"type": "string"},
+    },
+}
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {
+        status: {
+            "description": "Error with a stable machine code",
+            "content": {"application/json": {"schema": ERROR_SCHEMA}},
+        }
+        for status in statuses
+    }
+
+
+RECEIPT_OPENAPI: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": "Idempotency-Key",
+            "in": "header",
+            "required": True,
+            "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+            "description": "Unique per receipt; a retry with the same key and body replays.",
+        }
+    ],
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ReceiptIn"}}},
+    },
+}
+
+
+class ShiftAction(BaseModel):
+    """Optional body of shift actions."""
+
+    model_config = ConfigDict(extra="forbid")
+    cashier: str | None = Field(default=None, max_length=64, examples=["Ivanova A."])
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status, headers, media_type="application/json")
+
+
+def _runtime(request: Request) -> Any:
+    return request.app.state.runtime
+
+
+@router.post(
+    "/v1/kkt/receipt",
+    tags=["receipts"],
+    summary="Create a receipt: durable, fiscalized, answered",
+    openapi_extra=RECEIPT_OPENAPI,
+    responses={
+        200: {"description": "Fiscalized; `Idempotent-Replayed: true` on a replay"},
+        **_errors(400, 409, 413, 422, 503),
+    },
+)
+async def create_receipt(request: Request) -> Response:
+    runtime = _runtime(request)
+    body = await request.body()
+    intake = await runtime.intake.create_receipt(request.headers.get("idempotency-key"), body)
+    headers = {"Idempotent-Replayed": "true"} if intake.replayed else None
+    return json_response(intake.body, headers=headers)
+
+
+@router.get(
+    "/v1/kkt/receipt/{receipt_id}",
+    tags=["receipts"],
+    summary="One receipt: status, fiscal attributes, delivery attempts, HLC",
+    responses=_errors(404),
+)
+async def get_receipt(receipt_id: str, request: Request) -> Response:
+    row = await _runtime(request).buffer.get_receipt(receipt_id)
+    if row is None:
+        raise NotFound(f"no receipt {receipt_id}", details={"receipt_id": receipt_id})
+    return json_response(receipt_view(row))
+
+
+async def gather_facts(runtime: Any) -> Facts:
+    """Measure buffer and device state for status and health."""
+    counts, oldest = await asyncio.gather(runtime.buffer.counts(), runtime.buffer.oldest_unsent())
+    device, device_error = None, None
+    try:
+        device = await runtime.intake.device_status()
+    except Exception as exc:  # health must report a broken device, not fail
+        device_error = str(exc)
+    return Facts(
+        counts=counts,
+        capacity=runtime.buffer.capacity,
+        oldest=oldest,
+        device=device,
+        device_error=device_error,
+        now_ms=runtime.buffer.now_ms(),
+    )
+
+
+NO_DELIVERY = {
+    "network_status": "unknown",
+    "circuit_breaker": None,
+    "last_sync": None,
+    "delivery": "not running: this version has no OFD delivery worker",
+}
+
+
+@router.get("/v1/kkt/buffer/status", tags=["buffer"], summary="Buffer counters, state and alerts")
+async def get_buffer_status(request: Request) -> Response:
+    facts = await gather_facts(_runtime(request))
+    return json_response(buffer_status(facts, NO_DELIVERY))
+
+
+@router.get("/v1/health", tags=["health"], summary="Health of the KKT, OFD, buffer and ERP link")
+async def health(request: Request) -> Response:
+    facts = await gather_facts(_runtime(request))
+    components = {
+        "kkt": kkt_component(facts),
+        "ofd": {"status": "not_configured", "detail": "no OFD delivery in this version"},
+        "buffer": buffer_component(facts),
+        "erp": {"status": "not_configured"},
+    }
+    state = overall(components)
+    body = {"status": state, "components": components}
+    return json_response(body, status=503 if state == "unhealthy" else 200)
+
+
+@router.get("/v1/kkt/shift", tags=["shift"], summary="Shift state of the KKT")
+async def get_shift(request: Request) -> Response:
+    status = await _runtime(request).intake.device_status()
+    return json_response(shift_view(status))
+
+
+@router.post("/v1/kkt/shift/open", tags=["shift"], summary="Open a shift", responses=_errors(409))
+async def open_shift(request: Request, action: ShiftAction | None = None) -> Response:
+    report = await _runtime(request).intake.open_shift(action.cashier if action else None)
+    return json_response(report_view(report))
+
+
+@router.post(
+    "/v1/kkt/shift/close",
+    tags=["shift"],
+    summary="Close the shift (Z report)",
+    responses=_errors(409),
+)
+async def close_shift(request: Request, action: ShiftAction | None = None) -> Response:
+    report = await _runtime(request).intake.close_shift(action.cashier if action else None)
+    return json_response(report_view(report))
+
+
+@router.post("/v1/kkt/x_report", tags=["shift"], summary="X report (no state change)")
+async def x_report(request: Request) -> Response:
+    report = await _runtime(request).intake.x_report()
+    return json_response(report_view(report))

@@ -1,0 +1,88 @@
+"""How buffer rows and device reports look in API answers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from kkt_adapter.buffer import iso_ms
+from kkt_adapter.device.base import DeviceStatus, ShiftReport
+from kkt_adapter.hlc import HlcStamp
+
+
+def receipt_view(row: dict[str, Any]) -> dict[str, Any]:
+    """``GET /v1/kkt/receipt/{id}``: status, fiscal attributes, attempts, last error, HLC."""
+    stamp = HlcStamp(row["hlc_wall"], row["hlc_counter"], row["hlc_node"])
+    fiscal = None
+    if row["fd"] is not None:
+        fiscal = {
+            "fn": row["fn"],
+            "fd": row["fd"],
+            "fp": row["fp"],
+            "shift": row["shift"],
+            "number_in_shift": row["number_in_shift"],
+            "datetime": row["fiscal_at"],
+            "qr": row["qr"],
+        }
+    dlq = None
+    if row.get("dlq_code") is not None:
+        dlq = {"code": row["dlq_code"], "reason": row["dlq_reason"]}
+    return {
+        "receipt_id": row["id"],
+        "status": row["status"],
+        "pos_id": row["pos_id"],
+        "type": row["type"],
+        "total": _money(row["total"]),
+        "created_at": iso_ms(row["created_ms"]),
+        "updated_at": iso_ms(row["updated_ms"]),
+        "hlc": str(stamp),
+        "fiscal": fiscal,
+        "ofd": {
+            "status": _ofd_status(row["status"]),
+            "attempts": row["attempts"],
+            "next_attempt_at": iso_ms(row["next_attempt_ms"])
+            if row["status"] == "pending"
+            else None,
+            "synced_at": iso_ms(row["synced_ms"]),
+            "ofd_receipt_id": row["ofd_receipt_id"],
+            "dlq": dlq,
+        },
+        "last_error": row["last_error"],
+        "receipt": json.loads(row["payload"]),
+    }
+
+
+def _ofd_status(status: str) -> str:
+    return {"synced": "delivered", "failed": "rejected", "syncing": "sending"}.get(
+        status, "pending" if status == "pending" else "not_fiscalized"
+    )
+
+
+def _money(kopecks: int) -> str:
+    sign = "-" if kopecks < 0 else ""
+    rubles, kop = divmod(abs(kopecks), 100)
+    return f"{sign}{rubles}.{kop:02d}"
+
+
+def shift_view(status: DeviceStatus) -> dict[str, Any]:
+    return {
+        "open": status.shift_open,
+        "shift": status.shift,
+        "opened_at": status.shift_opened_at.isoformat() if status.shift_opened_at else None,
+        "expired": status.shift_expired,
+        "fn": status.fn,
+        "last_fd": status.last_fd,
+        "emulator": status.emulator,
+    }
+
+
+def report_view(report: ShiftReport) -> dict[str, Any]:
+    return {
+        "kind": report.kind,
+        "shift": report.shift,
+        "fd": report.fd,
+        "opened_at": report.opened_at.isoformat() if report.opened_at else None,
+        "closed_at": report.closed_at.isoformat() if report.closed_at else None,
+        "receipts": report.receipts,
+        "totals": {kind: _money(amount) for kind, amount in report.totals.items()},
+    }

@@ -1,0 +1,118 @@
+"""The ``kkt-adapter`` command."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import uvicorn
+
+from kkt_adapter.errors import ConfigError
+from kkt_adapter.settings import Settings, load_settings
+
+app = typer.Typer(
+    name="kkt-adapter",
+    help="Offline-first fiscal receipt adapter for Russian POS terminals (54-FZ).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+HostOpt = Annotated[str | None, typer.Option(help="Address to bind [env KKT_HOST; 127.0.0.1].")]
+PortOpt = Annotated[int | None, typer.Option(help="Port; 0 picks a free one [env KKT_PORT; 8000].")]
+DataDirOpt = Annotated[
+    Path | None, typer.Option("--data-dir", help="Data directory [env KKT_DATA_DIR; ./data].")
+]
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", help="TOML settings file [env KKT_CONFIG_FILE].")
+]
+
+
+class _AnnouncingServer(uvicorn.Server):
+    """Prints the URL it listens on once the socket is bound (tests wait for this line)."""
+
+    def __init__(self, config: uvicorn.Config, name: str) -> None:
+        super().__init__(config)
+        self._name = name
+
+    async def startup(self, sockets: Any = None) -> None:
+        await super().startup(sockets)
+        if self.should_exit or not self.servers:
+            return
+        host, port = self.servers[0].sockets[0].getsockname()[:2]
+        print(f"{self._name} listening on http://{host}:{port}", flush=True)
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _settings_or_exit(**flags: Any) -> Settings:
+    try:
+        return load_settings(**flags)
+    except ConfigError as exc:
+        typer.echo(f"kkt-adapter: {exc.message}", err=True)
+        raise typer.Exit(2) from None
+
+
+def run_server(asgi_app: Any, host: str, port: int, name: str, log_level: str) -> None:
+    """Serve until SIGTERM/SIGINT, then shut down cleanly."""
+    config = uvicorn.Config(
+        asgi_app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )
+    server = _AnnouncingServer(config, name)
+    server.run()
+    if not server.started:
+        raise typer.Exit(1)
+
+
+@app.command()
+def serve(
+    host: HostOpt = None,
+    port: PortOpt = None,
+    data_dir: DataDirOpt = None,
+    ofd_url: Annotated[
+        str | None, typer.Option("--ofd-url", help="OFD base URL [env KKT_OFD_URL].")
+    ] = None,
+    redis_url: Annotated[
+        str | None, typer.Option("--redis-url", help="Redis for sync leadership [KKT_REDIS_URL].")
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Run the adapter: HTTP API, SQLite buffer and the KKT (emulator by default)."""
+    settings = _settings_or_exit(
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        ofd_url=ofd_url,
+        redis_url=redis_url,
+        config_file=config,
+    )
+    _configure_logging(settings.log_level)
+    from kkt_adapter.api import create_app
+
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        typer.echo(f"kkt-adapter: cannot use data dir {settings.data_dir}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    run_server(
+        create_app(settings), settings.host, settings.port, "kkt-adapter", settings.log_level
+    )
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

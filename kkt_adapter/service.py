@@ -1,0 +1,211 @@
+"""Receipt intake, two-phase: durable in the buffer, then fiscalized on the KKT, then answered.
+
+    route -> IntakeService.create_receipt -> buffer (accepted) -> device -> buffer (pending)
+
+A receipt is committed as ``accepted`` before the device is asked to print, and its id travels
+in the document (tag 1192). If the process dies between the print and the record, start-up
+``reconcile`` asks the device's log for that id instead of printing again (promise I2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, TypeVar
+
+from kkt_adapter.buffer import Buffer, NewReceipt
+from kkt_adapter.device.base import DeviceStatus, FiscalResult, KktDevice, ShiftReport
+from kkt_adapter.domain import parse_receipt, receipt_fingerprint, receipt_to_json, to_ffd
+from kkt_adapter.errors import DeviceError, ValidationError
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+CRASH_EXIT_CODE = 70
+MAX_KEY_LENGTH = 255
+
+
+@dataclass(frozen=True)
+class Intake:
+    """The answer to a receipt request; ``replayed`` when it repeats an earlier answer."""
+
+    body: dict[str, Any]
+    replayed: bool
+
+
+@dataclass(frozen=True)
+class ReconcileReport:
+    recovered: list[str]
+    never_printed: list[str]
+
+
+CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def new_receipt_id(now_ms: int) -> str:
+    """A time-ordered id of 16 characters (48-bit milliseconds + 32 random bits, base32).
+
+    Sixteen characters because the id travels in FFD tag 1192, whose value is at most 16
+    characters long; the time prefix keeps ids sortable by creation.
+    """
+    value = (now_ms & (2**48 - 1)) << 32 | secrets.randbits(32)
+    return "".join(CROCKFORD[(value >> shift) & 31] for shift in range(75, -1, -5))
+
+
+def check_idempotency_key(key: str | None) -> str:
+    """The Idempotency-Key header is required: 1-255 printable ASCII characters."""
+    if key is None or not key.strip():
+        raise ValidationError(
+            "the Idempotency-Key header is required",
+            code="idempotency_key_missing",
+            details={"field": "Idempotency-Key"},
+        )
+    if len(key) > MAX_KEY_LENGTH or not key.isascii() or not key.isprintable():
+        raise ValidationError(
+            f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable ASCII characters",
+            code="idempotency_key_invalid",
+            details={"field": "Idempotency-Key"},
+        )
+    return key
+
+
+def fiscal_answer(result: FiscalResult, queue_position: int) -> dict[str, Any]:
+    """The POS's answer for a fiscalized receipt (DESIGN §4, "Receipt response")."""
+    return {
+        "receipt_id": result.receipt_id,
+        "status": "pending",
+        "fiscal": {
+            "fn": result.fn,
+            "fd": result.fd,
+            "fp": result.fp,
+            "shift": result.shift,
+            "number_in_shift": result.number_in_shift,
+            "datetime": result.datetime.isoformat(),
+            "qr": result.qr,
+        },
+        "ofd": {"status": "pending", "queue_position": queue_position},
+    }
+
+
+class IntakeService:
+    """Takes receipts in and keeps the buffer and the device in step."""
+
+    def __init__(
+        self,
+        buffer: Buffer,
+        device: KktDevice,
+        *,
+        today: Callable[[], date],
+        crash_after_print: bool = False,
+        on_pending: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.buffer = buffer
+        self.device = device
+        self._today = today
+        self._crash_after_print = crash_after_print
+        self._on_pending = on_pending
+        # One thread: the device prints one receipt at a time, never on the event loop.
+        self._device_thread = ThreadPoolExecutor(1, thread_name_prefix="kkt-device")
+
+    def close(self) -> None:
+        self._device_thread.shutdown(wait=True)
+
+    async def on_device(self, call: Callable[..., T], *args: Any) -> T:
+        """Run a device call on the device thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._device_thread, call, *args)
+
+    async def create_receipt(self, key: str | None, body: bytes) -> Intake:
+        """Validate, make durable, fiscalize and answer one receipt request."""
+        key = check_idempotency_key(key)
+        receipt = parse_receipt(body, self._today())
+        receipt_id = new_receipt_id(self.buffer.now_ms())
+        start = await self.buffer.begin_intake(
+            NewReceipt(
+                receipt_id=receipt_id,
+                idempotency_key=key,
+                fingerprint=receipt_fingerprint(receipt),
+                pos_id=receipt.pos_id,
+                type=str(receipt.type),
+                total=receipt.total,
+                payload=receipt_to_json(receipt),
+                document=to_ffd(receipt, receipt_id),
+            )
+        )
+        if start.replay is not None:
+            return Intake(start.replay, replayed=True)
+        if not start.retry and start.receipt_id != receipt_id:
+            raise AssertionError("buffer returned another receipt for a new key")
+        result = await self._print(start.receipt_id, start.document)
+        if self._crash_after_print:
+            log.critical("test fault switch: exiting after print, before record")
+            os._exit(CRASH_EXIT_CODE)
+        body_out = await self._record(result)
+        return Intake(body_out, replayed=False)
+
+    async def _print(self, receipt_id: str, document: dict[str, Any]) -> FiscalResult:
+        try:
+            return await self.on_device(self.device.print_receipt, receipt_id, document)
+        except DeviceError as exc:
+            await self.buffer.record_print_failed(receipt_id, exc.reason)
+            raise
+        except Exception as exc:
+            # The device may or may not have printed: ask its log rather than guess (I2).
+            log.exception("device failure while printing %s", receipt_id)
+            found = await self._find(receipt_id)
+            if found is not None:
+                return found
+            await self.buffer.record_print_failed(receipt_id, "device_error")
+            raise DeviceError(f"the KKT failed: {exc}", reason="device_error") from exc
+
+    async def _find(self, receipt_id: str) -> FiscalResult | None:
+        try:
+            return await self.on_device(self.device.find_document, receipt_id)
+        except Exception:
+            log.exception("device lookup of %s failed", receipt_id)
+            return None
+
+    async def _record(self, result: FiscalResult) -> dict[str, Any]:
+        body = await self.buffer.record_fiscal(
+            result.receipt_id, result, lambda position: fiscal_answer(result, position)
+        )
+        self._on_pending()
+        return body
+
+    async def reconcile(self) -> ReconcileReport:
+        """Settle receipts left ``accepted`` by a crash, from the device's document log."""
+        recovered: list[str] = []
+        never_printed: list[str] = []
+        for receipt_id in await self.buffer.accepted_ids():
+            found = await self.on_device(self.device.find_document, receipt_id)
+            if found is not None:
+                await self._record(found)
+                recovered.append(receipt_id)
+            else:
+                await self.buffer.record_print_failed(receipt_id, "interrupted_before_print")
+                never_printed.append(receipt_id)
+        return ReconcileReport(recovered, never_printed)
+
+    async def device_status(self) -> DeviceStatus:
+        return await self.on_device(self.device.status)
+
+    async def open_shift(self, cashier: str | None) -> ShiftReport:
+        report = await self.on_device(self.device.open_shift, cashier)
+        await self.buffer.log_event("info", "shift_opened", f"shift {report.shift}, FD {report.fd}")
+        return report
+
+    async def close_shift(self, cashier: str | None) -> ShiftReport:
+        report = await self.on_device(self.device.close_shift, cashier)
+        await self.buffer.log_event(
+            "info", "shift_closed", f"shift {report.shift}, Z report FD {report.fd}"
+        )
+        return report
+
+    async def x_report(self) -> ShiftReport:
+        return await self.on_device(self.device.x_report)

@@ -1,0 +1,161 @@
+"""Buffer status, alerts and health, computed from measured facts only (promise I6).
+
+The functions here are pure: the caller gathers the facts (counts, the oldest unsent receipt,
+the device's status) and these turn them into the documents the API serves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from kkt_adapter.buffer.store import OldestUnsent, iso_ms
+from kkt_adapter.device.base import DeviceStatus
+
+HOUR_MS = 3_600_000
+FN_LIMIT_DAYS = 30
+FN_WARN_DAYS = 20
+FN_CRITICAL_DAYS = 27
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What was measured for one status or health answer."""
+
+    counts: dict[str, int]
+    capacity: int
+    oldest: OldestUnsent | None
+    device: DeviceStatus | None
+    device_error: str | None
+    now_ms: int
+
+
+def unsynced(counts: dict[str, int]) -> int:
+    """Receipts that count against the capacity: everything not yet synced."""
+    return sum(n for status, n in counts.items() if status not in ("synced", "total", "dlq"))
+
+
+def percent_full(counts: dict[str, int], capacity: int) -> float:
+    return round(100.0 * unsynced(counts) / capacity, 1)
+
+
+def alerts(facts: Facts) -> list[dict[str, str]]:
+    """Active alerts, most severe first."""
+    found: list[dict[str, str]] = []
+    fill = percent_full(facts.counts, facts.capacity)
+    if fill >= 100:
+        found.append(
+            _alert("critical", "buffer_full", "the buffer is full: new receipts are refused")
+        )
+    elif fill >= 90:
+        found.append(_alert("critical", "buffer_90", f"the buffer is {fill}% full"))
+    elif fill >= 80:
+        found.append(_alert("warning", "buffer_80", f"the buffer is {fill}% full"))
+    if facts.oldest is not None:
+        age_days = (facts.now_ms - facts.oldest.created_ms) / (24 * HOUR_MS)
+        left = FN_LIMIT_DAYS - age_days
+        if age_days >= FN_CRITICAL_DAYS:
+            found.append(_alert("critical", "fn_offline_limit", _fn_message(age_days, left)))
+        elif age_days >= FN_WARN_DAYS:
+            found.append(_alert("warning", "fn_offline_limit", _fn_message(age_days, left)))
+    if facts.device is not None and facts.device.shift_expired:
+        found.append(
+            _alert("critical", "shift_over_24h", "the shift is open over 24 h: close it (Z report)")
+        )
+    if facts.counts.get("dlq", 0) > 0:
+        found.append(
+            _alert(
+                "warning", "dlq_not_empty", f"{facts.counts['dlq']} receipts rejected by the OFD"
+            )
+        )
+    order = {"critical": 0, "warning": 1, "info": 2}
+    return sorted(found, key=lambda a: order[a["level"]])
+
+
+def _fn_message(age_days: float, left: float) -> str:
+    return (
+        f"the oldest unsent document is {age_days:.1f} days old; the FN blocks at "
+        f"{FN_LIMIT_DAYS} days ({max(left, 0):.1f} days left)"
+    )
+
+
+def _alert(level: str, code: str, message: str) -> dict[str, str]:
+    return {"level": level, "code": code, "message": message}
+
+
+def oldest_pending(facts: Facts) -> dict[str, Any] | None:
+    if facts.oldest is None:
+        return None
+    return {
+        "receipt_id": facts.oldest.receipt_id,
+        "created_at": iso_ms(facts.oldest.created_ms),
+        "age_hours": round((facts.now_ms - facts.oldest.created_ms) / HOUR_MS, 3),
+    }
+
+
+def buffer_status(facts: Facts, delivery: dict[str, Any]) -> dict[str, Any]:
+    """The ``GET /v1/kkt/buffer/status`` document; ``delivery`` holds the OFD side's facts."""
+    counts = facts.counts
+    return {
+        "total": counts["total"],
+        "accepted": counts["accepted"],
+        "print_failed": counts["print_failed"],
+        "pending": counts["pending"],
+        "syncing": counts["syncing"],
+        "synced": counts["synced"],
+        "failed": counts["failed"],
+        "dlq": counts["dlq"],
+        "total_capacity": facts.capacity,
+        "current_queued": unsynced(counts),
+        "percent_full": percent_full(counts, facts.capacity),
+        "oldest_pending": oldest_pending(facts),
+        **delivery,
+        "alerts": alerts(facts),
+    }
+
+
+def kkt_component(facts: Facts) -> dict[str, Any]:
+    device = facts.device
+    if device is None:
+        return {"status": "error", "error": facts.device_error}
+    problems = [
+        name
+        for name, bad in (
+            ("offline", not device.online),
+            ("out_of_paper", not device.paper),
+            ("fn_blocked", device.fn_blocked),
+            ("shift_expired", device.shift_expired),
+        )
+        if bad
+    ]
+    return {
+        "status": "error" if problems else "ok",
+        "problems": problems,
+        "emulator": device.emulator,
+        "model": device.model,
+        "fn": device.fn,
+        "registration_number": device.registration_number,
+        "shift_open": device.shift_open,
+        "shift": device.shift,
+        "last_fd": device.last_fd,
+        "unconfirmed_documents": device.unconfirmed_count,
+    }
+
+
+def buffer_component(facts: Facts) -> dict[str, Any]:
+    fill = percent_full(facts.counts, facts.capacity)
+    return {
+        "status": "error" if fill >= 100 else "warning" if fill >= 80 else "ok",
+        "percent_full": fill,
+        "current_queued": unsynced(facts.counts),
+        "total_capacity": facts.capacity,
+    }
+
+
+def overall(components: dict[str, dict[str, Any]]) -> str:
+    """unhealthy: the KKT cannot fiscalize; degraded: any other component not ok."""
+    if components["kkt"]["status"] == "error":
+        return "unhealthy"
+    if any(c.get("status") not in ("ok", "not_configured") for c in components.values()):
+        return "degraded"
+    return "healthy"

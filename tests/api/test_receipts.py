@@ -1,0 +1,210 @@
+"""The receipt intake API, in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import pytest
+from helpers import new_key, priced_receipt, receipt
+
+
+async def test_create_receipt_answers_with_fiscal_attributes(api: httpx.AsyncClient) -> None:
+    answer = await api.post("/v1/kkt/receipt", json=receipt(), headers=new_key())
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["status"] == "pending"
+    fiscal = body["fiscal"]
+    assert len(fiscal["fn"]) == 16
+    assert fiscal["fd"] >= 1
+    assert len(fiscal["fp"]) == 10 and fiscal["fp"].isdigit()
+    assert f"fn={fiscal['fn']}" in fiscal["qr"] and "s=7990.00" in fiscal["qr"]
+    assert body["ofd"] == {"status": "pending", "queue_position": 1}
+    assert "Idempotent-Replayed" not in answer.headers
+
+
+async def test_get_receipt_returns_status_fiscal_and_hlc(api: httpx.AsyncClient) -> None:
+    created = (await api.post("/v1/kkt/receipt", json=receipt(), headers=new_key())).json()
+    answer = await api.get(f"/v1/kkt/receipt/{created['receipt_id']}")
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["status"] == "pending"
+    assert body["fiscal"]["fd"] == created["fiscal"]["fd"]
+    assert body["total"] == "7990.00"
+    assert body["ofd"]["attempts"] == 0
+    assert body["hlc"].count(".") == 2
+    assert body["receipt"]["items"][0]["price"] == 799000
+
+
+async def test_unknown_receipt_is_404_with_code(api: httpx.AsyncClient) -> None:
+    answer = await api.get("/v1/kkt/receipt/no-such-id")
+    assert answer.status_code == 404
+    assert answer.json()["code"] == "not_found"
+    assert answer.json()["request_id"]
+
+
+async def test_fd_numbers_strictly_increase(api: httpx.AsyncClient) -> None:
+    fds = []
+    for kopecks in range(100, 110):
+        answer = await api.post("/v1/kkt/receipt", json=priced_receipt(kopecks), headers=new_key())
+        fds.append(answer.json()["fiscal"]["fd"])
+    assert fds == sorted(fds) and len(set(fds)) == len(fds)
+
+
+async def test_hlc_stamps_increase_with_each_receipt(api: httpx.AsyncClient) -> None:
+    stamps = []
+    for _ in range(5):
+        created = (await api.post("/v1/kkt/receipt", json=receipt(), headers=new_key())).json()
+        row = (await api.get(f"/v1/kkt/receipt/{created['receipt_id']}")).json()
+        wall, counter, _node = row["hlc"].split(".", 2)
+        stamps.append((int(wall), int(counter)))
+    assert stamps == sorted(stamps) and len(set(stamps)) == 5
+
+
+async def test_same_key_same_body_replays_the_stored_answer(api: httpx.AsyncClient) -> None:
+    key = new_key()
+    first = await api.post("/v1/kkt/receipt", json=receipt(), headers=key)
+    second = await api.post("/v1/kkt/receipt", json=receipt(), headers=key)
+    assert second.status_code == 200
+    assert second.headers["Idempotent-Replayed"] == "true"
+    assert second.json() == first.json()
+    status = (await api.get("/v1/kkt/buffer/status")).json()
+    assert status["total"] == 1
+
+
+async def test_same_key_different_body_is_422_idempotency_key_reused(
+    api: httpx.AsyncClient,
+) -> None:
+    key = new_key()
+    await api.post("/v1/kkt/receipt", json=priced_receipt(100), headers=key)
+    answer = await api.post("/v1/kkt/receipt", json=priced_receipt(200), headers=key)
+    assert answer.status_code == 422
+    assert answer.json()["code"] == "idempotency_key_reused"
+
+
+@pytest.mark.parametrize("settings", [{"print_delay_ms": 400}], indirect=True)
+async def test_same_key_while_in_flight_is_409_request_in_progress(
+    api: httpx.AsyncClient,
+) -> None:
+    key = new_key()
+    first = asyncio.create_task(api.post("/v1/kkt/receipt", json=receipt(), headers=key))
+    await asyncio.sleep(0.15)  # the first request is now printing (400 ms)
+    second = await api.post("/v1/kkt/receipt", json=receipt(), headers=key)
+    assert second.status_code == 409
+    assert second.json()["code"] == "request_in_progress"
+    assert (await first).status_code == 200
+
+
+async def test_missing_idempotency_key_is_400_class_with_code(api: httpx.AsyncClient) -> None:
+    answer = await api.post("/v1/kkt/receipt", json=receipt())
+    assert 400 <= answer.status_code < 500
+    assert answer.json()["code"] == "idempotency_key_missing"
+
+
+BAD_INPUTS = [
+    ("malformed_json", b'{"pos_id": "POS-001", "items": [', "malformed_json"),
+    ("empty_items", receipt(items=[]), "empty_items"),
+    (
+        "negative_price",
+        receipt(
+            items=[{"name": "x", "price": "-1.00", "quantity": "1", "vat": "vat22"}],
+            payments=[{"method": "cash", "amount": "1.00"}],
+        ),
+        "invalid_money",
+    ),
+    (
+        "three_decimal_money",
+        receipt(
+            items=[{"name": "x", "price": "1.005", "quantity": "1", "vat": "vat22"}],
+            payments=[{"method": "cash", "amount": "1.00"}],
+        ),
+        "invalid_money",
+    ),
+    (
+        "unpaid_total",
+        receipt(payments=[{"method": "card", "amount": "100.00"}]),
+        "payment_mismatch",
+    ),
+    ("unknown_type", receipt(type="gift"), "invalid_receipt_type"),
+    (
+        "absurd_quantity",
+        receipt(
+            items=[{"name": "x", "price": "1.00", "quantity": "100000000", "vat": "vat22"}],
+            payments=[{"method": "cash", "amount": "100000000.00"}],
+        ),
+        "invalid_quantity",
+    ),
+    ("missing_fields", {"pos_id": "POS-001"}, "missing_field"),
+    ("wrong_types", receipt(items="three frames"), "invalid_type"),
+    ("unknown_field", receipt(discount="10%"), "unknown_field"),
+    (
+        "retired_vat20",
+        receipt(items=[dict(receipt()["items"][0], vat="vat20")]),
+        "vat_rate_retired",
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "body", "code"), BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
+async def test_bad_input_is_4xx_with_a_stable_code(
+    api: httpx.AsyncClient, name: str, body: object, code: str
+) -> None:
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    answer = await api.post(
+        "/v1/kkt/receipt",
+        content=content,
+        headers={**new_key(), "Content-Type": "application/json"},
+    )
+    assert 400 <= answer.status_code < 500, answer.text
+    error = answer.json()
+    assert error["code"] == code, error
+    assert error["message"]
+    assert error["request_id"]
+    status = (await api.get("/v1/kkt/buffer/status")).json()
+    assert status["total"] == 0  # nothing stored for a refused request
+
+
+async def test_oversized_body_is_413_with_code(api: httpx.AsyncClient) -> None:
+    huge = receipt(pos_id="P" * (200 * 1024))
+    answer = await api.post("/v1/kkt/receipt", json=huge, headers=new_key())
+    assert answer.status_code == 413
+    assert answer.json()["code"] == "payload_too_large"
+
+
+@pytest.mark.parametrize("settings", [{"buffer_capacity": 3}], indirect=True)
+async def test_full_buffer_is_503_buffer_full_and_accepts_nothing(api: httpx.AsyncClient) -> None:
+    for kopecks in (100, 200, 300):
+        ok = await api.post("/v1/kkt/receipt", json=priced_receipt(kopecks), headers=new_key())
+        assert ok.status_code == 200
+    refused = await api.post("/v1/kkt/receipt", json=priced_receipt(400), headers=new_key())
+    assert refused.status_code == 503
+    assert refused.json()["code"] == "buffer_full"
+    assert int(refused.headers["Retry-After"]) > 0
+    status = (await api.get("/v1/kkt/buffer/status")).json()
+    assert status["total"] == 3
+    assert status["percent_full"] == 100.0
+    assert any(alert["code"] == "buffer_full" for alert in status["alerts"])
+
+
+async def test_device_fault_is_503_kkt_unavailable_and_a_retry_prints(
+    api: httpx.AsyncClient,
+) -> None:
+    device = api.app.state.runtime.device  # type: ignore[attr-defined]
+    device.set_fault("out_of_paper")
+    key = new_key()
+    refused = await api.post("/v1/kkt/receipt", json=receipt(), headers=key)
+    assert refused.status_code == 503
+    assert refused.json()["code"] == "kkt_unavailable"
+    assert refused.json()["details"]["reason"] == "out_of_paper"
+    assert "Retry-After" in refused.headers
+    status = (await api.get("/v1/kkt/buffer/status")).json()
+    assert status["print_failed"] == 1 and status["pending"] == 0
+    device.set_fault(None)
+    retried = await api.post("/v1/kkt/receipt", json=receipt(), headers=key)
+    assert retried.status_code == 200
+    assert retried.json()["receipt_id"] == refused.json()["details"].get(
+        "receipt_id", retried.json()["receipt_id"]
+    )
+    status = (await api.get("/v1/kkt/buffer/status")).json()
+    assert (status["total"], status["pending"], status["print_failed"]) == (1, 1, 0)

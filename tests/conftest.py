@@ -1,0 +1,153 @@
+"""Shared fixtures: the in-process API client and the real ``kkt-adapter`` processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from kkt_adapter.api import create_app
+from kkt_adapter.settings import Settings
+
+STARTUP_DEADLINE_S = 15.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def kkt_adapter_command() -> list[str]:
+    """The installed console script (the real command), next to this interpreter."""
+    script = Path(sys.executable).parent / "kkt-adapter"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "kkt_adapter"]
+
+
+def wait_until(
+    check: Callable[[], Any], *, timeout: float, interval: float = 0.05, what: str = "condition"
+) -> Any:
+    """Poll ``check`` until it returns something truthy, or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class Process:
+    """A ``kkt-adapter`` subcommand running as a real subprocess on a free port."""
+
+    def __init__(self, args: list[str], env: dict[str, str], name: str) -> None:
+        self.args = args
+        self.env = env
+        self.name = name
+        self.proc: subprocess.Popen[str] | None = None
+        self.lines: list[str] = []
+        self.url = ""
+
+    def start(self) -> Process:
+        self.lines = []
+        self.proc = subprocess.Popen(
+            [*kkt_adapter_command(), *self.args],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        threading.Thread(target=self._pump, daemon=True).start()
+        started = time.monotonic()
+        self.url = wait_until(self._listening_url, timeout=STARTUP_DEADLINE_S, what=self.name)
+        self.startup_seconds = time.monotonic() - started
+        return self
+
+    def _pump(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def _listening_url(self) -> str | None:
+        assert self.proc is not None
+        for line in list(self.lines):
+            if " listening on " in line:
+                return line.split(" listening on ", 1)[1].strip()
+        if self.proc.poll() is not None:
+            raise AssertionError(f"{self.name} exited early:\n" + "\n".join(self.lines))
+        return None
+
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def terminate(self, timeout: float = 15) -> int:
+        """SIGTERM and wait for a clean exit; returns the exit code."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        """SIGKILL: the process gets no chance to clean up."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def wait_exit(self, timeout: float) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout=timeout)
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=30, **kwargs)
+
+
+def adapter_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KKT_")}
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def start_adapter(tmp_path: Path) -> Iterator[Callable[..., Process]]:
+    """Start ``kkt-adapter serve`` on a free port; every process is killed at teardown."""
+    started: list[Process] = []
+
+    def start(data_dir: Path | None = None, env: dict[str, str] | None = None) -> Process:
+        data = data_dir or tmp_path / "data"
+        args = ["serve", "--host", "127.0.0.1", "--port", str(free_port()), "--data-dir", str(data)]
+        process = Process(args, adapter_env(**(env or {})), "kkt-adapter").start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.kill()
+
+
+@pytest.fixture
+async def api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The adapter app in-process (lifespan included) behind an httpx client."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://adapter") as client:
+            client.app = app  # type: ignore[attr-defined]
+            yield client
+
+
+@pytest.fixture(name="settings")
+def _settings_with_overrides(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """Settings on a temporary data dir; parametrize indirectly with a dict of overrides."""
+    overrides = getattr(request, "param", {})
+    return Settings(data_dir=tmp_path / "data", **overrides)

@@ -1,0 +1,48 @@
+"""Receipt bodies shared by the test suites."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from typing import Any
+
+SAMPLE_RECEIPT: dict[str, Any] = {
+    "pos_id": "POS-001",
+    "type": "sale",
+    "items": [
+        {
+            "name": "Frame Ray-Ban RB5154",
+            "price": "7990.00",
+            "quantity": "1",
+            "vat": "vat22",
+            "subject": "goods",
+            "payment_method": "full_payment",
+            "sku": "RB5154-2000",
+            "mark_code": None,
+        }
+    ],
+    "payments": [{"method": "card", "amount": "7990.00"}],
+    "customer": {"email": "buyer@example.com"},
+    "cashier": {"name": "Ivanova A.", "inn": None},
+}
+
+
+def receipt(**changes: Any) -> dict[str, Any]:
+    """A valid receipt body, with top-level fields replaced by ``changes``."""
+    body = copy.deepcopy(SAMPLE_RECEIPT)
+    body.update(changes)
+    return body
+
+
+def priced_receipt(kopecks: int, pos_id: str = "POS-001") -> dict[str, Any]:
+    """A one-item receipt for ``kopecks``, paid in cash."""
+    amount = f"{kopecks // 100}.{kopecks % 100:02d}"
+    return receipt(
+        pos_id=pos_id,
+        items=[{"name": "Lens cloth", "price": amount, "quantity": "1", "vat": "vat22"}],
+        payments=[{"method": "cash", "amount": amount}],
+    )
+
+
+def new_key() -> dict[str, str]:
+    return {"Idempotency-Key": str(uuid.uuid4())}
