@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,6 +22,12 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+
+
+@app.callback()
+def _root() -> None:
+    """Offline-first fiscal receipt adapter for Russian POS terminals (54-FZ)."""
+
 
 HostOpt = Annotated[str | None, typer.Option(help="Address to bind [env KKT_HOST; 127.0.0.1].")]
 PortOpt = Annotated[int | None, typer.Option(help="Port; 0 picks a free one [env KKT_PORT; 8000].")]
@@ -36,6 +45,17 @@ class _AnnouncingServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, name: str) -> None:
         super().__init__(config)
         self._name = name
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """Handle SIGTERM/SIGINT as a graceful stop and exit 0 afterwards.
+
+        uvicorn re-raises the signal after shutting down (exit status -15); a clean,
+        requested stop of this service is a success, so we do not.
+        """
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self.handle_exit)
+        yield
 
     async def startup(self, sockets: Any = None) -> None:
         await super().startup(sockets)

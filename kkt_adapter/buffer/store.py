@@ -291,7 +291,7 @@ class Buffer:
 
         def read(conn: sqlite3.Connection) -> OldestUnsent | None:
             row = conn.execute(
-                "SELECT id, created_ms FROM receipts"
+                "SELECT id, created_ms FROM receipts INDEXED BY receipts_unsent"
                 " WHERE status IN ('pending', 'syncing', 'failed') ORDER BY created_ms LIMIT 1"
             ).fetchone()
             return OldestUnsent(row["id"], row["created_ms"]) if row else None

@@ -1,0 +1,188 @@
+"""The SQLite buffer: group commit, idempotency resolution, capacity, counters, HLC."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from kkt_adapter.buffer import Buffer, NewReceipt
+from kkt_adapter.buffer.engine import Database
+from kkt_adapter.device.base import FiscalResult
+from kkt_adapter.errors import (
+    BufferFull,
+    IdempotencyKeyReused,
+    RequestInProgress,
+    StorageUnavailable,
+)
+from kkt_adapter.hlc import HlcStamp
+
+
+class Wall:
+    def __init__(self, ms: int) -> None:
+        self.ms = ms
+
+    def __call__(self) -> int:
+        return self.ms
+
+
+@pytest.fixture
+async def buffer(tmp_path: Path) -> AsyncIterator[Buffer]:
+    buf = Buffer(tmp_path, capacity=5, node_id="n1", wall=Wall(1_000_000))
+    buf.open()
+    yield buf
+    buf.close()
+
+
+def new(n: int, key: str | None = None, fingerprint: str = "f") -> NewReceipt:
+    return NewReceipt(
+        receipt_id=f"R{n:04d}",
+        idempotency_key=key or f"k{n}",
+        fingerprint=fingerprint,
+        pos_id="POS-1",
+        type="sale",
+        total=100 * n,
+        payload={"n": n},
+        document={"1192": f"R{n:04d}"},
+    )
+
+
+def fiscal(receipt_id: str, fd: int) -> FiscalResult:
+    return FiscalResult(
+        receipt_id=receipt_id,
+        fn="9999000000000001",
+        fd=fd,
+        fp="0123456789",
+        shift=1,
+        number_in_shift=fd,
+        datetime=datetime.fromisoformat("2026-11-24T13:38:00+03:00"),
+        qr="t=...",
+        document={"1192": receipt_id, "1040": fd},
+    )
+
+
+async def test_concurrent_writes_are_group_committed_and_all_durable(tmp_path: Path) -> None:
+    db = Database(tmp_path / "g.sqlite")
+    db.open()
+    await db.write(lambda c: c.execute("CREATE TABLE t (v INTEGER)"))
+    await asyncio.gather(
+        *(db.write(lambda c, v=v: c.execute("INSERT INTO t VALUES (?)", (v,))) for v in range(200))
+    )
+    db.close()
+    with sqlite3.connect(tmp_path / "g.sqlite") as other:
+        assert other.execute("SELECT COUNT(*), SUM(v) FROM t").fetchone() == (200, sum(range(200)))
+
+
+async def test_one_failing_write_does_not_undo_its_batch_neighbours(tmp_path: Path) -> None:
+    db = Database(tmp_path / "g.sqlite")
+    db.open()
+    await db.write(lambda c: c.execute("CREATE TABLE t (v INTEGER)"))
+
+    def bad(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO t VALUES (-1)")
+        raise BufferFull("refused")
+
+    results = await asyncio.gather(
+        db.write(lambda c: c.execute("INSERT INTO t VALUES (1)")),
+        db.write(bad),
+        db.write(lambda c: c.execute("INSERT INTO t VALUES (2)")),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], BufferFull)
+    rows = await db.read(lambda c: c.execute("SELECT v FROM t ORDER BY v").fetchall())
+    assert [row[0] for row in rows] == [1, 2]
+    db.close()
+
+
+async def test_a_storage_failure_fails_the_batch_with_storage_unavailable(tmp_path: Path) -> None:
+    db = Database(tmp_path / "g.sqlite")
+    db.open()
+    with pytest.raises(StorageUnavailable):
+        await db.write(lambda c: c.execute("INSERT INTO no_such_table VALUES (1)"))
+    assert await db.read(lambda c: c.execute("SELECT 1").fetchone()[0]) == 1  # still usable
+    db.close()
+
+
+async def test_intake_lifecycle_counts_and_replay(buffer: Buffer) -> None:
+    start = await buffer.begin_intake(new(1))
+    assert start.replay is None and not start.retry
+    assert (await buffer.counts())["accepted"] == 1
+    body = await buffer.record_fiscal("R0001", fiscal("R0001", 2), lambda pos: {"pos": pos})
+    assert body == {"pos": 1}
+    counts = await buffer.counts()
+    assert (counts["accepted"], counts["pending"], counts["total"]) == (0, 1, 1)
+    repeat = await buffer.begin_intake(new(99, key="k1"))
+    assert repeat.replay == {"pos": 1} and repeat.receipt_id == "R0001"
+
+
+async def test_key_conflicts(buffer: Buffer) -> None:
+    await buffer.begin_intake(new(1))
+    with pytest.raises(RequestInProgress):
+        await buffer.begin_intake(new(2, key="k1"))
+    with pytest.raises(IdempotencyKeyReused):
+        await buffer.begin_intake(new(3, key="k1", fingerprint="other"))
+
+
+async def test_print_failed_then_retry_with_the_same_key(buffer: Buffer) -> None:
+    await buffer.begin_intake(new(1))
+    await buffer.record_print_failed("R0001", "out_of_paper")
+    row = await buffer.get_receipt("R0001")
+    assert row is not None and row["status"] == "print_failed"
+    assert row["last_error"] == "out_of_paper"
+    retry = await buffer.begin_intake(new(7, key="k1"))
+    assert retry.retry and retry.receipt_id == "R0001"
+    assert (await buffer.counts())["accepted"] == 1
+
+
+async def test_capacity_counts_everything_not_synced(buffer: Buffer) -> None:
+    for n in range(5):
+        await buffer.begin_intake(new(n))
+    with pytest.raises(BufferFull) as caught:
+        await buffer.begin_intake(new(5))
+    assert caught.value.retry_after
+    assert (await buffer.counts())["total"] == 5
+
+
+async def test_hlc_is_persisted_and_never_goes_back_across_restarts(tmp_path: Path) -> None:
+    wall = Wall(5_000_000)
+    first = Buffer(tmp_path, capacity=10, node_id="n1", wall=wall)
+    first.open()
+    await first.begin_intake(new(1))
+    row1 = await first.get_receipt("R0001")
+    first.close()
+    wall.ms = 1_000  # the wall clock stepped far back while the adapter was down
+    second = Buffer(tmp_path, capacity=10, node_id="n1", wall=wall)
+    second.open()
+    await second.begin_intake(new(2))
+    row2 = await second.get_receipt("R0002")
+    second.close()
+    assert row1 is not None and row2 is not None
+    stamp1 = HlcStamp(row1["hlc_wall"], row1["hlc_counter"], row1["hlc_node"])
+    stamp2 = HlcStamp(row2["hlc_wall"], row2["hlc_counter"], row2["hlc_node"])
+    assert stamp2 > stamp1
+
+
+async def test_generated_node_id_is_kept(tmp_path: Path) -> None:
+    first = Buffer(tmp_path, capacity=10)
+    first.open()
+    node = first.clock.node if first.clock else ""
+    first.close()
+    second = Buffer(tmp_path, capacity=10)
+    second.open()
+    assert second.clock is not None and second.clock.node == node
+    second.close()
+
+
+async def test_oldest_unsent_is_one_index_step_and_skips_synced(buffer: Buffer) -> None:
+    for n in (1, 2):
+        await buffer.begin_intake(new(n))
+        await buffer.record_fiscal(f"R000{n}", fiscal(f"R000{n}", n + 1), lambda pos: {})
+    await buffer.db.write(
+        lambda c: c.execute("UPDATE receipts SET status = 'synced' WHERE id = 'R0001'")
+    )
+    oldest = await buffer.oldest_unsent()
+    assert oldest is not None and oldest.receipt_id == "R0002"

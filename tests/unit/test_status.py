@@ -1,0 +1,57 @@
+"""Alerts and health from measured facts."""
+
+from __future__ import annotations
+
+from kkt_adapter.buffer.store import OldestUnsent
+from kkt_adapter.status import Facts, alerts, buffer_component, overall
+
+DAY_MS = 24 * 3_600_000
+
+
+def facts(
+    unsynced: int = 0, capacity: int = 100, oldest_age_days: float | None = None, dlq: int = 0
+) -> Facts:
+    counts = {
+        "accepted": 0, "print_failed": 0, "pending": unsynced, "syncing": 0, "synced": 7,
+        "failed": 0, "total": unsynced + 7, "dlq": dlq,
+    }  # fmt: skip
+    now = 100 * DAY_MS
+    oldest = None
+    if oldest_age_days is not None:
+        oldest = OldestUnsent("R1", now - int(oldest_age_days * DAY_MS))
+    return Facts(counts, capacity, oldest, None, None, now)
+
+
+def codes(f: Facts) -> list[str]:
+    return [a["code"] for a in alerts(f)]
+
+
+def test_buffer_fill_alerts_at_80_90_and_100_percent() -> None:
+    assert codes(facts(79)) == []
+    assert codes(facts(80)) == ["buffer_80"]
+    assert codes(facts(90)) == ["buffer_90"]
+    assert codes(facts(100)) == ["buffer_full"]
+
+
+def test_fn_limit_alert_warns_before_the_30_day_block() -> None:
+    assert codes(facts(1, oldest_age_days=19)) == []
+    warning = alerts(facts(1, oldest_age_days=21))
+    assert warning[0]["code"] == "fn_offline_limit" and warning[0]["level"] == "warning"
+    critical = alerts(facts(1, oldest_age_days=28))
+    assert critical[0]["level"] == "critical" and "2.0 days left" in critical[0]["message"]
+
+
+def test_dlq_not_empty_alert_and_order_by_severity() -> None:
+    found = alerts(facts(95, dlq=2))
+    assert [a["code"] for a in found] == ["buffer_90", "dlq_not_empty"]
+
+
+def test_overall_health() -> None:
+    ok = {"status": "ok"}
+    assert (
+        overall({"kkt": ok, "ofd": ok, "buffer": ok, "erp": {"status": "not_configured"}})
+        == "healthy"
+    )
+    assert overall({"kkt": ok, "ofd": {"status": "warning"}, "buffer": ok, "erp": ok}) == "degraded"
+    assert overall({"kkt": {"status": "error"}, "ofd": ok, "buffer": ok, "erp": ok}) == "unhealthy"
+    assert buffer_component(facts(85))["status"] == "warning"
