@@ -8,58 +8,28 @@ because every state change runs in ``BEGIN IMMEDIATE`` and re-reads the state in
 
 from __future__ import annotations
 
-import json
 import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
-from typing import Any
 
+import orjson
+
+from kkt_adapter.device import emulator_store as store
 from kkt_adapter.device.base import DeviceStatus, FfdDocument, FiscalResult, ShiftReport
-from kkt_adapter.device.sign import fiscal_sign, qr_string
+from kkt_adapter.device.emulator_store import RECEIPT_TYPES, State
+from kkt_adapter.device.sign import fiscal_sign
 from kkt_adapter.errors import ConfigError, DeviceError, ShiftError
 
 MOSCOW = timezone(timedelta(hours=3), "MSK")
 STATE_FILE = "kkt-emulator.sqlite"
 MODEL = "kkt-adapter emulator"
 FAULTS = frozenset({"out_of_paper", "offline"})
-RECEIPT_TYPES = {1: "sale", 2: "refund", 3: "expense", 4: "expense_refund"}
-
-_SCHEMA_VERSION = 1
-# Separate statements: executescript() would COMMIT the surrounding BEGIN IMMEDIATE.
-_SCHEMA = (
-    """CREATE TABLE device_state (
-        id INTEGER PRIMARY KEY CHECK (id = 1), fn TEXT NOT NULL,
-        registration_number TEXT NOT NULL, next_fd INTEGER NOT NULL, shift INTEGER NOT NULL,
-        shift_open INTEGER NOT NULL, shift_opened_at TEXT, number_in_shift INTEGER NOT NULL,
-        fault TEXT)""",
-    """CREATE TABLE documents (
-        fd INTEGER PRIMARY KEY, kind TEXT NOT NULL, receipt_id TEXT UNIQUE,
-        created_at TEXT NOT NULL, shift INTEGER NOT NULL, number_in_shift INTEGER,
-        fp TEXT NOT NULL, total INTEGER, type_code INTEGER, document TEXT NOT NULL,
-        confirmed INTEGER NOT NULL DEFAULT 0)""",
-    # Only receipts are delivered to the OFD, so only they can block the FN.
-    """CREATE INDEX documents_unconfirmed ON documents (fd)
-        WHERE confirmed = 0 AND kind = 'receipt'""",
-    "CREATE INDEX documents_shift ON documents (shift, kind)",
-)
-
-
-@dataclass(frozen=True)
-class _State:
-    fn: str
-    registration_number: str
-    next_fd: int
-    shift: int
-    shift_open: bool
-    shift_opened_at: datetime | None
-    number_in_shift: int
-    fault: str | None
 
 
 class EmulatedKkt:
@@ -110,33 +80,33 @@ class EmulatedKkt:
         _check_document(receipt_id, document)
         with self._print_lock:
             with self._tx() as conn:
-                existing = _find_row(conn, receipt_id)
-                if existing is not None:
-                    return _result(existing)
-                result = self._fiscalize(conn, receipt_id, document)
+                context = store.read_print_context(conn, receipt_id)
+                if context.existing_fd is not None:
+                    row = store.find_by_fd(conn, context.existing_fd)
+                    assert row is not None  # found by the query above, in this transaction
+                    return store.result_from_row(row)
+                result = self._fiscalize(conn, context, receipt_id, document)
             self._simulate_printing()
         return result
 
     def find_document(self, receipt_id: str) -> FiscalResult | None:
         """The fiscalized receipt whose tag 1192 is ``receipt_id``, if any."""
         with self._tx("DEFERRED") as conn:
-            row = _find_row(conn, receipt_id)
-        return None if row is None else _result(row)
+            row = store.find_receipt(conn, receipt_id)
+        return None if row is None else store.result_from_row(row)
 
     def last_document(self) -> FiscalResult | None:
         """The most recent fiscalized receipt (shift documents are not receipts)."""
         with self._tx("DEFERRED") as conn:
-            row = conn.execute(
-                "SELECT * FROM documents WHERE kind = 'receipt' ORDER BY fd DESC LIMIT 1"
-            ).fetchone()
-        return None if row is None else _result(row)
+            row = store.last_receipt(conn)
+        return None if row is None else store.result_from_row(row)
 
     def status(self) -> DeviceStatus:
         """Measured state, read from the device file."""
         now = self._now()
         with self._tx("DEFERRED") as conn:
-            state = _read_state(conn)
-            count, oldest = _unconfirmed(conn)
+            state = store.read_state(conn)
+            count, oldest = store.unconfirmed(conn)
         return DeviceStatus(
             emulator=True,
             model=MODEL,
@@ -158,29 +128,30 @@ class EmulatedKkt:
         """Open a new shift; ``ShiftError`` if one is open already."""
         with self._print_lock:
             with self._tx() as conn:
-                state = _read_state(conn)
+                state = store.read_state(conn)
                 _check_fault(state)
                 if state.shift_open:
                     raise ShiftError(
                         f"shift {state.shift} is already open",
                         details={"reason": "shift_already_open", "shift": state.shift},
                     )
-                report = self._open_shift(conn, state, self._now(), cashier)
+                now = self._now()
+                opened = self._open_shift(conn, state, now, cashier)
             self._simulate_printing()
-        return report
+        return ShiftReport("open", opened.shift, state.next_fd, now, None, 0, {})
 
     def close_shift(self, cashier: str | None = None) -> ShiftReport:
         """Close the open shift (expired or not) and return its Z report."""
         with self._print_lock:
             with self._tx() as conn:
-                state = _require_open_shift(_read_state(conn))
+                state = _require_open_shift(store.read_state(conn))
                 _check_fault(state)
                 now = self._now()
-                receipts, totals = _shift_totals(conn, state.shift)
-                doc = self._header(state, now, cashier)
+                receipts, totals = store.shift_totals(conn, state.shift)
+                doc = self._header(state, now.isoformat(), cashier)
                 doc["1118"] = receipts
                 self._store(conn, "close_shift", doc)
-                _set_state(conn, next_fd=state.next_fd + 1, shift_open=0, shift_opened_at=None)
+                store.set_state(conn, next_fd=state.next_fd + 1, shift_open=0, shift_opened_at=None)
             self._simulate_printing()
         return ShiftReport(
             "z", state.shift, state.next_fd, state.shift_opened_at, now, receipts, totals
@@ -190,17 +161,23 @@ class EmulatedKkt:
         """Totals of the open shift so far; changes nothing. ``fd`` is the last FD issued."""
         with self._print_lock:
             with self._tx("DEFERRED") as conn:
-                state = _require_open_shift(_read_state(conn))
+                state = _require_open_shift(store.read_state(conn))
                 _check_fault(state)
-                receipts, totals = _shift_totals(conn, state.shift)
+                receipts, totals = store.shift_totals(conn, state.shift)
             self._simulate_printing()
         last_fd = state.next_fd - 1
         return ShiftReport("x", state.shift, last_fd, state.shift_opened_at, None, receipts, totals)
 
     def confirm(self, fd: int) -> None:
         """Mark document ``fd`` acknowledged by the OFD; repeated or unknown ``fd`` is a no-op."""
+        self.confirm_many((fd,))
+
+    def confirm_many(self, fds: Sequence[int]) -> None:
+        """Mark all ``fds`` acknowledged in one transaction (one fsync); unknown fds are ignored."""
+        if not fds:
+            return
         with self._tx() as conn:
-            conn.execute("UPDATE documents SET confirmed = 1 WHERE fd = ? AND confirmed = 0", (fd,))
+            store.confirm(conn, [(fd,) for fd in fds])
 
     def close(self) -> None:
         """Close the state file."""
@@ -212,7 +189,7 @@ class EmulatedKkt:
         if fault is not None and fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}; expected one of {sorted(FAULTS)}")
         with self._tx() as conn:
-            _set_state(conn, fault=fault)
+            store.set_state(conn, fault=fault)
 
     def _connect(self) -> sqlite3.Connection:
         # Autocommit mode: transactions are explicit BEGIN IMMEDIATE / COMMIT below.
@@ -239,28 +216,28 @@ class EmulatedKkt:
 
     def _init_state(self, fn: str | None, registration_number: str | None) -> None:
         with self._tx() as conn:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            version = store.schema_version(conn)
             if version == 0:
-                for statement in _SCHEMA:
-                    conn.execute(statement)
-                conn.execute(
-                    "INSERT INTO device_state VALUES (1, ?, ?, 1, 0, 0, NULL, 0, NULL)",
-                    (fn or "9999" + _digits(12), registration_number or _digits(16)),
+                store.create_schema(
+                    conn, fn or "9999" + _digits(12), registration_number or _digits(16)
                 )
-                conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
-            elif version != _SCHEMA_VERSION:
+            elif version != store.SCHEMA_VERSION:
                 raise ConfigError(f"{self.path}: unsupported emulator state version {version}")
-            state = _read_state(conn)
+            state = store.read_state(conn)
         if fn is not None and fn != state.fn:
             raise ConfigError(f"{self.path} holds the emulator with FN {state.fn}, not {fn}")
 
     def _fiscalize(
-        self, conn: sqlite3.Connection, receipt_id: str, document: FfdDocument
+        self,
+        conn: sqlite3.Connection,
+        context: store.PrintContext,
+        receipt_id: str,
+        document: FfdDocument,
     ) -> FiscalResult:
-        state = _read_state(conn)
+        state = context.state
         now = self._now()
         _check_fault(state)
-        self._check_fn_not_blocked(conn, now)
+        self._check_fn_not_blocked(context.oldest_unconfirmed, now)
         if state.shift_open and self._shift_expired(state, now):
             raise DeviceError(
                 f"shift {state.shift} is older than {self._shift_max}; close it first",
@@ -269,43 +246,62 @@ class EmulatedKkt:
         if not state.shift_open:
             if not self._auto_open:
                 raise DeviceError("no open shift", reason="shift_closed")
-            self._open_shift(conn, state, now, None)
-            state = _read_state(conn)
+            state = self._open_shift(conn, state, now, None)
         number = state.number_in_shift + 1
-        # A JSON round trip copies the caller's dict and proves it is storable as is.
-        doc: FfdDocument = json.loads(json.dumps(document, ensure_ascii=False))
-        doc.update(self._header(state, now, None))
+        stamp = now.isoformat()
+        # A shallow copy: the caller's dict is not changed; the serialization below proves the
+        # document storable, and the result's document is read back from it, sharing nothing.
+        doc = dict(document)
+        doc.update(self._header(state, stamp, None))
         doc["1042"] = number
-        self._store(conn, "receipt", doc, receipt_id=receipt_id)
-        _set_state(conn, next_fd=state.next_fd + 1, number_in_shift=number)
-        row = _find_row(conn, receipt_id)
-        assert row is not None  # inserted just above, in this transaction
-        return _result(row)
+        data = self._store(conn, "receipt", doc, receipt_id=receipt_id)
+        store.advance_receipt_counters(conn, state.next_fd + 1, number)
+        return store.fiscal_result(
+            receipt_id,
+            state.next_fd,
+            doc["1077"],
+            state.shift,
+            number,
+            stamp,
+            doc["1020"],
+            doc["1054"],
+            orjson.loads(data),
+        )
 
     def _open_shift(
-        self, conn: sqlite3.Connection, state: _State, now: datetime, cashier: str | None
-    ) -> ShiftReport:
-        shift = state.shift + 1
-        doc = self._header(state, now, cashier)
-        doc["1038"] = shift
+        self, conn: sqlite3.Connection, state: State, now: datetime, cashier: str | None
+    ) -> State:
+        """Log the open-shift report and return the state after it."""
+        stamp = now.isoformat()
+        opened = replace(
+            state,
+            next_fd=state.next_fd + 1,
+            shift=state.shift + 1,
+            shift_open=True,
+            shift_opened_at=datetime.fromisoformat(stamp),
+            number_in_shift=0,
+        )
+        doc = self._header(state, stamp, cashier)
+        doc["1038"] = opened.shift
         self._store(conn, "open_shift", doc)
-        fields = {
-            "next_fd": state.next_fd + 1,
-            "shift": shift,
-            "shift_open": 1,
-            "number_in_shift": 0,
-        }
-        _set_state(conn, shift_opened_at=now.isoformat(), **fields)
-        return ShiftReport("open", shift, state.next_fd, now, None, 0, {})
+        store.set_state(
+            conn,
+            next_fd=opened.next_fd,
+            shift=opened.shift,
+            shift_open=1,
+            shift_opened_at=stamp,
+            number_in_shift=0,
+        )
+        return opened
 
-    def _header(self, state: _State, now: datetime, cashier: str | None) -> FfdDocument:
+    def _header(self, state: State, stamp: str, cashier: str | None) -> FfdDocument:
         """The fiscal attributes every document gets: FD, FN, registration no., shift, time."""
         header: FfdDocument = {
             "1040": state.next_fd,
             "1041": state.fn,
             "1037": state.registration_number,
             "1038": state.shift,
-            "1012": now.isoformat(),
+            "1012": stamp,
         }
         if cashier:
             header["1021"] = cashier
@@ -313,18 +309,14 @@ class EmulatedKkt:
 
     def _store(
         self, conn: sqlite3.Connection, kind: str, doc: FfdDocument, receipt_id: str | None = None
-    ) -> None:
+    ) -> bytes:
+        """Sign ``doc`` (adding tag 1077) and log it; returns the stored JSON."""
         doc["1077"] = fiscal_sign(self._key, doc)
-        receipt = (doc["1020"], doc["1054"]) if kind == "receipt" else (None, None)
-        common = (doc["1040"], kind, receipt_id, doc["1012"], doc["1038"], doc.get("1042"))
-        conn.execute(
-            "INSERT INTO documents (fd, kind, receipt_id, created_at, shift, number_in_shift,"
-            " total, type_code, fp, document) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (*common, *receipt, doc["1077"], json.dumps(doc, ensure_ascii=False)),
-        )
+        data = orjson.dumps(doc)
+        store.insert_document(conn, kind, doc, data, receipt_id)
+        return data
 
-    def _check_fn_not_blocked(self, conn: sqlite3.Connection, now: datetime) -> None:
-        _, oldest = _unconfirmed(conn)
+    def _check_fn_not_blocked(self, oldest: datetime | None, now: datetime) -> None:
         if oldest is not None and now - oldest > self._offline_limit:
             raise DeviceError(
                 f"FN blocked: a document from {oldest.isoformat()} is unconfirmed by the OFD"
@@ -332,7 +324,7 @@ class EmulatedKkt:
                 reason="fn_blocked",
             )
 
-    def _shift_expired(self, state: _State, now: datetime) -> bool:
+    def _shift_expired(self, state: State, now: datetime) -> bool:
         opened = state.shift_opened_at
         return state.shift_open and opened is not None and now - opened > self._shift_max
 
@@ -363,80 +355,17 @@ def _check_document(receipt_id: str, document: FfdDocument) -> None:
         )
 
 
-def _check_fault(state: _State) -> None:
+def _check_fault(state: State) -> None:
     if state.fault == "out_of_paper":
         raise DeviceError("the KKT is out of paper", reason="out_of_paper")
     if state.fault == "offline":
         raise DeviceError("the KKT does not respond", reason="offline")
 
 
-def _require_open_shift(state: _State) -> _State:
+def _require_open_shift(state: State) -> State:
     if not state.shift_open:
         raise ShiftError("no open shift", details={"reason": "shift_not_open"})
     return state
-
-
-def _read_state(conn: sqlite3.Connection) -> _State:
-    row = dict(conn.execute("SELECT * FROM device_state WHERE id = 1").fetchone())
-    opened = row.pop("shift_opened_at")
-    del row["id"]
-    row["shift_open"] = bool(row["shift_open"])
-    return _State(**row, shift_opened_at=None if opened is None else datetime.fromisoformat(opened))
-
-
-def _set_state(conn: sqlite3.Connection, **fields: object) -> None:
-    # Column names come from this module's call sites only, never from input.
-    assignments = ", ".join(f"{name} = ?" for name in fields)
-    conn.execute(f"UPDATE device_state SET {assignments} WHERE id = 1", tuple(fields.values()))
-
-
-def _find_row(conn: sqlite3.Connection, receipt_id: str) -> sqlite3.Row | None:
-    row: sqlite3.Row | None = conn.execute(
-        "SELECT * FROM documents WHERE receipt_id = ?", (receipt_id,)
-    ).fetchone()
-    return row
-
-
-def _unconfirmed(conn: sqlite3.Connection) -> tuple[int, datetime | None]:
-    """Count of receipts not confirmed by the OFD and the time of the oldest one."""
-    count = conn.execute(
-        "SELECT count(*) FROM documents WHERE confirmed = 0 AND kind = 'receipt'"
-    ).fetchone()[0]
-    row = conn.execute(
-        "SELECT created_at FROM documents WHERE confirmed = 0 AND kind = 'receipt'"
-        " ORDER BY fd LIMIT 1"
-    ).fetchone()
-    return count, None if row is None else datetime.fromisoformat(row[0])
-
-
-def _shift_totals(conn: sqlite3.Connection, shift: int) -> tuple[int, dict[str, int]]:
-    totals = dict.fromkeys(RECEIPT_TYPES.values(), 0)
-    receipts = 0
-    for type_code, count, total in conn.execute(
-        "SELECT type_code, count(*), sum(total) FROM documents"
-        " WHERE shift = ? AND kind = 'receipt' GROUP BY type_code",
-        (shift,),
-    ):
-        totals[RECEIPT_TYPES[type_code]] = total
-        receipts += count
-    return receipts, totals
-
-
-def _result(row: sqlite3.Row) -> FiscalResult:
-    document: dict[str, Any] = json.loads(row["document"])
-    when = datetime.fromisoformat(row["created_at"])
-    fn = document["1041"]
-    return FiscalResult(
-        receipt_id=row["receipt_id"],
-        fn=fn,
-        fd=row["fd"],
-        fp=row["fp"],
-        shift=row["shift"],
-        number_in_shift=row["number_in_shift"],
-        datetime=when,
-        qr=qr_string(when, row["total"], fn, row["fd"], row["fp"], row["type_code"]),
-        document=document,
-    )
 
 
 def _digits(n: int) -> str:

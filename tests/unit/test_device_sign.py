@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -31,6 +32,36 @@ def test_canonical_bytes_ignore_key_order_and_the_sign_tag() -> None:
     assert canonical_bytes(doc) == canonical_bytes(shuffled)
     assert "Оправа".encode() in canonical_bytes(doc)  # UTF-8, not \u escapes
     assert b" " not in canonical_bytes({"a": [1, 2], "b": {"c": 3}})
+
+
+def _json_canonical(document: dict[str, Any]) -> bytes:
+    """The canonical form as first implemented; documents signed with it must keep verifying."""
+    unsigned = {tag: value for tag, value in document.items() if tag != "1077"}
+    text = json.dumps(
+        unsigned, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+    return text.encode("utf-8")
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"1008": "покупатель@пример.рф", "1227": 'ООО «Ромашка»\t"кавычки"\\\x01\u2028'},
+        {"1023": 0.5, "1043": 2.675, "1199": -0.0, "big": 2**63, "huge": 2**70},
+        {"1023": 1e-05, "x": 1e-07, "y": 1.5e16, "z": 5e-324, "w": 1.7976931348623157e308},
+        {"1021": None, "1084": [{"1085": "Имя", "1086": True}, [], {}]},
+        {"Ключ": 1, "ключ": 2, "ä": 3, "z": 4, "\U0001f600": 5},
+    ],
+)
+def test_canonical_bytes_equal_the_json_dumps_form_signed_before(extra: dict[str, Any]) -> None:
+    doc = {**_document(), **extra, "1077": "0000000000"}
+    assert canonical_bytes(doc) == _json_canonical(doc)
+
+
+def test_canonical_bytes_refuse_nan_as_before() -> None:
+    with pytest.raises(ValueError):
+        canonical_bytes({**_document(), "1023": float("nan")})
 
 
 def test_fiscal_sign_is_ten_digits_and_deterministic() -> None:

@@ -279,6 +279,63 @@ def test_fn_blocks_after_30_days_unconfirmed_and_unblocks_on_confirm(
     assert kkt.print_receipt("new", receipt("new")).shift == 2
 
 
+def test_confirm_many_confirms_a_batch_in_one_call_and_unblocks_the_fn(
+    kkt: EmulatedKkt, clock: Clock
+) -> None:
+    fds = [kkt.print_receipt(f"r{n}", receipt(f"r{n}")).fd for n in range(100)]
+    clock.advance(days=30, seconds=1)
+    assert kkt.status().fn_blocked and kkt.status().unconfirmed_count == 100
+
+    kkt.confirm_many([*fds[:50], 10_000, fds[0]])  # unknown and repeated fds are ignored
+    status = kkt.status()
+    assert status.fn_blocked and status.unconfirmed_count == 50
+    assert status.oldest_unconfirmed_at == START.replace(microsecond=0)
+
+    kkt.confirm_many(fds)
+    kkt.confirm_many([])
+    status = kkt.status()
+    assert not status.fn_blocked and status.unconfirmed_count == 0
+    assert status.oldest_unconfirmed_at is None
+    kkt.close_shift()
+    assert kkt.print_receipt("new", receipt("new")).shift == 2
+
+
+def test_confirm_many_is_one_transaction(kkt: EmulatedKkt, tmp_path: Path) -> None:
+    fds = [kkt.print_receipt(f"r{n}", receipt(f"r{n}")).fd for n in range(100)]
+    statements: list[str] = []
+    kkt._conn.set_trace_callback(statements.append)
+    kkt.confirm_many(fds)
+    kkt._conn.set_trace_callback(None)
+    assert [s for s in statements if s.split()[0] in {"BEGIN", "COMMIT"}] == [
+        "BEGIN IMMEDIATE",
+        "COMMIT",
+    ]
+    conn = sqlite3.connect(tmp_path / STATE_FILE)
+    try:
+        confirmed = conn.execute("SELECT count(*) FROM documents WHERE confirmed = 1")
+        assert confirmed.fetchone()[0] == 100
+    finally:
+        conn.close()
+
+
+def test_printing_reads_only_the_oldest_unconfirmed_receipt(kkt: EmulatedKkt) -> None:
+    kkt.print_receipt("r0", receipt("r0"))
+    statements: list[str] = []
+    kkt._conn.set_trace_callback(statements.append)
+    kkt.print_receipt("r1", receipt("r1"))
+    kkt._conn.set_trace_callback(None)
+    assert not any("count(" in statement for statement in statements)
+    assert len(statements) <= 5  # BEGIN, one read, insert, state update, COMMIT
+
+
+def test_result_document_shares_nothing_with_the_callers(kkt: EmulatedKkt) -> None:
+    doc = receipt("r1")
+    result = kkt.print_receipt("r1", doc)
+    doc["1059"][0]["1030"] = "changed later"
+    assert result.document["1059"][0]["1030"] == "Оправа"
+    assert result == kkt.find_document("r1")
+
+
 def test_print_delay_is_simulated_outside_the_transaction(tmp_path: Path) -> None:
     slow = EmulatedKkt(tmp_path, key=KEY, print_delay_ms=500)
     other = EmulatedKkt(tmp_path, key=KEY)

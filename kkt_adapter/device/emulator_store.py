@@ -1,0 +1,259 @@
+"""The emulator's state file: schema, the device state row and the document log, as plain SQL.
+
+Every function takes a connection already inside a transaction; the emulator owns those.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from kkt_adapter.device.base import FiscalResult
+from kkt_adapter.device.sign import qr_string
+
+RECEIPT_TYPES = {1: "sale", 2: "refund", 3: "expense", 4: "expense_refund"}
+
+SCHEMA_VERSION = 1
+# Separate statements: executescript() would COMMIT the surrounding BEGIN IMMEDIATE.
+_SCHEMA = (
+    """CREATE TABLE device_state (
+        id INTEGER PRIMARY KEY CHECK (id = 1), fn TEXT NOT NULL,
+        registration_number TEXT NOT NULL, next_fd INTEGER NOT NULL, shift INTEGER NOT NULL,
+        shift_open INTEGER NOT NULL, shift_opened_at TEXT, number_in_shift INTEGER NOT NULL,
+        fault TEXT)""",
+    """CREATE TABLE documents (
+        fd INTEGER PRIMARY KEY, kind TEXT NOT NULL, receipt_id TEXT UNIQUE,
+        created_at TEXT NOT NULL, shift INTEGER NOT NULL, number_in_shift INTEGER,
+        fp TEXT NOT NULL, total INTEGER, type_code INTEGER, document TEXT NOT NULL,
+        confirmed INTEGER NOT NULL DEFAULT 0)""",
+    # Only receipts are delivered to the OFD, so only they can block the FN.
+    """CREATE INDEX documents_unconfirmed ON documents (fd)
+        WHERE confirmed = 0 AND kind = 'receipt'""",
+    "CREATE INDEX documents_shift ON documents (shift, kind)",
+)
+
+_STATE_COLUMNS = (
+    "fn, registration_number, next_fd, shift, shift_open, shift_opened_at, number_in_shift, fault"
+)
+# The oldest unconfirmed receipt is found through the partial index, whatever the backlog.
+_OLDEST_UNCONFIRMED = (
+    "SELECT created_at FROM documents WHERE confirmed = 0 AND kind = 'receipt' ORDER BY fd LIMIT 1"
+)
+# What a print needs to know, in one statement: the state, whether this receipt id was
+# fiscalized already, and the oldest unconfirmed receipt (for the FN offline limit).
+_PRINT_CONTEXT = (
+    f"SELECT {_STATE_COLUMNS}, (SELECT fd FROM documents WHERE receipt_id = ?),"
+    f" ({_OLDEST_UNCONFIRMED}) FROM device_state WHERE id = 1"
+)
+_INSERT_DOCUMENT = (
+    "INSERT INTO documents (fd, kind, receipt_id, created_at, shift, number_in_shift,"
+    " total, type_code, fp, document) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_CONFIRM = "UPDATE documents SET confirmed = 1 WHERE fd = ? AND confirmed = 0"
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    """The device state row."""
+
+    fn: str
+    registration_number: str
+    next_fd: int
+    shift: int
+    shift_open: bool
+    shift_opened_at: datetime | None
+    number_in_shift: int
+    fault: str | None
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> State:
+        """Build from the first eight columns of ``_STATE_COLUMNS`` order."""
+        fn, registration_number, next_fd, shift, shift_open, opened, number, fault = row[:8]
+        return cls(
+            fn,
+            registration_number,
+            next_fd,
+            shift,
+            bool(shift_open),
+            None if opened is None else datetime.fromisoformat(opened),
+            number,
+            fault,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PrintContext:
+    """Everything a print reads before writing, from one query."""
+
+    state: State
+    existing_fd: int | None
+    oldest_unconfirmed: datetime | None
+
+
+def create_schema(conn: sqlite3.Connection, fn: str, registration_number: str) -> None:
+    """Create the tables and the state row of a new device."""
+    for statement in _SCHEMA:
+        conn.execute(statement)
+    conn.execute(
+        "INSERT INTO device_state VALUES (1, ?, ?, 1, 0, 0, NULL, 0, NULL)",
+        (fn, registration_number),
+    )
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    """The state file's schema version; 0 for a new file."""
+    version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+    return version
+
+
+def read_state(conn: sqlite3.Connection) -> State:
+    """The device state row."""
+    return State.from_row(
+        conn.execute(f"SELECT {_STATE_COLUMNS} FROM device_state WHERE id = 1").fetchone()
+    )
+
+
+def read_print_context(conn: sqlite3.Connection, receipt_id: str) -> PrintContext:
+    """The state, the FD of ``receipt_id`` if fiscalized already, and the oldest unconfirmed."""
+    row = conn.execute(_PRINT_CONTEXT, (receipt_id,)).fetchone()
+    oldest = row[9]
+    return PrintContext(
+        State.from_row(row), row[8], None if oldest is None else datetime.fromisoformat(oldest)
+    )
+
+
+def set_state(conn: sqlite3.Connection, **fields: object) -> None:
+    """Update the named state columns."""
+    # Column names come from the emulator's call sites only, never from input.
+    assignments = ", ".join(f"{name} = ?" for name in fields)
+    conn.execute(f"UPDATE device_state SET {assignments} WHERE id = 1", tuple(fields.values()))
+
+
+def advance_receipt_counters(conn: sqlite3.Connection, next_fd: int, number_in_shift: int) -> None:
+    """The state update after a receipt: the hot path's one fixed statement."""
+    conn.execute(
+        "UPDATE device_state SET next_fd = ?, number_in_shift = ? WHERE id = 1",
+        (next_fd, number_in_shift),
+    )
+
+
+def insert_document(
+    conn: sqlite3.Connection,
+    kind: str,
+    doc: dict[str, Any],
+    data: bytes,
+    receipt_id: str | None = None,
+) -> None:
+    """Log a signed document; ``data`` is its JSON serialization."""
+    receipt = (doc["1020"], doc["1054"]) if kind == "receipt" else (None, None)
+    conn.execute(
+        _INSERT_DOCUMENT,
+        (
+            doc["1040"],
+            kind,
+            receipt_id,
+            doc["1012"],
+            doc["1038"],
+            doc.get("1042"),
+            *receipt,
+            doc["1077"],
+            data.decode(),
+        ),
+    )
+
+
+def confirm(conn: sqlite3.Connection, fds: list[tuple[int]]) -> None:
+    """Mark the documents confirmed; already confirmed or unknown FDs change nothing."""
+    conn.executemany(_CONFIRM, fds)
+
+
+def find_by_fd(conn: sqlite3.Connection, fd: int) -> sqlite3.Row | None:
+    """The logged document ``fd``."""
+    row: sqlite3.Row | None = conn.execute("SELECT * FROM documents WHERE fd = ?", (fd,)).fetchone()
+    return row
+
+
+def find_receipt(conn: sqlite3.Connection, receipt_id: str) -> sqlite3.Row | None:
+    """The logged receipt whose tag 1192 is ``receipt_id``."""
+    row: sqlite3.Row | None = conn.execute(
+        "SELECT * FROM documents WHERE receipt_id = ?", (receipt_id,)
+    ).fetchone()
+    return row
+
+
+def last_receipt(conn: sqlite3.Connection) -> sqlite3.Row | None:
+    """The most recent logged receipt."""
+    row: sqlite3.Row | None = conn.execute(
+        "SELECT * FROM documents WHERE kind = 'receipt' ORDER BY fd DESC LIMIT 1"
+    ).fetchone()
+    return row
+
+
+def unconfirmed(conn: sqlite3.Connection) -> tuple[int, datetime | None]:
+    """Count of receipts not confirmed by the OFD and the time of the oldest one."""
+    count: int = conn.execute(
+        "SELECT count(*) FROM documents WHERE confirmed = 0 AND kind = 'receipt'"
+    ).fetchone()[0]
+    row = conn.execute(_OLDEST_UNCONFIRMED).fetchone()
+    return count, None if row is None else datetime.fromisoformat(row[0])
+
+
+def shift_totals(conn: sqlite3.Connection, shift: int) -> tuple[int, dict[str, int]]:
+    """Receipts in ``shift`` and their sums in kopecks by receipt type."""
+    totals = dict.fromkeys(RECEIPT_TYPES.values(), 0)
+    receipts = 0
+    for type_code, count, total in conn.execute(
+        "SELECT type_code, count(*), sum(total) FROM documents"
+        " WHERE shift = ? AND kind = 'receipt' GROUP BY type_code",
+        (shift,),
+    ):
+        totals[RECEIPT_TYPES[type_code]] = total
+        receipts += count
+    return receipts, totals
+
+
+def fiscal_result(
+    receipt_id: str,
+    fd: int,
+    fp: str,
+    shift: int,
+    number_in_shift: int,
+    created_at: str,
+    total: int,
+    type_code: int,
+    document: dict[str, Any],
+) -> FiscalResult:
+    """The result of a fiscalized receipt, from the values logged for it."""
+    when = datetime.fromisoformat(created_at)
+    fn = document["1041"]
+    return FiscalResult(
+        receipt_id=receipt_id,
+        fn=fn,
+        fd=fd,
+        fp=fp,
+        shift=shift,
+        number_in_shift=number_in_shift,
+        datetime=when,
+        qr=qr_string(when, total, fn, fd, fp, type_code),
+        document=document,
+    )
+
+
+def result_from_row(row: sqlite3.Row) -> FiscalResult:
+    """The result of a logged receipt."""
+    return fiscal_result(
+        row["receipt_id"],
+        row["fd"],
+        row["fp"],
+        row["shift"],
+        row["number_in_shift"],
+        row["created_at"],
+        row["total"],
+        row["type_code"],
+        orjson.loads(row["document"]),
+    )
