@@ -39,9 +39,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+# bench/ is a directory of scripts, not a package: make its helpers importable.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (  # noqa: E402  (bench/ is a directory of scripts, not a package)
+from common import (
     log,
     machine_info,
     percentile,
