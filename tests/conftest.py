@@ -151,3 +151,21 @@ def _settings_with_overrides(request: pytest.FixtureRequest, tmp_path: Path) -> 
     """Settings on a temporary data dir; parametrize indirectly with a dict of overrides."""
     overrides = getattr(request, "param", {})
     return Settings(data_dir=tmp_path / "data", **overrides)
+
+
+@pytest.fixture
+def start_mock_ofd(tmp_path: Path) -> Iterator[Callable[..., Process]]:
+    """Start ``kkt-adapter mock-ofd`` on a free port; every process is killed at teardown."""
+    started: list[Process] = []
+
+    def start(data_dir: Path | None = None, env: dict[str, str] | None = None) -> Process:
+        data = data_dir or tmp_path / "ofd-data"
+        port = str(free_port())
+        args = ["mock-ofd", "--host", "127.0.0.1", "--port", port, "--data-dir", str(data)]
+        process = Process(args, adapter_env(**(env or {})), "kkt-adapter mock-ofd").start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.kill()

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from kkt_adapter.buffer.schema import configure, migrate
+from kkt_adapter.buffer.schema import configure
+from kkt_adapter.buffer.schema import migrate as migrate_buffer
 from kkt_adapter.errors import StorageUnavailable
 
 T = TypeVar("T")
@@ -46,21 +47,36 @@ class _Job:
 class Database:
     """A SQLite file with one group-committing writer thread and a pool of readers."""
 
-    def __init__(self, path: Path, *, readers: int = 2) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        migrate: Callable[[sqlite3.Connection], int] = migrate_buffer,
+        name: str = "buffer",
+        readers: int = 2,
+    ) -> None:
         self.path = path
+        self._migrate = migrate
+        self._name = name
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
-        self._readers = ThreadPoolExecutor(readers, thread_name_prefix="buffer-read")
+        self._readers = ThreadPoolExecutor(readers, thread_name_prefix=f"{name}-read")
         self._local = threading.local()
         self._write_conn: sqlite3.Connection | None = None
 
     def open(self) -> int:
         """Open, migrate and start the writer; returns the schema version found."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = _connect(self.path)
-        found = migrate(conn)
+        conn = connect(self.path)
+        try:
+            found = self._migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
         self._write_conn = conn
-        self._writer = threading.Thread(target=self._run_writer, name="buffer-writer", daemon=True)
+        self._writer = threading.Thread(
+            target=self._run_writer, name=f"{self._name}-writer", daemon=True
+        )
         self._writer.start()
         return found
 
@@ -90,7 +106,7 @@ class Database:
     def _run_read(self, read: Callable[[sqlite3.Connection], T]) -> T:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = _connect(self.path)
+            conn = connect(self.path)
             self._local.conn = conn
         conn.execute("BEGIN")
         try:
@@ -165,7 +181,8 @@ def _resolve(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
         future.set_exception(value)
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def connect(path: Path) -> sqlite3.Connection:
+    """A connection with the durability settings (WAL, synchronous=FULL) and Row results."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
     configure(conn)

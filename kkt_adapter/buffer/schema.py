@@ -7,10 +7,11 @@ newer version is refused instead of being misread.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 
 from kkt_adapter.errors import ConfigError
 
-MIGRATIONS: tuple[str, ...] = (
+_SCRIPTS: tuple[str, ...] = (
     # 1: receipts, idempotency keys, audit events, DLQ, metadata, exact status counters.
     """
     CREATE TABLE receipts (
@@ -40,7 +41,8 @@ MIGRATIONS: tuple[str, ...] = (
         lease_until_ms  INTEGER,
         fence           INTEGER,
         synced_ms       INTEGER,
-        ofd_receipt_id  TEXT
+        ofd_receipt_id  TEXT,
+        confirmed       INTEGER NOT NULL DEFAULT 0  -- the KKT was told the OFD has it
     );
     CREATE INDEX receipts_due ON receipts(status, next_attempt_ms);
     CREATE INDEX receipts_unsent ON receipts(created_ms)
@@ -48,6 +50,8 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX receipts_fn_order ON receipts(fn, hlc_wall, hlc_counter, hlc_node)
         WHERE status IN ('pending', 'syncing');
     CREATE INDEX receipts_synced ON receipts(synced_ms) WHERE status = 'synced';
+    CREATE INDEX receipts_unconfirmed ON receipts(fd) WHERE status = 'synced' AND confirmed = 0;
+    CREATE INDEX receipts_leased ON receipts(lease_until_ms) WHERE status = 'syncing';
 
     CREATE TABLE idempotency_keys (
         key        TEXT PRIMARY KEY,
@@ -108,8 +112,6 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 
-SCHEMA_VERSION = len(MIGRATIONS)
-
 
 def configure(conn: sqlite3.Connection) -> None:
     """Durability and concurrency settings every connection to the buffer uses."""
@@ -119,21 +121,33 @@ def configure(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA foreign_keys=ON")
 
 
-def migrate(conn: sqlite3.Connection) -> int:
-    """Bring the schema to ``SCHEMA_VERSION``; returns the version found before."""
+def apply_migrations(
+    conn: sqlite3.Connection, migrations: Sequence[Sequence[str]], what: str
+) -> int:
+    """Bring a file's schema to ``len(migrations)``; returns the version found before.
+
+    Each migration runs in one transaction with its ``PRAGMA user_version`` bump; a file
+    written by a newer version is refused instead of being misread.
+    """
+    latest = len(migrations)
     found = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    if found > SCHEMA_VERSION:
+    if found > latest:
         raise ConfigError(
-            f"buffer schema version {found} is newer than this kkt-adapter ({SCHEMA_VERSION}); "
+            f"{what} schema version {found} is newer than this kkt-adapter ({latest}); "
             "upgrade kkt-adapter"
         )
-    for version in range(found, SCHEMA_VERSION):
+    for version in range(found, latest):
         conn.execute("BEGIN IMMEDIATE")
-        for statement in _statements(MIGRATIONS[version]):
+        for statement in migrations[version]:
             conn.execute(statement)
         conn.execute(f"PRAGMA user_version={version + 1}")
         conn.execute("COMMIT")
     return found
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the buffer's schema up to date."""
+    return apply_migrations(conn, MIGRATIONS, "buffer")
 
 
 def _statements(script: str) -> list[str]:
@@ -152,3 +166,7 @@ def _statements(script: str) -> list[str]:
     if current:
         statements.append("\n".join(current))
     return statements
+
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = tuple(tuple(_statements(script)) for script in _SCRIPTS)
+SCHEMA_VERSION = len(MIGRATIONS)

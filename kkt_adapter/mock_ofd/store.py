@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import enum
 import sqlite3
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from kkt_adapter.buffer.engine import Database, _connect
-from kkt_adapter.errors import ConfigError
+from kkt_adapter.buffer.engine import Database, connect
+from kkt_adapter.buffer.schema import apply_migrations
 
 FILE_NAME = "mock-ofd.sqlite"
 
@@ -62,40 +61,7 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 def migrate(conn: sqlite3.Connection) -> int:
     """Bring the emulator's schema to ``SCHEMA_VERSION``; returns the version found before."""
-    found = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    if found > SCHEMA_VERSION:
-        raise ConfigError(
-            f"OFD emulator schema version {found} is newer than this kkt-adapter "
-            f"({SCHEMA_VERSION}); upgrade kkt-adapter"
-        )
-    for version in range(found, SCHEMA_VERSION):
-        conn.execute("BEGIN IMMEDIATE")
-        for statement in MIGRATIONS[version]:
-            conn.execute(statement)
-        conn.execute(f"PRAGMA user_version={version + 1}")
-        conn.execute("COMMIT")
-    return found
-
-
-class _OfdDatabase(Database):
-    """The group-commit engine on the emulator's own schema.
-
-    ``Database.open`` migrates to the adapter's buffer schema; this ``open`` does the same
-    steps with the emulator's migrations, so the two files never share tables or versions.
-    """
-
-    def open(self) -> int:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = _connect(self.path)
-        try:
-            found = migrate(conn)
-        except BaseException:
-            conn.close()
-            raise
-        self._write_conn = conn
-        self._writer = threading.Thread(target=self._run_writer, name="ofd-writer", daemon=True)
-        self._writer.start()
-        return found
+    return apply_migrations(conn, MIGRATIONS, "OFD emulator")
 
 
 @dataclass(frozen=True)
@@ -122,7 +88,11 @@ class Answer:
     hlc: str
 
     def as_dict(self) -> dict[str, str]:
-        return {"ofd_receipt_id": self.ofd_receipt_id, "accepted_at": self.accepted_at, "hlc": self.hlc}
+        return {
+            "ofd_receipt_id": self.ofd_receipt_id,
+            "accepted_at": self.accepted_at,
+            "hlc": self.hlc,
+        }
 
 
 class Outcome(enum.Enum):
@@ -151,12 +121,12 @@ class OfdStore:
 
     def __init__(self, data_dir: Path) -> None:
         self.path = data_dir / FILE_NAME
-        self._db = _OfdDatabase(self.path)
+        self._db = Database(self.path, migrate=migrate, name="ofd")
 
     def open(self) -> str | None:
         """Open (creating or migrating the file); returns the last HLC stamp it issued."""
         self._db.open()
-        conn = _connect(self.path)
+        conn = connect(self.path)
         try:
             row = conn.execute("SELECT last_hlc FROM counters WHERE id = 1").fetchone()
         finally:
@@ -167,18 +137,25 @@ class OfdStore:
         """Finish queued writes and close the file."""
         self._db.close()
 
-    async def accept(
-        self, submission: Submission, answer: Answer
-    ) -> tuple[Outcome, Answer | None]:
+    async def accept(self, submission: Submission, answer: Answer) -> tuple[Outcome, Answer | None]:
         """Store ``submission`` once, or recognize a repeat or a conflict; counts it.
 
-        ``answer`` is used only when the document is new; a repeat returns the stored one.
+        ``answer`` is stored only when the document is new (a repeat returns the stored one);
+        its stamp is persisted either way as the clock's last.
         """
         return await self._db.write(lambda conn: _accept(conn, submission, answer))
 
-    async def count(self, *, rejected: int = 0, failed: int = 0) -> None:
-        """Count a submission that was answered without reaching :meth:`accept`."""
-        await self._db.write(lambda conn: _count(conn, rejected=rejected, failed=failed))
+    async def count(
+        self, *, rejected: int = 0, failed: int = 0, last_hlc: str | None = None
+    ) -> None:
+        """Count a submission that was answered without reaching :meth:`accept`.
+
+        ``last_hlc`` is the stamp the answer carries, persisted so that a restarted emulator
+        never issues a lower one.
+        """
+        await self._db.write(
+            lambda conn: _count(conn, rejected=rejected, failed=failed, last_hlc=last_hlc)
+        )
 
     async def stats(self) -> Stats:
         """The counters, as committed."""
@@ -193,9 +170,7 @@ class OfdStore:
         await self._db.write(_reset)
 
 
-_SELECT_IDENTITY = (
-    "SELECT seq, fingerprint, ofd_receipt_id, accepted_at, ofd_hlc FROM documents"
-)
+_SELECT_IDENTITY = "SELECT seq, fingerprint, ofd_receipt_id, accepted_at, ofd_hlc FROM documents"
 
 
 def _accept(
@@ -215,9 +190,9 @@ def _accept(
     # Both identities must point at the same stored document, and it must be this one.
     same_row = by_key is None or by_fd is None or by_key["seq"] == by_fd["seq"]
     if not same_row or existing["fingerprint"] != submission.fingerprint:
-        _count(conn, rejected=1)
+        _count(conn, rejected=1, last_hlc=answer.hlc)
         return Outcome.CONFLICT, None
-    _count(conn, duplicates=1)
+    _count(conn, duplicates=1, last_hlc=answer.hlc)
     stored = Answer(existing["ofd_receipt_id"], existing["accepted_at"], existing["ofd_hlc"])
     return Outcome.REPLAYED, stored
 
