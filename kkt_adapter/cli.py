@@ -133,6 +133,95 @@ def serve(
     )
 
 
+@app.command("mock-ofd")
+def mock_ofd(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port; 0 picks a free one.")] = 8080,
+    data_dir: Annotated[
+        Path, typer.Option("--data-dir", help="Where mock-ofd.sqlite lives.")
+    ] = Path("./ofd-data"),
+    key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="KKT_EMULATOR_KEY",
+            help="Key of the emulated fiscal sign, as the adapter's [default: the built-in one].",
+            show_default=False,
+        ),
+    ] = None,
+    log_level: Annotated[str, typer.Option("--log-level", help="Log level.")] = "info",
+) -> None:
+    """Run the OFD EMULATOR (not a real OFD) for tests, demos and benchmarks."""
+    from kkt_adapter.mock_ofd import create_mock_ofd_app
+    from kkt_adapter.settings import DEFAULT_EMULATOR_KEY
+
+    _configure_logging(log_level)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        typer.echo(f"kkt-adapter mock-ofd: cannot use data dir {data_dir}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(
+        "WARNING: this is an OFD EMULATOR for tests and demos, not a real OFD; "
+        "nothing sent to it reaches the tax service.",
+        err=True,
+    )
+    fiscal_key = (key or DEFAULT_EMULATOR_KEY).encode()
+    asgi_app = create_mock_ofd_app(data_dir, key=fiscal_key)
+    run_server(asgi_app, host, port, "kkt-adapter mock-ofd", log_level.lower())
+
+
+UrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--url", help="Adapter URL [default: http://KKT_HOST:KKT_PORT].", show_default=False
+    ),
+]
+
+
+def _client(url: str | None, config: Path | None) -> Any:
+    import httpx
+
+    settings = _settings_or_exit(config_file=config)
+    base = url or f"http://{settings.host}:{settings.port}"
+    token = settings.admin_token or settings.api_token
+    headers = {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {}
+    return httpx.Client(base_url=base, headers=headers, timeout=660)
+
+
+@app.command()
+def status(url: UrlOpt = None, config: ConfigOpt = None) -> None:
+    """Show the buffer, the OFD link and the alerts of a running adapter."""
+    from kkt_adapter.client_cli import AdapterUnreachable, show_status
+
+    with _client(url, config) as http:
+        try:
+            show_status(http)
+        except AdapterUnreachable as exc:
+            typer.echo(f"kkt-adapter: {exc}", err=True)
+            raise typer.Exit(1) from None
+
+
+@app.command()
+def sync(
+    url: UrlOpt = None,
+    config: ConfigOpt = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the drain.")] = 600,
+) -> None:
+    """Deliver everything pending now, with a progress bar while the buffer drains."""
+    from kkt_adapter.client_cli import AdapterUnreachable, run_sync
+
+    with _client(url, config) as http:
+        try:
+            result = run_sync(http, timeout)
+        except AdapterUnreachable as exc:
+            typer.echo(f"kkt-adapter: {exc}", err=True)
+            raise typer.Exit(1) from None
+    typer.echo(
+        f"synced {result['synced']}, failed {result['failed']}, "
+        f"remaining {result['remaining']} ({result['duration_seconds']} s)"
+    )
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -109,7 +109,7 @@ class IntakeService:
         self.device = device
         self._today = today
         self._crash_after_print = crash_after_print
-        self._on_pending = on_pending
+        self.on_pending = on_pending
         # One thread: the device prints one receipt at a time, never on the event loop.
         self._device_thread = ThreadPoolExecutor(1, thread_name_prefix="kkt-device")
 
@@ -175,7 +175,7 @@ class IntakeService:
         body = await self.buffer.record_fiscal(
             result.receipt_id, result, lambda position: fiscal_answer(result, position)
         )
-        self._on_pending()
+        self.on_pending()
         return body
 
     async def reconcile(self) -> ReconcileReport:

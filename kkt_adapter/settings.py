@@ -73,6 +73,33 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=64 * 1024, ge=1024, le=16 * 1024 * 1024, description="Largest request body."
     )
+    delivery_concurrency: int = Field(
+        default=16, ge=1, le=256, description="OFD requests in flight at once."
+    )
+    delivery_batch_size: int = Field(
+        default=64, ge=1, le=1000, description="Receipts claimed per delivery pass."
+    )
+    delivery_lease_ms: int = Field(
+        default=30_000, ge=1000, le=3_600_000, description="How long a claim holds a receipt."
+    )
+    delivery_sweep_seconds: float = Field(
+        default=1.0, gt=0, le=300, description="Delivery sweep period (besides wake-ups)."
+    )
+    backoff_base_seconds: float = Field(
+        default=1.0, gt=0, le=3600, description="Retry backoff base (doubles per attempt)."
+    )
+    backoff_cap_seconds: float = Field(
+        default=300.0, gt=0, le=86_400, description="Longest wait between two attempts."
+    )
+    breaker_failures: int = Field(
+        default=5, ge=1, le=1000, description="Consecutive transient failures that open it."
+    )
+    breaker_open_seconds: float = Field(
+        default=60.0, gt=0, le=86_400, description="How long the breaker stays open."
+    )
+    breaker_successes: int = Field(
+        default=2, ge=1, le=100, description="Half-open successes that close the breaker."
+    )
     test_crash_after_print: bool = Field(
         default=False,
         description="Test-only fault switch: the process exits right after the KKT printed a "

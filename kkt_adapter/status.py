@@ -159,3 +159,61 @@ def overall(components: dict[str, dict[str, Any]]) -> str:
     if any(c.get("status") not in ("ok", "not_configured") for c in components.values()):
         return "degraded"
     return "healthy"
+
+
+@dataclass(frozen=True)
+class LinkFacts:
+    """What was measured of the OFD link."""
+
+    breaker: str
+    consecutive_failures: int
+    last_success_ms: int | None
+    last_failure_ms: int | None
+    last_error: str | None
+    last_sync: dict[str, Any] | None
+    target: str
+    emulator: bool
+
+
+def network_status(link: LinkFacts) -> str:
+    """offline: breaker open; degraded: half-open or the last contact failed; online: the last
+    contact succeeded; unknown: no contact yet (nothing was sent)."""
+    if link.breaker == "OPEN":
+        return "offline"
+    last_ok, last_bad = link.last_success_ms, link.last_failure_ms
+    if link.breaker == "HALF_OPEN" or (last_bad is not None and (last_ok or 0) < last_bad):
+        return "degraded"
+    return "online" if last_ok is not None else "unknown"
+
+
+def delivery_status(link: LinkFacts) -> dict[str, Any]:
+    """The OFD side of ``GET /v1/kkt/buffer/status``."""
+    last = link.last_sync
+    return {
+        "network_status": network_status(link),
+        "circuit_breaker": link.breaker,
+        "last_sync": None
+        if last is None
+        else {
+            "timestamp": iso_ms(last["timestamp_ms"]),
+            "synced_count": last["synced_count"],
+            "failed_count": last["failed_count"],
+            "duration_seconds": last["duration_seconds"],
+            "kind": last["kind"],
+        },
+    }
+
+
+def ofd_component(link: LinkFacts) -> dict[str, Any]:
+    state = {"OPEN": "error", "HALF_OPEN": "warning"}.get(link.breaker, "ok")
+    return {
+        "status": state,
+        "circuit_breaker": link.breaker,
+        "network_status": network_status(link),
+        "consecutive_failures": link.consecutive_failures,
+        "last_success_at": iso_ms(link.last_success_ms),
+        "last_failure_at": iso_ms(link.last_failure_ms),
+        "last_error": link.last_error,
+        "target": link.target,
+        "emulator": link.emulator,
+    }

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import httpx
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
@@ -18,14 +19,28 @@ from kkt_adapter import __version__
 from kkt_adapter.api.errors import install_error_handlers
 from kkt_adapter.api.middleware import RequestContext
 from kkt_adapter.api.routes import router
+from kkt_adapter.api.routes_delivery import delivery_router
 from kkt_adapter.buffer import Buffer
+from kkt_adapter.buffer.outbox import Outbox
+from kkt_adapter.delivery import (
+    Backoff,
+    BreakerConfig,
+    CircuitBreaker,
+    DeliveryWorker,
+    WorkerConfig,
+)
 from kkt_adapter.device import EmulatedKkt
 from kkt_adapter.device.base import KktDevice
 from kkt_adapter.domain import ReceiptIn
+from kkt_adapter.mock_ofd import create_mock_ofd_app
+from kkt_adapter.ofd import HttpOfdClient
 from kkt_adapter.service import IntakeService
 from kkt_adapter.settings import Settings
 
 log = logging.getLogger("kkt_adapter")
+
+EMBEDDED_OFD_DIR = "ofd-emulator"
+EMBEDDED_OFD_PATH = "/ofd-emulator"
 
 DESCRIPTION = """\
 Offline-first fiscal receipt adapter (54-FZ, FFD 1.2). A receipt posted here is committed to
@@ -42,6 +57,10 @@ class Runtime:
     buffer: Buffer
     device: KktDevice
     intake: IntakeService
+    outbox: Outbox
+    worker: DeliveryWorker
+    ofd_target: str
+    ofd_emulator: bool
 
 
 def build_device(settings: Settings) -> KktDevice:
@@ -68,30 +87,24 @@ def create_app(
     def today() -> date:
         return datetime.now(zone).date()
 
+    ofd_emulator = (
+        create_mock_ofd_app(
+            settings.data_dir / EMBEDDED_OFD_DIR,
+            key=settings.emulator_key.get_secret_value().encode(),
+        )
+        if settings.ofd_url is None
+        else None
+    )
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        buffer_kwargs: dict[str, Any] = {"wall": wall_ms} if wall_ms else {}
-        buffer = Buffer(
-            settings.data_dir,
-            capacity=settings.buffer_capacity,
-            node_id=settings.node_id,
-            **buffer_kwargs,
-        )
-        await asyncio.to_thread(buffer.open)
-        device = await asyncio.to_thread(device_factory, settings)
-        intake = IntakeService(
-            buffer, device, today=today, crash_after_print=settings.test_crash_after_print
-        )
-        runtime = Runtime(settings, buffer, device, intake)
-        app.state.runtime = runtime
-        try:
+        async with AsyncExitStack() as stack:
+            runtime = await _build(settings, device_factory, wall_ms, today, ofd_emulator, stack)
+            app.state.runtime = runtime
             await _start(runtime)
             yield
-        finally:
-            intake.close()
-            await asyncio.to_thread(device.close)
-            await asyncio.to_thread(buffer.close)
-            log.info("stopped cleanly")
+            await runtime.worker.stop()
+        log.info("stopped cleanly")
 
     app = FastAPI(
         title="kkt-adapter",
@@ -102,8 +115,78 @@ def create_app(
     app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(delivery_router)
+    if ofd_emulator is not None:
+        app.mount(EMBEDDED_OFD_PATH, ofd_emulator)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+async def _build(
+    settings: Settings,
+    device_factory: Callable[[Settings], KktDevice],
+    wall_ms: Callable[[], int] | None,
+    today: Callable[[], date],
+    ofd_emulator: FastAPI | None,
+    stack: AsyncExitStack,
+) -> Runtime:
+    """Open the buffer and the device, and wire intake and delivery; closed by ``stack``."""
+    buffer_kwargs: dict[str, Any] = {"wall": wall_ms} if wall_ms else {}
+    buffer = Buffer(
+        settings.data_dir,
+        capacity=settings.buffer_capacity,
+        node_id=settings.node_id,
+        **buffer_kwargs,
+    )
+    await asyncio.to_thread(buffer.open)
+    stack.callback(buffer.close)
+    device = await asyncio.to_thread(device_factory, settings)
+    stack.callback(device.close)
+    if ofd_emulator is not None:
+        await stack.enter_async_context(ofd_emulator.router.lifespan_context(ofd_emulator))
+        transport: httpx.AsyncBaseTransport | None = httpx.ASGITransport(app=ofd_emulator)
+        target = f"in-process OFD emulator (mounted at {EMBEDDED_OFD_PATH})"
+        base_url = "http://ofd-emulator"
+    else:
+        assert settings.ofd_url is not None
+        transport, target, base_url = None, settings.ofd_url, settings.ofd_url
+    client = HttpOfdClient(
+        base_url, transport=transport, max_connections=settings.delivery_concurrency
+    )
+    stack.push_async_callback(client.close)
+    outbox = Outbox(buffer)
+    intake = IntakeService(
+        buffer, device, today=today, crash_after_print=settings.test_crash_after_print
+    )
+    stack.callback(intake.close)
+
+    async def confirm(fds: list[int]) -> None:
+        await intake.on_device(device.confirm_many, fds)
+
+    worker = DeliveryWorker(
+        outbox,
+        client,
+        confirm,
+        breaker=CircuitBreaker(
+            BreakerConfig(
+                failure_threshold=settings.breaker_failures,
+                open_seconds=settings.breaker_open_seconds,
+                success_threshold=settings.breaker_successes,
+            ),
+            on_change=lambda old, new: log.warning("OFD circuit breaker %s -> %s", old, new),
+        ),
+        backoff=Backoff(settings.backoff_base_seconds, settings.backoff_cap_seconds),
+        config=WorkerConfig(
+            batch_size=settings.delivery_batch_size,
+            concurrency=settings.delivery_concurrency,
+            lease_ms=settings.delivery_lease_ms,
+            sweep_seconds=settings.delivery_sweep_seconds,
+        ),
+    )
+    intake.on_pending = worker.wake
+    return Runtime(
+        settings, buffer, device, intake, outbox, worker, target, ofd_emulator is not None
+    )
 
 
 async def _start(runtime: Runtime) -> None:
@@ -114,6 +197,10 @@ async def _start(runtime: Runtime) -> None:
             status.model,
             status.fn,
         )
+    if runtime.ofd_emulator:
+        log.warning("OFD: EMULATOR, %s - documents do not reach a real OFD", runtime.ofd_target)
+    else:
+        log.info("OFD: %s", runtime.ofd_target)
     report = await runtime.intake.reconcile()
     if report.recovered or report.never_printed:
         log.warning(
@@ -124,6 +211,7 @@ async def _start(runtime: Runtime) -> None:
     await runtime.buffer.log_event(
         "info", "started", f"kkt-adapter {__version__}; emulator={status.emulator}"
     )
+    await runtime.worker.start()
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

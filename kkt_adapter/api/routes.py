@@ -12,7 +12,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kkt_adapter.api.views import receipt_view, report_view, shift_view
 from kkt_adapter.errors import NotFound
-from kkt_adapter.status import Facts, buffer_component, buffer_status, kkt_component, overall
+from kkt_adapter.status import (
+    Facts,
+    LinkFacts,
+    buffer_component,
+    buffer_status,
+    delivery_status,
+    kkt_component,
+    ofd_component,
+    overall,
+)
 
 router = APIRouter()
 
@@ -119,26 +128,35 @@ async def gather_facts(runtime: Any) -> Facts:
     )
 
 
-NO_DELIVERY = {
-    "network_status": "unknown",
-    "circuit_breaker": None,
-    "last_sync": None,
-    "delivery": "not running: this version has no OFD delivery worker",
-}
+async def link_facts(runtime: Any) -> LinkFacts:
+    """Measured state of the OFD link."""
+    worker = runtime.worker
+    return LinkFacts(
+        breaker=worker.breaker.state.value,
+        consecutive_failures=worker.breaker.consecutive_failures,
+        last_success_ms=worker.contact.last_success_ms,
+        last_failure_ms=worker.contact.last_failure_ms,
+        last_error=worker.contact.last_error,
+        last_sync=await runtime.outbox.last_sync(),
+        target=runtime.ofd_target,
+        emulator=runtime.ofd_emulator,
+    )
 
 
 @router.get("/v1/kkt/buffer/status", tags=["buffer"], summary="Buffer counters, state and alerts")
 async def get_buffer_status(request: Request) -> Response:
-    facts = await gather_facts(_runtime(request))
-    return json_response(buffer_status(facts, NO_DELIVERY))
+    runtime = _runtime(request)
+    facts, link = await asyncio.gather(gather_facts(runtime), link_facts(runtime))
+    return json_response(buffer_status(facts, delivery_status(link)))
 
 
 @router.get("/v1/health", tags=["health"], summary="Health of the KKT, OFD, buffer and ERP link")
 async def health(request: Request) -> Response:
-    facts = await gather_facts(_runtime(request))
+    runtime = _runtime(request)
+    facts, link = await asyncio.gather(gather_facts(runtime), link_facts(runtime))
     components = {
         "kkt": kkt_component(facts),
-        "ofd": {"status": "not_configured", "detail": "no OFD delivery in this version"},
+        "ofd": ofd_component(link),
         "buffer": buffer_component(facts),
         "erp": {"status": "not_configured"},
     }

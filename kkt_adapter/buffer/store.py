@@ -86,9 +86,9 @@ class Buffer:
         conn = sqlite3.connect(self.path, isolation_level=None)
         try:
             conn.execute("BEGIN IMMEDIATE")
-            node = self._node_setting or _meta(conn, "node_id") or f"n{secrets.token_hex(4)}"
-            _set_meta(conn, "node_id", node)
-            last = _meta(conn, "hlc")
+            node = self._node_setting or get_meta(conn, "node_id") or f"n{secrets.token_hex(4)}"
+            set_meta(conn, "node_id", node)
+            last = get_meta(conn, "hlc")
             conn.execute("COMMIT")
         finally:
             conn.close()
@@ -150,7 +150,7 @@ class Buffer:
             " VALUES (?, ?, ?, ?)",
             (new.idempotency_key, new.receipt_id, new.fingerprint, now),
         )
-        _event(conn, now, "info", "accepted", new.receipt_id, None, "accepted")
+        append_event(conn, now, "info", "accepted", new.receipt_id, None, "accepted")
         return IntakeStart(new.receipt_id, new.document, replay=None, retry=False)
 
     def _resolve_known_key(
@@ -174,7 +174,7 @@ class Buffer:
                 "UPDATE receipts SET status = 'accepted', updated_ms = ? WHERE id = ?",
                 (now, known["id"]),
             )
-            _event(conn, now, "info", "print_retry", known["id"], "print_failed", "accepted")
+            append_event(conn, now, "info", "print_retry", known["id"], "print_failed", "accepted")
             return IntakeStart(known["id"], json.loads(known["document"]), None, retry=True)
         replay = json.loads(known["response"]) if known["response"] else None
         return IntakeStart(known["id"], json.loads(known["document"]), replay, retry=False)
@@ -202,13 +202,19 @@ class Buffer:
         answer: Callable[[int], dict[str, Any]],
     ) -> dict[str, Any]:
         now = self._wall()
+        # Re-stamped at fiscalization: prints are serialized, so HLC order follows FD order.
+        stamp = self._tick(conn)
         conn.execute(
             "UPDATE receipts SET status = 'pending', updated_ms = ?, next_attempt_ms = ?,"
+            " hlc_wall = ?, hlc_counter = ?, hlc_node = ?,"
             " fn = ?, fd = ?, fp = ?, shift = ?, number_in_shift = ?, fiscal_at = ?, qr = ?,"
             " document = ?, last_error = NULL WHERE id = ? AND status = 'accepted'",
             (
                 now,
                 now,
+                stamp.wall_ms,
+                stamp.counter,
+                stamp.node,
                 result.fn,
                 result.fd,
                 result.fp,
@@ -228,7 +234,7 @@ class Buffer:
             "UPDATE idempotency_keys SET response = ? WHERE receipt_id = ?",
             (_dumps(body), receipt_id),
         )
-        _event(
+        append_event(
             conn, now, "info", "fiscalized", receipt_id, "accepted", "pending", f"FD {result.fd}"
         )
         return body
@@ -243,7 +249,7 @@ class Buffer:
                 " WHERE id = ? AND status = 'accepted'",
                 (now, reason, receipt_id),
             )
-            _event(
+            append_event(
                 conn, now, "warning", "print_failed", receipt_id, "accepted", "print_failed", reason
             )
 
@@ -303,18 +309,20 @@ class Buffer:
     ) -> None:
         """Append an audit event that is not a receipt transition (shift actions, start-up)."""
         await self.db.write(
-            lambda conn: _event(conn, self._wall(), level, event, receipt_id, None, None, message)
+            lambda conn: append_event(
+                conn, self._wall(), level, event, receipt_id, None, None, message
+            )
         )
 
     def _tick(self, conn: sqlite3.Connection) -> HlcStamp:
         """Next HLC stamp, persisted in the same transaction so it never goes back (I5)."""
         assert self.clock is not None, "Buffer.open() first"
         stamp = self.clock.now()
-        _set_meta(conn, "hlc", str(stamp))
+        set_meta(conn, "hlc", str(stamp))
         return stamp
 
 
-def _event(
+def append_event(
     conn: sqlite3.Connection,
     ts_ms: int,
     level: str,
@@ -331,12 +339,12 @@ def _event(
     )
 
 
-def _meta(conn: sqlite3.Connection, key: str) -> str | None:
+def get_meta(conn: sqlite3.Connection, key: str) -> str | None:
     row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
     return str(row[0]) if row else None
 
 
-def _set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
+def set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
     conn.execute(
         "INSERT INTO meta (key, value) VALUES (?, ?)"
         " ON CONFLICT (key) DO UPDATE SET value = excluded.value",

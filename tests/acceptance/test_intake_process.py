@@ -35,8 +35,9 @@ def test_poc1_fifty_receipts(start_adapter: Start) -> None:
         status = http.get("/v1/kkt/buffer/status").json()
         stored = [http.get(f"/v1/kkt/receipt/{rid}").json()["status"] for rid in ids]
     assert all(b > a for a, b in itertools.pairwise(fds)), fds
-    assert status["total"] == 50 and status["pending"] == 50
-    assert stored == ["pending"] * 50
+    assert status["total"] == 50 and status["accepted"] == status["print_failed"] == 0
+    # Fiscalized and in the buffer; the embedded OFD emulator may already have them.
+    assert set(stored) <= {"pending", "syncing", "synced"} and len(stored) == 50
     p95 = statistics.quantiles(latencies, n=20)[18]
     print(
         "\nPOC-1 report: 50 receipts, all 200; FD "
@@ -60,7 +61,7 @@ def test_restart_keeps_receipts_and_continues_fd(start_adapter: Start, tmp_path:
     with second.client() as http:
         for answer in answers:
             row = http.get(f"/v1/kkt/receipt/{answer['receipt_id']}").json()
-            assert row["status"] == "pending"
+            assert row["status"] in {"pending", "syncing", "synced"}
             assert row["fiscal"]["fd"] == answer["fiscal"]["fd"]
         after = http.post("/v1/kkt/receipt", json=priced_receipt(999), headers=new_key()).json()
         total = http.get("/v1/kkt/buffer/status").json()["total"]
@@ -95,7 +96,7 @@ def test_crash_between_print_and_record_is_reconciled_not_reprinted(
     receipt_id, fd = device_docs[0]
     assert replay.json()["receipt_id"] == receipt_id
     assert replay.json()["fiscal"]["fd"] == fd
-    assert (status["total"], status["pending"], status["accepted"]) == (1, 1, 0)
+    assert (status["total"], status["accepted"], status["print_failed"]) == (1, 0, 0)
     assert _device_receipts(data) == device_docs  # not printed again
 
 

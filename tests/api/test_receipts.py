@@ -174,6 +174,7 @@ async def test_oversized_body_is_413_with_code(api: httpx.AsyncClient) -> None:
 
 @pytest.mark.parametrize("settings", [{"buffer_capacity": 3}], indirect=True)
 async def test_full_buffer_is_503_buffer_full_and_accepts_nothing(api: httpx.AsyncClient) -> None:
+    await api.post("/ofd-emulator/_control/mode", json={"mode": "fail"})  # nothing drains
     for kopecks in (100, 200, 300):
         ok = await api.post("/v1/kkt/receipt", json=priced_receipt(kopecks), headers=new_key())
         assert ok.status_code == 200

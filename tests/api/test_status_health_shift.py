@@ -14,18 +14,20 @@ STATUS_FIELDS = {
 
 
 async def test_buffer_status_counts_and_oldest_pending(api: httpx.AsyncClient) -> None:
+    await api.post("/ofd-emulator/_control/mode", json={"mode": "fail"})  # keep them pending
     empty = (await api.get("/v1/kkt/buffer/status")).json()
     assert empty.keys() >= STATUS_FIELDS
     assert empty["total"] == 0 and empty["oldest_pending"] is None
     first = (await api.post("/v1/kkt/receipt", json=receipt(), headers=new_key())).json()
     await api.post("/v1/kkt/receipt", json=receipt(), headers=new_key())
     status = (await api.get("/v1/kkt/buffer/status")).json()
-    assert (status["total"], status["pending"], status["synced"]) == (2, 2, 0)
+    assert (status["total"], status["pending"] + status["syncing"], status["synced"]) == (2, 2, 0)
     assert status["current_queued"] == 2
     assert status["percent_full"] == 1.0  # 2 of 200
     assert status["oldest_pending"]["receipt_id"] == first["receipt_id"]
     assert 0 <= status["oldest_pending"]["age_hours"] < 1
     assert status["alerts"] == []
+    assert status["circuit_breaker"] in {"CLOSED", "OPEN"}
 
 
 async def test_health_reports_the_emulated_kkt_and_the_buffer(api: httpx.AsyncClient) -> None:

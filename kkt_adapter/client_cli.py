@@ -1,0 +1,99 @@
+"""``kkt-adapter status`` and ``kkt-adapter sync``: talk to a running adapter over HTTP."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+console = Console()
+
+
+class AdapterUnreachable(Exception):
+    """The adapter did not answer (not running, wrong URL)."""
+
+
+def fetch(http: httpx.Client, method: str, path: str) -> dict[str, Any]:
+    """One request; an error answer becomes an exception carrying its code."""
+    try:
+        answer = http.request(method, path)
+    except httpx.TransportError as exc:
+        raise AdapterUnreachable(f"cannot reach the adapter at {http.base_url}: {exc}") from exc
+    body: dict[str, Any] = answer.json()
+    if answer.status_code >= 400 and "code" in body:
+        raise AdapterUnreachable(f"{answer.status_code} {body['code']}: {body.get('message')}")
+    return body
+
+
+def status_table(status: dict[str, Any], health: dict[str, Any]) -> Table:
+    """A readable table of the buffer status and health."""
+    table = Table(title="kkt-adapter", show_header=False, title_justify="left")
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    ofd = health["components"]["ofd"]
+    kkt = health["components"]["kkt"]
+    rows = [
+        ("health", health["status"]),
+        ("KKT", f"{'EMULATOR ' if kkt.get('emulator') else ''}FN {kkt.get('fn', '?')}"),
+        ("OFD", f"{ofd.get('target')} ({status['network_status']})"),
+        ("circuit breaker", status["circuit_breaker"]),
+        ("buffer", f"{status['current_queued']}/{status['total_capacity']} "
+                   f"({status['percent_full']}% full)"),
+        ("pending / syncing", f"{status['pending']} / {status['syncing']}"),
+        ("synced", str(status["synced"])),
+        ("failed (DLQ)", f"{status['failed']} ({status['dlq']})"),
+        ("oldest pending", _oldest(status["oldest_pending"])),
+        ("last sync", _last_sync(status["last_sync"])),
+    ]  # fmt: skip
+    for name, value in rows:
+        table.add_row(name, value)
+    for alert in status["alerts"]:
+        table.add_row(f"alert: {alert['level']}", f"{alert['code']}: {alert['message']}")
+    return table
+
+
+def _oldest(oldest: dict[str, Any] | None) -> str:
+    if oldest is None:
+        return "-"
+    return f"{oldest['receipt_id']} ({oldest['age_hours']:.2f} h)"
+
+
+def _last_sync(last: dict[str, Any] | None) -> str:
+    if last is None:
+        return "never"
+    return (
+        f"{last['timestamp']}: {last['synced_count']} synced, {last['failed_count']} failed "
+        f"in {last['duration_seconds']} s ({last['kind']})"
+    )
+
+
+def show_status(http: httpx.Client) -> None:
+    status = fetch(http, "GET", "/v1/kkt/buffer/status")
+    health = fetch(http, "GET", "/v1/health")
+    console.print(status_table(status, health))
+
+
+def run_sync(http: httpx.Client, timeout: float) -> dict[str, Any]:
+    """Start a manual sync, and show a progress bar while the buffer drains."""
+    before = fetch(http, "GET", "/v1/kkt/buffer/status")
+    to_send = before["pending"] + before["syncing"]
+    result: dict[str, Any] = {}
+    with Progress(
+        TextColumn("delivering"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console,
+    ) as progress:  # fmt: skip
+        task = progress.add_task("sync", total=max(to_send, 1))
+        result = fetch(http, "POST", "/v1/kkt/buffer/sync")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            now = fetch(http, "GET", "/v1/kkt/buffer/status")
+            left = now["pending"] + now["syncing"]
+            progress.update(task, completed=max(to_send - left, 0))
+            if left == 0:
+                break
+            time.sleep(0.5)
+    return result

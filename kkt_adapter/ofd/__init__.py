@@ -1,0 +1,23 @@
+"""The adapter's one narrow client to the OFD."""
+
+from kkt_adapter.ofd.client import (
+    Delivered,
+    HttpOfdClient,
+    OfdClient,
+    Outcome,
+    Rejected,
+    Submission,
+    Transient,
+    classify,
+)
+
+__all__ = [
+    "Delivered",
+    "HttpOfdClient",
+    "OfdClient",
+    "Outcome",
+    "Rejected",
+    "Submission",
+    "Transient",
+    "classify",
+]

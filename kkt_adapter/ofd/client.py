@@ -1,0 +1,180 @@
+"""HTTP client to the OFD and the classification of its answers.
+
+Answer classes (DESIGN §5): 2xx and 409 are done (409 and a replayed 2xx mean the OFD already
+has the document), except a 409 whose code is ``conflict``: the OFD holds a *different*
+document under this identity, which must not pass for delivered; that one, 400, 413 and 422 are
+permanent rejections of the document (DLQ); everything
+else - 408, 429, 5xx, timeouts, connection errors, and also 401/403/404, which say the OFD
+endpoint or credentials are wrong rather than the document - is transient: retried with backoff
+and counted by the circuit breaker.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import httpx
+import orjson
+
+from kkt_adapter.hlc import HlcStamp
+
+RECEIPTS_PATH = "/ofd/v1/receipts"
+PERMANENT_STATUSES = frozenset({400, 413, 422})
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One fiscal document on its way to the OFD."""
+
+    receipt_id: str
+    pos_id: str
+    fn: str
+    fd: int
+    fp: str
+    hlc: str
+    document: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """The OFD holds the document (``duplicate``: it already had it)."""
+
+    ofd_receipt_id: str | None
+    accepted_at: str | None
+    hlc: HlcStamp | None
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """The OFD refused the document itself: it goes to the DLQ."""
+
+    status: int
+    code: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Transient:
+    """The OFD could not take the document now: retry later."""
+
+    reason: str
+    status: int | None = None
+    retry_after: float | None = None
+    hlc: HlcStamp | None = None
+
+
+Outcome = Delivered | Rejected | Transient
+
+
+class OfdClient(Protocol):
+    """What the delivery worker needs from an OFD."""
+
+    async def submit(self, submission: Submission) -> Outcome: ...
+
+    async def close(self) -> None: ...
+
+
+class HttpOfdClient:
+    """The OFD over HTTP with connection reuse; timeouts: connect 5 s, read 10 s."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        max_connections: int = 32,
+        timeout: httpx.Timeout | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            transport=transport,
+            timeout=timeout or httpx.Timeout(10.0, connect=5.0),
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+        )
+
+    async def submit(self, submission: Submission) -> Outcome:
+        body = orjson.dumps(
+            {
+                "receipt_id": submission.receipt_id,
+                "pos_id": submission.pos_id,
+                "fn": submission.fn,
+                "fd": submission.fd,
+                "fp": submission.fp,
+                "hlc": submission.hlc,
+                "document": submission.document,
+            }
+        )
+        headers = {"Idempotency-Key": submission.receipt_id, "Content-Type": "application/json"}
+        try:
+            answer = await self._http.post(RECEIPTS_PATH, content=body, headers=headers)
+        except httpx.TimeoutException as exc:
+            return Transient(f"timeout: {type(exc).__name__}")
+        except httpx.TransportError as exc:
+            return Transient(f"connection error: {type(exc).__name__}: {exc}")
+        return classify(answer.status_code, answer.headers, answer.content)
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+
+def classify(status: int, headers: httpx.Headers, content: bytes) -> Outcome:
+    """Turn one OFD answer into an outcome (pure; see the module docstring)."""
+    body = _json_object(content)
+    hlc = _stamp(body.get("hlc")) or _stamp(headers.get("x-ofd-hlc"))
+    conflict = status == 409 and body.get("code") == "conflict"
+    if 200 <= status < 300 or (status == 409 and not conflict):
+        return Delivered(
+            ofd_receipt_id=_text(body.get("ofd_receipt_id")),
+            accepted_at=_text(body.get("accepted_at")),
+            hlc=hlc,
+            duplicate=status == 409 or headers.get("idempotent-replayed") == "true",
+        )
+    code = _text(body.get("code")) or f"http_{status}"
+    reason = _text(body.get("message")) or _text(body.get("detail")) or f"HTTP {status}"
+    if status in PERMANENT_STATUSES or conflict:
+        return Rejected(status, code, reason)
+    return Transient(
+        f"{code}: {reason}", status, retry_after_seconds(headers.get("retry-after")), hlc
+    )
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """``Retry-After`` as seconds: delta-seconds or an HTTP date; ``None`` if absent or bad."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def _json_object(content: bytes) -> dict[str, Any]:
+    try:
+        value = orjson.loads(content) if content else {}
+    except orjson.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _stamp(value: object) -> HlcStamp | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return HlcStamp.parse(value)
+    except ValueError:
+        return None
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
