@@ -43,6 +43,7 @@ from urllib.parse import urlsplit
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (
+    free_port,
     log,
     machine_info,
     percentile,
@@ -288,6 +289,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--tmp-dir", type=Path, help="where the temporary data dir goes (default: system temp)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the data dir and server log")
+    parser.add_argument(
+        "--ofd",
+        choices=["offline", "embedded"],
+        default="offline",
+        help="offline: the OFD is unreachable (the shop is offline; intake alone is measured); "
+        "embedded: the in-process OFD emulator takes deliveries during the run",
+    )
     args = parser.parse_args(argv)
     if args.requests < 1 or args.concurrency < 1 or args.warmup < 0 or args.duration_cap <= 0:
         parser.error("--requests and --concurrency must be ≥ 1, --warmup ≥ 0, the cap > 0")
@@ -308,7 +316,10 @@ def main(argv: list[str] | None = None) -> int:
         raw_rate = raw_commit_rate(base / "raw", args.raw_commits)
         log(f"raw commit rate: {raw_rate:.0f} commits/s")
 
-        proc, url = start_adapter(data_dir)
+        ofd_env = (
+            {"KKT_OFD_URL": f"http://127.0.0.1:{free_port()}"} if args.ofd == "offline" else {}
+        )
+        proc, url = start_adapter(data_dir, ofd_env)
         log(f"kkt-adapter (pid {proc.pid}) listening on {url}")
         try:
             parts = urlsplit(url)
@@ -373,6 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         "requests_ok": result.ok,
         "warmup": args.warmup,
         "concurrency": args.concurrency,
+        "ofd": args.ofd,
         "print_delay_ms": 0,
         "errors": errors,
         "errors_by_kind": dict(result.errors),

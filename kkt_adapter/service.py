@@ -13,13 +13,16 @@ import asyncio
 import logging
 import os
 import secrets
+import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, TypeVar
+from functools import partial
+from typing import Any, TypeVar, cast
 
 from kkt_adapter.buffer import Buffer, NewReceipt
+from kkt_adapter.buffer.engine import Staged
 from kkt_adapter.device.base import DeviceStatus, FiscalResult, KktDevice, ShiftReport
 from kkt_adapter.domain import parse_receipt, receipt_fingerprint, receipt_to_json, to_ffd
 from kkt_adapter.errors import DeviceError, ValidationError
@@ -126,47 +129,63 @@ class IntakeService:
         key = check_idempotency_key(key)
         receipt = parse_receipt(body, self._today())
         receipt_id = new_receipt_id(self.buffer.now_ms())
-        start = await self.buffer.begin_intake(
-            NewReceipt(
-                receipt_id=receipt_id,
-                idempotency_key=key,
-                fingerprint=receipt_fingerprint(receipt),
-                pos_id=receipt.pos_id,
-                type=str(receipt.type),
-                total=receipt.total,
-                payload=receipt_to_json(receipt),
-                document=to_ffd(receipt, receipt_id),
-            )
+        new = NewReceipt(
+            receipt_id=receipt_id,
+            idempotency_key=key,
+            fingerprint=receipt_fingerprint(receipt),
+            pos_id=receipt.pos_id,
+            type=str(receipt.type),
+            total=receipt.total,
+            payload=receipt_to_json(receipt),
+            document=to_ffd(receipt, receipt_id),
         )
+        outcome = await self.buffer.db.staged(
+            lambda conn: self._intake_steps(conn, new), self._device_thread
+        )
+        if isinstance(outcome, DeviceError):
+            raise outcome
+        if not outcome.replayed:
+            self.on_pending()
+        return cast(Intake, outcome)
+
+    def _intake_steps(self, conn: sqlite3.Connection, new: NewReceipt) -> Staged:
+        """accepted (commit) -> the KKT prints, outside the transaction -> pending (commit).
+
+        The transactional parts run on the buffer's writer, the print on the device thread,
+        handing over without the event loop; a refusal is recorded as ``print_failed`` and
+        returned.
+        """
+        start = self.buffer.begin_intake_tx(conn, new)
         if start.replay is not None:
             return Intake(start.replay, replayed=True)
-        if not start.retry and start.receipt_id != receipt_id:
-            raise AssertionError("buffer returned another receipt for a new key")
-        result = await self._print(start.receipt_id, start.document)
-        if self._crash_after_print:
-            log.critical("test fault switch: exiting after print, before record")
-            os._exit(CRASH_EXIT_CODE)
-        body_out = await self._record(result)
-        return Intake(body_out, replayed=False)
-
-    async def _print(self, receipt_id: str, document: dict[str, Any]) -> FiscalResult:
+        receipt_id = start.receipt_id
         try:
-            return await self.on_device(self.device.print_receipt, receipt_id, document)
+            result = yield partial(self._print_on_device, receipt_id, start.document)
         except DeviceError as exc:
-            await self.buffer.record_print_failed(receipt_id, exc.reason)
-            raise
+            self.buffer.print_failed_tx(conn, receipt_id, exc.reason)
+            return exc
         except Exception as exc:
             # The device may or may not have printed: ask its log rather than guess (I2).
             log.exception("device failure while printing %s", receipt_id)
-            found = await self._find(receipt_id)
-            if found is not None:
-                return found
-            await self.buffer.record_print_failed(receipt_id, "device_error")
-            raise DeviceError(f"the KKT failed: {exc}", reason="device_error") from exc
+            result = yield partial(self._find_quietly, receipt_id)
+            if result is None:
+                self.buffer.print_failed_tx(conn, receipt_id, "device_error")
+                return DeviceError(f"the KKT failed: {exc}", reason="device_error")
+        answer = self.buffer.record_fiscal_tx(
+            conn, receipt_id, result, lambda position: fiscal_answer(result, position)
+        )
+        return Intake(answer, replayed=False)
 
-    async def _find(self, receipt_id: str) -> FiscalResult | None:
+    def _print_on_device(self, receipt_id: str, document: dict[str, Any]) -> FiscalResult:
+        result = self.device.print_receipt(receipt_id, document)
+        if self._crash_after_print:
+            log.critical("test fault switch: exiting after print, before record")
+            os._exit(CRASH_EXIT_CODE)
+        return result
+
+    def _find_quietly(self, receipt_id: str) -> FiscalResult | None:
         try:
-            return await self.on_device(self.device.find_document, receipt_id)
+            return self.device.find_document(receipt_id)
         except Exception:
             log.exception("device lookup of %s failed", receipt_id)
             return None

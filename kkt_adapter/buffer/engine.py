@@ -6,6 +6,13 @@ one failing write does not undo its neighbours), commits once, then resolves eve
 Each caller's write is durable when its await returns (promise I1), and under concurrency one
 fsync serves many receipts.
 
+A write may also be *staged*: a generator that does its first part in one transaction, yields
+a blocking call to run outside any transaction (the KKT printing a receipt), and finishes with
+its result in a later transaction. The call runs on the executor the caller names (the device's
+one thread) and its result goes straight back to the writer's queue, so the steps hand over
+between the two threads without waking the event loop, and the writer keeps committing other
+writes while the device prints.
+
 Written by hand because no maintained library does group commit for SQLite: aiosqlite runs one
 connection on one thread and commits per call. Reads run on a small pool of read-only
 connections (WAL lets them proceed beside the writer), so no SQLite call blocks the event loop.
@@ -19,8 +26,8 @@ import logging
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Generator
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -37,11 +44,19 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 256
 
 
+Staged = Generator[Callable[[], Any], Any, Any]
+"""A staged write: yields a blocking call to run outside the transaction, gets its result."""
+
+
 @dataclass
 class _Job:
     write: Write
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Any]
+    staged: bool = False
+    gen: Staged | None = None
+    outside: Executor | None = None
+    resume: tuple[bool, Any] | None = None  # the outside call's (ok, result) to send in
 
 
 class Database:
@@ -63,6 +78,8 @@ class Database:
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix=f"{name}-read")
         self._local = threading.local()
         self._write_conn: sqlite3.Connection | None = None
+        self._away = 0  # staged writes whose outside call is running
+        self._away_lock = threading.Lock()
 
     def open(self) -> int:
         """Open, migrate and start the writer; returns the schema version found."""
@@ -114,57 +131,107 @@ class Database:
         finally:
             conn.execute("COMMIT")
 
+    async def staged(self, write: Callable[[sqlite3.Connection], Staged], outside: Executor) -> Any:
+        """Run a staged write whose blocking calls run on ``outside``; returns its value."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queue.put(_Job(write, loop, future, staged=True, outside=outside))
+        return await future
+
     def _run_writer(self) -> None:
         assert self._write_conn is not None
         conn = self._write_conn
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            while len(batch) < MAX_BATCH:
-                try:
-                    job = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if job is None:
-                    self._queue.put(None)  # stop after this batch
-                    break
-                batch.append(job)
-            self._commit_batch(conn, batch)
+        stopping = False
+        while not stopping or self._away:
+            batch, stop = self._collect()
+            stopping = stopping or stop
+            self._cycle(conn, batch)
 
-    def _commit_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
-        results: list[tuple[bool, Any]] = []
+    def _collect(self) -> tuple[list[_Job], bool]:
+        """The queued jobs (new ones and staged ones coming back): waits for the first."""
+        batch: list[_Job] = []
+        first = self._queue.get()
+        if first is None:
+            return batch, True
+        batch.append(first)
+        while len(batch) < MAX_BATCH:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is None:
+                return batch, True
+            batch.append(job)
+        return batch, False
+
+    def _cycle(self, conn: sqlite3.Connection, jobs: list[_Job]) -> None:
+        """One transaction over ``jobs``; then hand staged ones their outside calls."""
+        if not jobs:
+            return
+        outcomes: list[tuple[str, Any]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for job in batch:
-                results.append(_run_in_savepoint(conn, job.write))
+            outcomes = [_run_in_savepoint(conn, job) for job in jobs]
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             log.error("buffer commit failed: %s", exc)
             _rollback(conn)
             failure = StorageUnavailable(f"the buffer could not be written: {exc}", retry_after=5)
-            results = [(False, failure)] * len(batch)
-        for job, (ok, value) in zip(batch, results, strict=True):
-            job.loop.call_soon_threadsafe(_resolve, job.future, ok, value)
+            outcomes = [("failed", failure)] * len(jobs)
+        for job, (kind, value) in zip(jobs, outcomes, strict=True):
+            if kind == "outside":
+                self._send_outside(job, value)
+            else:
+                job.loop.call_soon_threadsafe(_resolve, job.future, kind == "done", value)
+
+    def _send_outside(self, job: _Job, call: Callable[[], Any]) -> None:
+        assert job.outside is not None
+        with self._away_lock:
+            self._away += 1
+        job.outside.submit(self._call_outside, job, call)
+
+    def _call_outside(self, job: _Job, call: Callable[[], Any]) -> None:
+        try:
+            job.resume = (True, call())
+        except Exception as exc:  # handed to the staged write, which decides
+            job.resume = (False, exc)
+        with self._away_lock:
+            self._away -= 1
+        self._queue.put(job)
 
 
-def _run_in_savepoint(conn: sqlite3.Connection, write: Write) -> tuple[bool, Any]:
+def _step(conn: sqlite3.Connection, job: _Job) -> tuple[str, Any]:
+    """Run a job's next part; ("done", value), or ("outside", call) for a staged write."""
+    if not job.staged:
+        return "done", job.write(conn)
+    if job.gen is None:
+        job.gen = job.write(conn)
+        assert job.gen is not None
+        call = next(job.gen)
+    else:
+        assert job.resume is not None
+        ok, value = job.resume
+        call = job.gen.send(value) if ok else job.gen.throw(value)
+    return "outside", call
+
+
+def _run_in_savepoint(conn: sqlite3.Connection, job: _Job) -> tuple[str, Any]:
+    """One step of ``job`` in a savepoint: a failing job does not undo its batch neighbours."""
     conn.execute("SAVEPOINT job")
     try:
-        value = write(conn)
+        kind, value = _step(conn, job)
+    except StopIteration as stop:  # a staged write finished
+        kind, value = "done", stop.value
     except sqlite3.IntegrityError as exc:
-        conn.execute("ROLLBACK TO job")
-        conn.execute("RELEASE job")
-        return False, exc
+        kind, value = "failed", exc
     except sqlite3.Error:
         raise  # the storage itself failed: the whole batch fails
     except Exception as exc:  # a refusal (KktAdapterError) or a bug: this job alone fails
+        kind, value = "failed", exc
+    if kind == "failed":
         conn.execute("ROLLBACK TO job")
-        conn.execute("RELEASE job")
-        return False, exc
     conn.execute("RELEASE job")
-    return True, value
+    return kind, value
 
 
 def _rollback(conn: sqlite3.Connection) -> None:

@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from kkt_adapter.buffer.engine import Database
 from kkt_adapter.device.base import FfdDocument, FiscalResult
 from kkt_adapter.errors import BufferFull, IdempotencyKeyReused, RequestInProgress
@@ -105,9 +107,10 @@ class Buffer:
 
     async def begin_intake(self, new: NewReceipt) -> IntakeStart:
         """Record ``new`` as ``accepted`` (or resolve its key: replay, retry or conflict)."""
-        return await self.db.write(lambda conn: self._begin_intake(conn, new))
+        return await self.db.write(lambda conn: self.begin_intake_tx(conn, new))
 
-    def _begin_intake(self, conn: sqlite3.Connection, new: NewReceipt) -> IntakeStart:
+    def begin_intake_tx(self, conn: sqlite3.Connection, new: NewReceipt) -> IntakeStart:
+        """``begin_intake`` inside the caller's transaction."""
         known = conn.execute(
             "SELECT k.fingerprint, k.response, r.id, r.status, r.document"
             " FROM idempotency_keys k JOIN receipts r ON r.id = k.receipt_id WHERE k.key = ?",
@@ -191,10 +194,10 @@ class Buffer:
         stored in the same transaction and returned.
         """
         return await self.db.write(
-            lambda conn: self._record_fiscal(conn, receipt_id, result, answer)
+            lambda conn: self.record_fiscal_tx(conn, receipt_id, result, answer)
         )
 
-    def _record_fiscal(
+    def record_fiscal_tx(
         self,
         conn: sqlite3.Connection,
         receipt_id: str,
@@ -241,19 +244,19 @@ class Buffer:
 
     async def record_print_failed(self, receipt_id: str, reason: str) -> None:
         """The device refused: ``print_failed``; the POS may retry with the same key."""
+        await self.db.write(lambda conn: self.print_failed_tx(conn, receipt_id, reason))
 
-        def write(conn: sqlite3.Connection) -> None:
-            now = self._wall()
-            conn.execute(
-                "UPDATE receipts SET status = 'print_failed', updated_ms = ?, last_error = ?"
-                " WHERE id = ? AND status = 'accepted'",
-                (now, reason, receipt_id),
-            )
-            append_event(
-                conn, now, "warning", "print_failed", receipt_id, "accepted", "print_failed", reason
-            )
-
-        await self.db.write(write)
+    def print_failed_tx(self, conn: sqlite3.Connection, receipt_id: str, reason: str) -> None:
+        """``record_print_failed`` inside the caller's transaction."""
+        now = self._wall()
+        conn.execute(
+            "UPDATE receipts SET status = 'print_failed', updated_ms = ?, last_error = ?"
+            " WHERE id = ? AND status = 'accepted'",
+            (now, reason, receipt_id),
+        )
+        append_event(
+            conn, now, "warning", "print_failed", receipt_id, "accepted", "print_failed", reason
+        )
 
     async def accepted_ids(self) -> list[str]:
         """Receipts left ``accepted`` (a crash between intake and record): to reconcile."""
@@ -353,4 +356,4 @@ def set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()

