@@ -171,8 +171,9 @@ class IntakeService:
             if result is None:
                 self.buffer.print_failed_tx(conn, receipt_id, "device_error")
                 return DeviceError(f"the KKT failed: {exc}", reason="device_error")
+        position = start.queued + 1
         answer = self.buffer.record_fiscal_tx(
-            conn, receipt_id, result, lambda position: fiscal_answer(result, position)
+            conn, receipt_id, result, lambda: fiscal_answer(result, position)
         )
         return Intake(answer, replayed=False)
 
@@ -191,8 +192,9 @@ class IntakeService:
             return None
 
     async def _record(self, result: FiscalResult) -> dict[str, Any]:
+        queued = (await self.buffer.counts())["pending"]
         body = await self.buffer.record_fiscal(
-            result.receipt_id, result, lambda position: fiscal_answer(result, position)
+            result.receipt_id, result, lambda: fiscal_answer(result, queued + 1)
         )
         self.on_pending()
         return body

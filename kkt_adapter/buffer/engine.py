@@ -178,11 +178,15 @@ class Database:
             _rollback(conn)
             failure = StorageUnavailable(f"the buffer could not be written: {exc}", retry_after=5)
             outcomes = [("failed", failure)] * len(jobs)
+        finished: dict[asyncio.AbstractEventLoop, list[tuple[_Job, bool, Any]]] = {}
         for job, (kind, value) in zip(jobs, outcomes, strict=True):
             if kind == "outside":
                 self._send_outside(job, value)
             else:
-                job.loop.call_soon_threadsafe(_resolve, job.future, kind == "done", value)
+                finished.setdefault(job.loop, []).append((job, kind == "done", value))
+        # One wake-up per event loop and cycle, not one per job.
+        for loop, results in finished.items():
+            loop.call_soon_threadsafe(_resolve_all, results)
 
     def _send_outside(self, job: _Job, call: Callable[[], Any]) -> None:
         assert job.outside is not None
@@ -239,13 +243,14 @@ def _rollback(conn: sqlite3.Connection) -> None:
         conn.execute("ROLLBACK")
 
 
-def _resolve(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    if future.cancelled():
-        return
-    if ok:
-        future.set_result(value)
-    else:
-        future.set_exception(value)
+def _resolve_all(results: list[tuple[_Job, bool, Any]]) -> None:
+    for job, ok, value in results:
+        if job.future.cancelled():
+            continue
+        if ok:
+            job.future.set_result(value)
+        else:
+            job.future.set_exception(value)
 
 
 def connect(path: Path) -> sqlite3.Connection:

@@ -42,7 +42,8 @@ _SCRIPTS: tuple[str, ...] = (
         fence           INTEGER,
         synced_ms       INTEGER,
         ofd_receipt_id  TEXT,
-        confirmed       INTEGER NOT NULL DEFAULT 0  -- the KKT was told the OFD has it
+        confirmed       INTEGER NOT NULL DEFAULT 0, -- the KKT was told the OFD has it
+        response        TEXT                        -- the answer replayed for a repeated key
     );
     CREATE INDEX receipts_due ON receipts(status, next_attempt_ms);
     CREATE INDEX receipts_unsent ON receipts(created_ms)
@@ -57,8 +58,7 @@ _SCRIPTS: tuple[str, ...] = (
         key        TEXT PRIMARY KEY,
         receipt_id TEXT NOT NULL REFERENCES receipts(id) ON DELETE CASCADE,
         fingerprint TEXT NOT NULL,
-        created_ms INTEGER NOT NULL,
-        response   TEXT                            -- the answer replayed for a repeat
+        created_ms INTEGER NOT NULL
     );
     CREATE INDEX idempotency_keys_receipt ON idempotency_keys(receipt_id);
 
@@ -74,7 +74,6 @@ _SCRIPTS: tuple[str, ...] = (
     );
     CREATE INDEX buffer_events_receipt ON buffer_events(receipt_id, id);
     CREATE INDEX buffer_events_ts ON buffer_events(ts_ms);
-    CREATE INDEX buffer_events_level ON buffer_events(level, id);
 
     CREATE TABLE dlq (
         receipt_id  TEXT PRIMARY KEY REFERENCES receipts(id),

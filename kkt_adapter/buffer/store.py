@@ -49,6 +49,8 @@ class IntakeStart:
     document: FfdDocument
     replay: dict[str, Any] | None
     retry: bool
+    queued: int = 0
+    """Receipts waiting for the OFD when this one was accepted."""
 
 
 @dataclass(frozen=True)
@@ -91,11 +93,17 @@ class Buffer:
             node = self._node_setting or get_meta(conn, "node_id") or f"n{secrets.token_hex(4)}"
             set_meta(conn, "node_id", node)
             last = get_meta(conn, "hlc")
+            top = conn.execute(
+                "SELECT hlc_wall, hlc_counter FROM receipts"
+                " ORDER BY hlc_wall DESC, hlc_counter DESC LIMIT 1"
+            ).fetchone()
             conn.execute("COMMIT")
         finally:
             conn.close()
-        stamp = HlcStamp.parse(last) if last else None
-        self.clock = HybridClock(node, last=stamp, wall=self._wall)
+        stamps = [HlcStamp.parse(last)] if last else []
+        if top is not None:
+            stamps.append(HlcStamp(int(top[0]), int(top[1]), node))
+        self.clock = HybridClock(node, last=max(stamps, default=None), wall=self._wall)
 
     def close(self) -> None:
         self.db.close()
@@ -111,16 +119,20 @@ class Buffer:
 
     def begin_intake_tx(self, conn: sqlite3.Connection, new: NewReceipt) -> IntakeStart:
         """``begin_intake`` inside the caller's transaction."""
+        # One statement for the key and the counters: each statement on the writer is a
+        # round trip through the GIL, and intake is the hot path.
         known = conn.execute(
-            "SELECT k.fingerprint, k.response, r.id, r.status, r.document"
-            " FROM idempotency_keys k JOIN receipts r ON r.id = k.receipt_id WHERE k.key = ?",
+            "SELECT k.fingerprint, r.response, r.id, r.status, r.document,"
+            " (SELECT COALESCE(SUM(n), 0) FROM status_counts WHERE status != 'synced'),"
+            " (SELECT COALESCE(SUM(n), 0) FROM status_counts"
+            "  WHERE status IN ('pending', 'syncing'))"
+            " FROM (SELECT 1) LEFT JOIN idempotency_keys k ON k.key = ?"
+            " LEFT JOIN receipts r ON r.id = k.receipt_id",
             (new.idempotency_key,),
         ).fetchone()
-        if known is not None:
+        if known["id"] is not None:
             return self._resolve_known_key(conn, new, known)
-        unsynced = conn.execute(
-            "SELECT COALESCE(SUM(n), 0) FROM status_counts WHERE status != 'synced'"
-        ).fetchone()[0]
+        unsynced, queued = int(known[5]), int(known[6])
         if unsynced >= self.capacity:
             raise BufferFull(
                 f"the buffer holds {unsynced} unsynced receipts (capacity {self.capacity})",
@@ -128,7 +140,7 @@ class Buffer:
                 retry_after=30,
             )
         now = self._wall()
-        stamp = self._tick(conn)
+        stamp = self._tick()
         conn.execute(
             "INSERT INTO receipts (id, idempotency_key, pos_id, type, total, status, created_ms,"
             " updated_ms, hlc_wall, hlc_counter, hlc_node, payload, document)"
@@ -154,7 +166,7 @@ class Buffer:
             (new.idempotency_key, new.receipt_id, new.fingerprint, now),
         )
         append_event(conn, now, "info", "accepted", new.receipt_id, None, "accepted")
-        return IntakeStart(new.receipt_id, new.document, replay=None, retry=False)
+        return IntakeStart(new.receipt_id, new.document, None, retry=False, queued=queued)
 
     def _resolve_known_key(
         self, conn: sqlite3.Connection, new: NewReceipt, known: sqlite3.Row
@@ -178,7 +190,8 @@ class Buffer:
                 (now, known["id"]),
             )
             append_event(conn, now, "info", "print_retry", known["id"], "print_failed", "accepted")
-            return IntakeStart(known["id"], json.loads(known["document"]), None, retry=True)
+            document = json.loads(known["document"])
+            return IntakeStart(known["id"], document, None, retry=True, queued=int(known[6]))
         replay = json.loads(known["response"]) if known["response"] else None
         return IntakeStart(known["id"], json.loads(known["document"]), replay, retry=False)
 
@@ -186,12 +199,12 @@ class Buffer:
         self,
         receipt_id: str,
         result: FiscalResult,
-        answer: Callable[[int], dict[str, Any]],
+        answer: Callable[[], dict[str, Any]],
     ) -> dict[str, Any]:
         """Mark a printed receipt ``pending`` with its fiscal attributes.
 
-        ``answer(queue_position)`` builds the response kept for idempotent replays; it is
-        stored in the same transaction and returned.
+        ``answer()`` builds the response kept for idempotent replays; it is stored in the same
+        transaction and returned.
         """
         return await self.db.write(
             lambda conn: self.record_fiscal_tx(conn, receipt_id, result, answer)
@@ -202,16 +215,18 @@ class Buffer:
         conn: sqlite3.Connection,
         receipt_id: str,
         result: FiscalResult,
-        answer: Callable[[int], dict[str, Any]],
+        answer: Callable[[], dict[str, Any]],
     ) -> dict[str, Any]:
+        """``record_fiscal`` inside the caller's transaction."""
         now = self._wall()
         # Re-stamped at fiscalization: prints are serialized, so HLC order follows FD order.
-        stamp = self._tick(conn)
+        stamp = self._tick()
+        body = answer()
         conn.execute(
             "UPDATE receipts SET status = 'pending', updated_ms = ?, next_attempt_ms = ?,"
             " hlc_wall = ?, hlc_counter = ?, hlc_node = ?,"
             " fn = ?, fd = ?, fp = ?, shift = ?, number_in_shift = ?, fiscal_at = ?, qr = ?,"
-            " document = ?, last_error = NULL WHERE id = ? AND status = 'accepted'",
+            " document = ?, response = ?, last_error = NULL WHERE id = ? AND status = 'accepted'",
             (
                 now,
                 now,
@@ -226,16 +241,9 @@ class Buffer:
                 result.datetime.isoformat(),
                 result.qr,
                 _dumps(result.document),
+                _dumps(body),
                 receipt_id,
             ),
-        )
-        position = conn.execute(
-            "SELECT COALESCE(SUM(n), 0) FROM status_counts WHERE status IN ('pending', 'syncing')"
-        ).fetchone()[0]
-        body = answer(int(position))
-        conn.execute(
-            "UPDATE idempotency_keys SET response = ? WHERE receipt_id = ?",
-            (_dumps(body), receipt_id),
         )
         append_event(
             conn, now, "info", "fiscalized", receipt_id, "accepted", "pending", f"FD {result.fd}"
@@ -317,12 +325,11 @@ class Buffer:
             )
         )
 
-    def _tick(self, conn: sqlite3.Connection) -> HlcStamp:
-        """Next HLC stamp, persisted in the same transaction so it never goes back (I5)."""
+    def _tick(self) -> HlcStamp:
+        """Next HLC stamp. It is stored in the receipt's own row, and ``open`` restores the
+        clock from the highest stamp stored, so it never goes back (I5)."""
         assert self.clock is not None, "Buffer.open() first"
-        stamp = self.clock.now()
-        set_meta(conn, "hlc", str(stamp))
-        return stamp
+        return self.clock.now()
 
 
 def append_event(

@@ -111,7 +111,7 @@ async def test_intake_lifecycle_counts_and_replay(buffer: Buffer) -> None:
     start = await buffer.begin_intake(new(1))
     assert start.replay is None and not start.retry
     assert (await buffer.counts())["accepted"] == 1
-    body = await buffer.record_fiscal("R0001", fiscal("R0001", 2), lambda pos: {"pos": pos})
+    body = await buffer.record_fiscal("R0001", fiscal("R0001", 2), lambda: {"pos": 1})
     assert body == {"pos": 1}
     counts = await buffer.counts()
     assert (counts["accepted"], counts["pending"], counts["total"]) == (0, 1, 1)
@@ -180,7 +180,7 @@ async def test_generated_node_id_is_kept(tmp_path: Path) -> None:
 async def test_oldest_unsent_is_one_index_step_and_skips_synced(buffer: Buffer) -> None:
     for n in (1, 2):
         await buffer.begin_intake(new(n))
-        await buffer.record_fiscal(f"R000{n}", fiscal(f"R000{n}", n + 1), lambda pos: {})
+        await buffer.record_fiscal(f"R000{n}", fiscal(f"R000{n}", n + 1), lambda: {})
     await buffer.db.write(
         lambda c: c.execute("UPDATE receipts SET status = 'synced' WHERE id = 'R0001'")
     )
