@@ -14,9 +14,11 @@ from zoneinfo import ZoneInfo
 import httpx
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kkt_adapter import __version__
 from kkt_adapter.api.errors import install_error_handlers
+from kkt_adapter.api.intake_endpoint import ReceiptEndpoint, is_receipt_post
 from kkt_adapter.api.middleware import RequestContext
 from kkt_adapter.api.routes import router
 from kkt_adapter.api.routes_delivery import delivery_router
@@ -47,6 +49,18 @@ Offline-first fiscal receipt adapter (54-FZ, FFD 1.2). A receipt posted here is 
 the local buffer, fiscalized on the KKT and answered at once; delivery to the OFD happens in
 the background. Money is sent as decimal strings with at most two fraction digits.
 """
+
+
+class AdapterApp(FastAPI):
+    """The FastAPI app, with the receipt intake route served ahead of its stack."""
+
+    fast_intake: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.fast_intake is not None and is_receipt_post(scope):
+            await self.fast_intake(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
 
 
 @dataclass
@@ -106,13 +120,16 @@ def create_app(
             await runtime.worker.stop()
         log.info("stopped cleanly")
 
-    app = FastAPI(
+    app = AdapterApp(
         title="kkt-adapter",
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
     )
     app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
+    app.fast_intake = RequestContext(
+        ReceiptEndpoint(app.state), max_body_bytes=settings.max_body_bytes
+    )
     install_error_handlers(app)
     app.include_router(router)
     app.include_router(delivery_router)

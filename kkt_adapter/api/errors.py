@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from kkt_adapter.api.intake_endpoint import error_payload
 from kkt_adapter.errors import KktAdapterError
 
 log = logging.getLogger(__name__)
@@ -39,10 +39,8 @@ def error_response(
     details: Any = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    body = {"code": code, "message": message, "details": details, "request_id": request_id(request)}
-    return Response(
-        orjson.dumps(body), status_code=status, media_type="application/json", headers=headers
-    )
+    body = error_payload(code, message, details, request_id(request))
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
 async def _adapter_error(request: Request, exc: Exception) -> Response:
