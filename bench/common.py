@@ -240,3 +240,65 @@ def percentile(sorted_values: Sequence[float], p: float) -> float:
         return sorted_values[0]
     rank = math.ceil(p / 100 * len(sorted_values))
     return sorted_values[min(rank, len(sorted_values)) - 1]
+
+
+# --------------------------------------------------------------------------- the OFD emulator
+
+
+def start_mock_ofd(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """Run ``kkt-adapter mock-ofd`` on 127.0.0.1 and a free port; return the process and URL.
+
+    Same conventions as :func:`start_adapter`: output to ``<data_dir>.log``, the URL taken from
+    the ``listening on`` line, a startup deadline, no ``KKT_*`` setting inherited (so the
+    emulator verifies fiscal signs with the same built-in key as the adapter).
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir.parent / f"{data_dir.name}.log"
+    args = [
+        str(kkt_adapter_script()),
+        "mock-ofd",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--data-dir",
+        str(data_dir),
+        "--log-level",
+        "warning",
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KKT_")}
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen(args, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + STARTUP_DEADLINE_S
+    while True:
+        text = log_path.read_text(errors="replace")
+        for line in text.splitlines():
+            if " listening on " in line:
+                return proc, line.split(" listening on ", 1)[1].strip()
+        if proc.poll() is not None:
+            raise RuntimeError(f"mock-ofd exited early ({proc.returncode}):\n{text[-4000:]}")
+        if time.monotonic() > deadline:
+            stop(proc)
+            raise RuntimeError(
+                f"mock-ofd not listening after {STARTUP_DEADLINE_S}s:\n{text[-4000:]}"
+            )
+        time.sleep(0.05)
+
+
+# --------------------------------------------------------------------------- small HTTP calls
+
+
+def http_json(method: str, url: str, body: Any = None, timeout: float = 60.0) -> tuple[int, Any]:
+    """One JSON request with the standard library: (status, decoded body or error text)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    data = None if body is None else json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"} if data is not None else {}
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()[:300].decode(errors="replace")

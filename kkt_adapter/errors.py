@@ -90,6 +90,13 @@ class ShiftError(KktAdapterError):
     http_status = 409
 
 
+class NotSyncLeader(KktAdapterError):
+    """Another adapter process holds the sync lease: only it delivers."""
+
+    code = "not_sync_leader"
+    http_status = 409
+
+
 class ConfigError(KktAdapterError):
     """Bad configuration: the commands exit non-zero with this one-line message."""
 

@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     auto_open_shift: bool = Field(
         default=True, description="Open a shift automatically on the first receipt."
     )
+    emulator_process: bool = Field(
+        default=True,
+        description="Run the KKT emulator in its own process, as a separate device (set false "
+        "to run it inside the adapter, e.g. for debugging).",
+    )
     emulator_key: SecretStr = Field(
         default=SecretStr(DEFAULT_EMULATOR_KEY),
         description="Key of the emulated fiscal sign; the OFD emulator verifies with the same key.",
@@ -77,13 +82,24 @@ class Settings(BaseSettings):
         default=16, ge=1, le=256, description="OFD requests in flight at once."
     )
     delivery_batch_size: int = Field(
-        default=64, ge=1, le=1000, description="Receipts claimed per delivery pass."
+        default=256, ge=1, le=1000, description="Receipts claimed per delivery pass."
     )
     delivery_lease_ms: int = Field(
         default=30_000, ge=1000, le=3_600_000, description="How long a claim holds a receipt."
     )
     delivery_sweep_seconds: float = Field(
         default=1.0, gt=0, le=300, description="Delivery sweep period (besides wake-ups)."
+    )
+    leadership_ttl_ms: int = Field(
+        default=10_000,
+        ge=1000,
+        le=600_000,
+        description="Sync lease time: a leader that stops renewing is replaced after it.",
+    )
+    redis_key_prefix: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Prefix of the Redis lease keys. Unset: one per buffer (its node id).",
     )
     backoff_base_seconds: float = Field(
         default=1.0, gt=0, le=3600, description="Retry backoff base (doubles per attempt)."

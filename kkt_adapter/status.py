@@ -173,6 +173,7 @@ class LinkFacts:
     last_sync: dict[str, Any] | None
     target: str
     emulator: bool
+    leadership: dict[str, Any]
 
 
 def network_status(link: LinkFacts) -> str:
@@ -201,11 +202,16 @@ def delivery_status(link: LinkFacts) -> dict[str, Any]:
             "duration_seconds": last["duration_seconds"],
             "kind": last["kind"],
         },
+        "sync_leader": link.leadership,
     }
 
 
 def ofd_component(link: LinkFacts) -> dict[str, Any]:
+    """The OFD link; ``warning`` when this process cannot lead for a reason other than another
+    process leading (e.g. Redis unreachable): then nothing here delivers."""
     state = {"OPEN": "error", "HALF_OPEN": "warning"}.get(link.breaker, "ok")
+    if state == "ok" and not link.leadership["leader"] and link.leadership["error"]:
+        state = "warning"
     return {
         "status": state,
         "circuit_breaker": link.breaker,
@@ -216,4 +222,5 @@ def ofd_component(link: LinkFacts) -> dict[str, Any]:
         "last_error": link.last_error,
         "target": link.target,
         "emulator": link.emulator,
+        "sync_leader": link.leadership,
     }

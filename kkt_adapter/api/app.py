@@ -11,7 +11,6 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import httpx
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -31,11 +30,12 @@ from kkt_adapter.delivery import (
     DeliveryWorker,
     WorkerConfig,
 )
+from kkt_adapter.delivery.lease import LeaseBackend, RedisLease, SqliteLease, new_holder_id
 from kkt_adapter.device import EmulatedKkt
 from kkt_adapter.device.base import KktDevice
 from kkt_adapter.domain import ReceiptIn
 from kkt_adapter.mock_ofd import create_mock_ofd_app
-from kkt_adapter.ofd import HttpOfdClient
+from kkt_adapter.ofd import AsgiOfdClient, HttpOfdClient, OfdClient
 from kkt_adapter.service import IntakeService
 from kkt_adapter.settings import Settings
 
@@ -78,11 +78,26 @@ class Runtime:
 
 
 def build_device(settings: Settings) -> KktDevice:
-    """The KKT: the bundled emulator (the only driver this version ships)."""
+    """The KKT: the bundled emulator (the only driver this version ships).
+
+    By default in its own process, like a real KKT on its own link, so its CPU work does not
+    compete with the HTTP loop and the buffer for this process's GIL.
+    """
+    from kkt_adapter.device.emulator_process import EmulatorProcess
+
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    key = settings.emulator_key.get_secret_value().encode()
+    if settings.emulator_process:
+        return EmulatorProcess(
+            settings.data_dir,
+            key=key,
+            print_delay_ms=settings.print_delay_ms,
+            auto_open_shift=settings.auto_open_shift,
+            tz=settings.timezone,
+        )
     return EmulatedKkt(
         settings.data_dir,
-        key=settings.emulator_key.get_secret_value().encode(),
+        key=key,
         print_delay_ms=settings.print_delay_ms,
         auto_open_shift=settings.auto_open_shift,
         tz=ZoneInfo(settings.timezone),
@@ -159,17 +174,15 @@ async def _build(
     stack.callback(buffer.close)
     device = await asyncio.to_thread(device_factory, settings)
     stack.callback(device.close)
+    client: OfdClient
     if ofd_emulator is not None:
         await stack.enter_async_context(ofd_emulator.router.lifespan_context(ofd_emulator))
-        transport: httpx.AsyncBaseTransport | None = httpx.ASGITransport(app=ofd_emulator)
+        client = AsgiOfdClient(ofd_emulator)
         target = f"in-process OFD emulator (mounted at {EMBEDDED_OFD_PATH})"
-        base_url = "http://ofd-emulator"
     else:
         assert settings.ofd_url is not None
-        transport, target, base_url = None, settings.ofd_url, settings.ofd_url
-    client = HttpOfdClient(
-        base_url, transport=transport, max_connections=settings.delivery_concurrency
-    )
+        client = HttpOfdClient(settings.ofd_url, max_connections=settings.delivery_concurrency)
+        target = settings.ofd_url
     stack.push_async_callback(client.close)
     outbox = Outbox(buffer)
     intake = IntakeService(
@@ -180,10 +193,18 @@ async def _build(
     async def confirm(fds: list[int]) -> None:
         await intake.on_device(device.confirm_many, fds)
 
+    lease: LeaseBackend
+    if settings.redis_url:
+        prefix = settings.redis_key_prefix or f"kkt-adapter:{buffer.node}"
+        lease = RedisLease(settings.redis_url, prefix, outbox.fence_high)
+    else:
+        lease = SqliteLease(buffer.db, buffer.now_ms)
     worker = DeliveryWorker(
         outbox,
         client,
         confirm,
+        lease=lease,
+        holder=new_holder_id(buffer.node),
         breaker=CircuitBreaker(
             BreakerConfig(
                 failure_threshold=settings.breaker_failures,
@@ -198,6 +219,7 @@ async def _build(
             concurrency=settings.delivery_concurrency,
             lease_ms=settings.delivery_lease_ms,
             sweep_seconds=settings.delivery_sweep_seconds,
+            leadership_ttl_ms=settings.leadership_ttl_ms,
         ),
     )
     intake.on_pending = worker.wake

@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from kkt_adapter.api.views import receipt_view, report_view, shift_view
+from kkt_adapter.buffer import iso_ms
 from kkt_adapter.errors import NotFound
 from kkt_adapter.status import (
     Facts,
@@ -140,7 +141,19 @@ async def link_facts(runtime: Any) -> LinkFacts:
         last_sync=await runtime.outbox.last_sync(),
         target=runtime.ofd_target,
         emulator=runtime.ofd_emulator,
+        leadership=leadership_view(worker.leadership),
     )
+
+
+def leadership_view(leadership: Any) -> dict[str, Any]:
+    return {
+        "leader": leadership.leader,
+        "backend": leadership.backend,
+        "holder": leadership.holder,
+        "fence": leadership.fence,
+        "since": iso_ms(leadership.since_ms),
+        "error": leadership.last_error,
+    }
 
 
 @router.get("/v1/kkt/buffer/status", tags=["buffer"], summary="Buffer counters, state and alerts")

@@ -17,6 +17,10 @@ from kkt_adapter.hlc import HlcStamp
 
 LEVELS = ("debug", "info", "warning", "error", "critical")
 
+# A result write also needs its token to be the highest the buffer has seen: a paused leader
+# whose claim was taken over must not write, even where its row check would still match.
+CURRENT_FENCE = " AND fence >= (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'fence_high')"
+
 
 @dataclass(frozen=True)
 class Claimed:
@@ -39,16 +43,33 @@ class Outbox:
         self.buffer = buffer
         self.db = buffer.db
 
-    async def next_fence(self) -> int:
-        """A fencing token greater than every one handed out before."""
+    async def take_over(self, fence: int) -> int:
+        """A new leader with ``fence`` starts: raise the buffer's highest token to it (older
+        leaders' writes are refused from now on) and return their claims to ``pending``."""
 
         def write(conn: sqlite3.Connection) -> int:
-            row = conn.execute("SELECT value FROM meta WHERE key = 'fence'").fetchone()
-            token = int(row[0]) + 1 if row else 1
-            set_meta(conn, "fence", str(token))
-            return token
+            now = self.buffer.now_ms()
+            conn.execute(
+                "UPDATE meta SET value = MAX(CAST(value AS INTEGER), ?) WHERE key = 'fence_high'",
+                (fence,),
+            )
+            rows = conn.execute(
+                "UPDATE receipts SET status = 'pending', lease_until_ms = NULL, updated_ms = ?"
+                " WHERE status = 'syncing' AND fence < ? RETURNING id",
+                (now, fence),
+            ).fetchall()
+            for row in rows:
+                append_event(conn, now, "warning", "taken_over", row["id"], "syncing", "pending")
+            return len(rows)
 
         return await self.db.write(write)
+
+    async def fence_high(self) -> int:
+        """The highest fencing token this buffer has accepted."""
+        row = await self.db.read(
+            lambda conn: conn.execute("SELECT value FROM meta WHERE key = 'fence_high'").fetchone()
+        )
+        return int(row[0]) if row else 0
 
     async def claim(
         self, *, limit: int, fence: int, lease_ms: int, ignore_timers: bool
@@ -56,6 +77,7 @@ class Outbox:
         """Claim up to ``limit`` due receipts in HLC order (all pending if ``ignore_timers``)."""
 
         def write(conn: sqlite3.Connection) -> list[Claimed]:
+            _check_fence(conn, fence)
             now = self.buffer.now_ms()
             due = now if not ignore_timers else 2**62
             rows = conn.execute(
@@ -86,7 +108,8 @@ class Outbox:
             changed = conn.execute(
                 "UPDATE receipts SET status = 'synced', synced_ms = ?, updated_ms = ?,"
                 " ofd_receipt_id = ?, attempts = attempts + 1, last_error = NULL,"
-                " lease_until_ms = NULL WHERE id = ? AND status = 'syncing' AND fence = ?",
+                " lease_until_ms = NULL WHERE id = ? AND status = 'syncing' AND fence = ?"
+                + CURRENT_FENCE,
                 (now, now, ofd_receipt_id, claimed.receipt_id, fence),
             ).rowcount
             if changed and ofd_hlc is not None and self.buffer.clock is not None:
@@ -107,7 +130,7 @@ class Outbox:
             changed = conn.execute(
                 "UPDATE receipts SET status = 'failed', updated_ms = ?, attempts = attempts + 1,"
                 " last_error = ?, lease_until_ms = NULL"
-                " WHERE id = ? AND status = 'syncing' AND fence = ?",
+                " WHERE id = ? AND status = 'syncing' AND fence = ?" + CURRENT_FENCE,
                 (now, f"{code}: {reason}", claimed.receipt_id, fence),
             ).rowcount
             if changed:
@@ -142,7 +165,7 @@ class Outbox:
             changed = conn.execute(
                 "UPDATE receipts SET status = 'pending', updated_ms = ?, next_attempt_ms = ?,"
                 " attempts = attempts + ?, last_error = ?, lease_until_ms = NULL"
-                " WHERE id = ? AND status = 'syncing' AND fence = ?",
+                " WHERE id = ? AND status = 'syncing' AND fence = ?" + CURRENT_FENCE,
                 (now, now + delay_ms, int(count_attempt), reason, claimed.receipt_id, fence),
             ).rowcount
             if changed:
@@ -279,6 +302,18 @@ class Outbox:
         params.extend([limit, (page - 1) * limit])
         rows = await self.db.read(lambda conn: conn.execute(sql, params).fetchall())
         return [dict(row) for row in rows]
+
+
+class StaleLeader(Exception):
+    """A claim with a fencing token lower than the buffer's highest: leadership was lost."""
+
+
+def _check_fence(conn: sqlite3.Connection, fence: int) -> None:
+    high = int(conn.execute("SELECT value FROM meta WHERE key = 'fence_high'").fetchone()[0])
+    if fence < high:
+        raise StaleLeader(f"fencing token {fence} is below the buffer's {high}")
+    if fence > high:
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'fence_high'", (str(fence),))
 
 
 def _claimed(row: sqlite3.Row) -> Claimed:

@@ -87,6 +87,15 @@ _SCRIPTS: tuple[str, ...] = (
         key   TEXT PRIMARY KEY,
         value TEXT NOT NULL
     );
+    INSERT INTO meta (key, value) VALUES ('fence_high', '0');
+
+    -- The sync lease of the sqlite backend (kkt_adapter.delivery.lease).
+    CREATE TABLE leases (
+        name       TEXT PRIMARY KEY,
+        holder     TEXT NOT NULL,
+        fence      INTEGER NOT NULL,
+        expires_ms INTEGER NOT NULL
+    );
 
     -- Exact counters per status, kept by triggers, so status and capacity checks cost O(1)
     -- however many receipts the buffer holds.

@@ -108,6 +108,12 @@ class Buffer:
     def close(self) -> None:
         self.db.close()
 
+    @property
+    def node(self) -> str:
+        """The buffer's node id (shared by every process on this data dir)."""
+        assert self.clock is not None, "Buffer.open() first"
+        return self.clock.node
+
     def now_ms(self) -> int:
         return self._wall()
 

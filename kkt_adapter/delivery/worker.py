@@ -1,10 +1,12 @@
 """The delivery worker: buffer claim -> OFD client -> buffer result, one small loop.
 
-It wakes when a receipt becomes ``pending`` and on a periodic sweep, claims a batch in HLC
-order under a lease and its fencing token, sends with bounded concurrency, and records each
-result on its own. While the circuit breaker is open it makes no OFD calls; a manual sync
+Only the holder of the buffer's sync lease delivers (``kkt_adapter.delivery.lease``). The
+leader wakes when a receipt becomes ``pending`` and on a periodic sweep, claims a batch in HLC
+order under a claim lease and its fencing token, sends with bounded concurrency, and records
+each result on its own. While the circuit breaker is open it makes no OFD calls; a manual sync
 ignores backoff timers and the open timer (it may probe), and never touches a receipt another
-pass holds, because claims are atomic status changes.
+pass holds, because claims are atomic status changes. A leader that cannot renew its lease
+stops sending at once; the buffer refuses its later writes anyway (fencing).
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from kkt_adapter.buffer.outbox import Claimed, Outbox
+from kkt_adapter.buffer.outbox import Claimed, Outbox, StaleLeader
 from kkt_adapter.delivery.backoff import Backoff
 from kkt_adapter.delivery.breaker import BreakerState, CircuitBreaker
+from kkt_adapter.delivery.lease import Grant, LeaseBackend
+from kkt_adapter.errors import NotSyncLeader
 from kkt_adapter.ofd import Delivered, OfdClient, Outcome, Rejected, Submission, Transient
 
 log = logging.getLogger(__name__)
@@ -28,11 +32,12 @@ Confirm = Callable[[list[int]], Awaitable[None]]
 
 @dataclass(frozen=True)
 class WorkerConfig:
-    batch_size: int = 64
+    batch_size: int = 256
     concurrency: int = 16
     lease_ms: int = 30_000
     sweep_seconds: float = 1.0
     manual_sync_seconds: float = 600.0
+    leadership_ttl_ms: int = 10_000
 
 
 @dataclass
@@ -42,6 +47,21 @@ class PassResult:
     failed: int = 0
     transient: int = 0
     lost: int = 0  # results the buffer refused: the claim had been taken over
+
+
+@dataclass
+class Leadership:
+    """Measured facts about the sync lease."""
+
+    backend: str
+    holder: str
+    fence: int | None = None
+    since_ms: int | None = None
+    last_error: str | None = None
+
+    @property
+    def leader(self) -> bool:
+        return self.fence is not None
 
 
 @dataclass
@@ -65,6 +85,8 @@ class DeliveryWorker:
         client: OfdClient,
         confirm: Confirm,
         *,
+        lease: LeaseBackend,
+        holder: str,
         breaker: CircuitBreaker,
         backoff: Backoff = Backoff(),
         config: WorkerConfig = WorkerConfig(),
@@ -76,47 +98,93 @@ class DeliveryWorker:
         self.backoff = backoff
         self.config = config
         self.contact = Contact()
+        self.leadership = Leadership(lease.name, holder)
+        self._lease = lease
+        self._grant: Grant | None = None
         self._confirm = confirm
         self._wall_ms = wall_ms or outbox.buffer.now_ms
         self._wake = asyncio.Event()
         self._stopping = False
-        self._task: asyncio.Task[None] | None = None
-        self._fence = 0
+        self._tasks: list[asyncio.Task[None]] = []
 
     @property
     def fence(self) -> int:
-        return self._fence
+        return self._grant.fence if self._grant else 0
 
     def wake(self) -> None:
         """A receipt became pending: deliver soon."""
         self._wake.set()
 
     async def start(self) -> None:
-        self._fence = await self.outbox.next_fence()
-        self._task = asyncio.create_task(self._run(), name="delivery-worker")
+        await self._hold_lease()
+        self._tasks = [
+            asyncio.create_task(self._keep_lease(), name="sync-lease"),
+            asyncio.create_task(self._run(), name="delivery-worker"),
+        ]
 
     async def stop(self) -> None:
-        """Finish in-flight sends, then give back anything still claimed."""
+        """Finish in-flight sends, give back claims and the lease."""
         self._stopping = True
         self._wake.set()
-        if self._task is not None:
-            await self._task
-        released = await self.outbox.release_fence(self._fence)
-        if released:
-            log.info("released %d claimed receipts on shutdown", released)
+        self._tasks[0].cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._grant is not None:
+            released = await self.outbox.release_fence(self._grant.fence)
+            if released:
+                log.info("released %d claimed receipts on shutdown", released)
+            with contextlib.suppress(Exception):  # it expires by itself anyway
+                await self._lease.release(self.leadership.holder, self._grant)
+        await self._lease.close()
+
+    async def _keep_lease(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.leadership_ttl_ms / 3000)
+            await self._hold_lease()
+
+    async def _hold_lease(self) -> None:
+        """Acquire the lease if free, renew it if ours; any doubt means not leading."""
+        ttl, holder = self.config.leadership_ttl_ms, self.leadership.holder
+        try:
+            if self._grant is None:
+                grant = await self._lease.acquire(holder, ttl)
+                if grant is not None:
+                    await self.outbox.take_over(grant.fence)
+                    self._lead(grant)
+            elif not await self._lease.renew(holder, self._grant, ttl):
+                self._abdicate("the sync lease was taken over")
+            self.leadership.last_error = None
+        except Exception as exc:  # Redis down, buffer busy: stop delivering, say why
+            self._abdicate(f"{self._lease.name} lease unavailable: {exc}")
+
+    def _lead(self, grant: Grant) -> None:
+        self._grant = grant
+        self.leadership.fence = grant.fence
+        self.leadership.since_ms = self._wall_ms()
+        log.info("sync leader (%s lease, fence %d)", self._lease.name, grant.fence)
+        self._wake.set()
+
+    def _abdicate(self, reason: str) -> None:
+        if self._grant is not None:
+            log.warning("no longer the sync leader: %s", reason)
+        self._grant = None
+        self.leadership.fence = None
+        self.leadership.since_ms = None
+        self.leadership.last_error = reason
 
     async def _run(self) -> None:
         while not self._stopping:
             busy = False
             try:
                 await self.outbox.release_expired()
-                if self.breaker.allows_calls():
+                if self._grant is not None and self.breaker.allows_calls():
                     started = time.monotonic()
                     result = await self.run_pass(manual=False)
                     busy = result.claimed > 0 and result.transient == 0
                     if result.claimed:
                         await self._remember(result, time.monotonic() - started, "automatic")
                 await self._confirm_synced()
+            except StaleLeader as exc:
+                self._abdicate(str(exc))
             except Exception:  # the loop must survive anything; the next sweep retries
                 log.exception("delivery pass failed")
             if not busy:
@@ -130,10 +198,13 @@ class DeliveryWorker:
 
     async def run_pass(self, *, manual: bool) -> PassResult:
         """Claim one batch and deliver it."""
+        grant = self._grant
+        if grant is None:
+            return PassResult()
         half_open = self.breaker.state is BreakerState.HALF_OPEN and not manual
         limit = 1 if half_open else self.config.batch_size
         claimed = await self.outbox.claim(
-            limit=limit, fence=self._fence, lease_ms=self.config.lease_ms, ignore_timers=manual
+            limit=limit, fence=grant.fence, lease_ms=self.config.lease_ms, ignore_timers=manual
         )
         result = PassResult(claimed=len(claimed))
         if not claimed:
@@ -141,27 +212,32 @@ class DeliveryWorker:
         gate = asyncio.Semaphore(self.config.concurrency)
 
         async def deliver(item: Claimed) -> None:
-            async with gate:
-                if not manual and not self.breaker.allows_calls():
-                    await self.outbox.record_transient(
-                        item, self._fence, "circuit breaker open", 0, count_attempt=False
-                    )
-                    result.transient += 1
-                    return
-                outcome = await self.client.submit(_submission(item))
-                await self._record(item, outcome, result)
+            async with gate:  # bounds the OFD requests in flight, not the result writes
+                if self._grant is not grant:
+                    return  # leadership lost: send nothing more; the new leader takes over
+                stopped = not manual and not self.breaker.allows_calls()
+                outcome = None if stopped else await self.client.submit(_submission(item))
+            if outcome is None:
+                await self.outbox.record_transient(
+                    item, grant.fence, "circuit breaker open", 0, count_attempt=False
+                )
+                result.transient += 1
+            else:
+                await self._record(item, grant.fence, outcome, result)
 
         await asyncio.gather(*(deliver(item) for item in claimed))
         return result
 
-    async def _record(self, item: Claimed, outcome: Outcome, result: PassResult) -> None:
+    async def _record(
+        self, item: Claimed, fence: int, outcome: Outcome, result: PassResult
+    ) -> None:
         now = self._wall_ms()
         if isinstance(outcome, Delivered):
             self.breaker.record_success()
             self.contact.last_success_ms = now
             self.contact.calls["duplicate" if outcome.duplicate else "delivered"] += 1
             ours = await self.outbox.record_delivered(
-                item, self._fence, outcome.ofd_receipt_id, outcome.hlc
+                item, fence, outcome.ofd_receipt_id, outcome.hlc
             )
             result.synced += int(ours)
         elif isinstance(outcome, Rejected):
@@ -169,14 +245,14 @@ class DeliveryWorker:
             self.contact.last_success_ms = now
             self.contact.calls["rejected"] += 1
             ours = await self.outbox.record_rejected(
-                item, self._fence, outcome.status, outcome.code, outcome.reason
+                item, fence, outcome.status, outcome.code, outcome.reason
             )
             result.failed += int(ours)
         else:
             self._note_transient(outcome, now)
             delay_s = self.backoff.delay(item.attempts + 1, outcome.retry_after)
             ours = await self.outbox.record_transient(
-                item, self._fence, outcome.reason, int(delay_s * 1000)
+                item, fence, outcome.reason, int(delay_s * 1000)
             )
             result.transient += 1
         result.lost += int(not ours)
@@ -198,11 +274,22 @@ class DeliveryWorker:
 
     async def sync_now(self) -> dict[str, float | int]:
         """A manual delivery pass: everything pending, now, until done or no progress."""
+        if self._grant is None:
+            await self._hold_lease()
+        if self._grant is None:
+            raise NotSyncLeader(
+                "another adapter process holds the sync lease and delivers",
+                details={"backend": self._lease.name, "reason": self.leadership.last_error},
+            )
         started = time.monotonic()
         totals = PassResult()
         deadline = started + self.config.manual_sync_seconds
         while time.monotonic() < deadline:
-            result = await self.run_pass(manual=True)
+            try:
+                result = await self.run_pass(manual=True)
+            except StaleLeader as exc:
+                self._abdicate(str(exc))
+                break
             for name in ("claimed", "synced", "failed", "transient", "lost"):
                 setattr(totals, name, getattr(totals, name) + getattr(result, name))
             if result.claimed == 0 or result.synced + result.failed == 0:

@@ -1,6 +1,7 @@
 """The adapter's one narrow client to the OFD."""
 
 from kkt_adapter.ofd.client import (
+    AsgiOfdClient,
     Delivered,
     HttpOfdClient,
     OfdClient,
@@ -12,6 +13,7 @@ from kkt_adapter.ofd.client import (
 )
 
 __all__ = [
+    "AsgiOfdClient",
     "Delivered",
     "HttpOfdClient",
     "OfdClient",

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import email.utils
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import aiohttp
 import httpx
 import orjson
 
@@ -78,54 +80,88 @@ class OfdClient(Protocol):
     async def close(self) -> None: ...
 
 
-class HttpOfdClient:
-    """The OFD over HTTP with connection reuse; timeouts: connect 5 s, read 10 s."""
+def _body(submission: Submission) -> bytes:
+    return orjson.dumps(
+        {
+            "receipt_id": submission.receipt_id,
+            "pos_id": submission.pos_id,
+            "fn": submission.fn,
+            "fd": submission.fd,
+            "fp": submission.fp,
+            "hlc": submission.hlc,
+            "document": submission.document,
+        }
+    )
 
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
-        max_connections: int = 32,
-        timeout: httpx.Timeout | None = None,
-    ) -> None:
+
+def _headers(submission: Submission) -> dict[str, str]:
+    return {"Idempotency-Key": submission.receipt_id, "Content-Type": "application/json"}
+
+
+class HttpOfdClient:
+    """The OFD over the network, with connection reuse; timeouts: connect 5 s, read 10 s.
+
+    aiohttp rather than httpx here: delivery throughput is bound by the client's CPU, and on
+    the same machine and load httpx spent about 1.3 ms of CPU per request, aiohttp about 0.1 ms
+    (16 keep-alive connections to the OFD emulator), which capped draining at about 450
+    receipts/s with httpx.
+    """
+
+    def __init__(self, base_url: str, *, max_connections: int = 32) -> None:
         self.base_url = base_url.rstrip("/")
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None:  # created on first use: it must belong to the running loop
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._max_connections),
+                timeout=aiohttp.ClientTimeout(total=None, connect=5.0, sock_read=10.0),
+            )
+        return self._session
+
+    async def submit(self, submission: Submission) -> Outcome:
+        url = self.base_url + RECEIPTS_PATH
+        try:
+            async with self._open().post(
+                url, data=_body(submission), headers=_headers(submission)
+            ) as answer:
+                content = await answer.read()
+                return classify(answer.status, answer.headers, content)
+        except TimeoutError as exc:
+            return Transient(f"timeout: {type(exc).__name__}")
+        except aiohttp.ClientError as exc:
+            return Transient(f"connection error: {type(exc).__name__}: {exc}")
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+class AsgiOfdClient:
+    """An OFD app in this process (the embedded emulator), called through httpx's ASGI
+    transport: the same requests and answers as over the network, without a socket."""
+
+    def __init__(self, app: Any) -> None:
         self._http = httpx.AsyncClient(
-            base_url=self.base_url,
-            transport=transport,
-            timeout=timeout or httpx.Timeout(10.0, connect=5.0),
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
+            transport=httpx.ASGITransport(app=app), base_url="http://ofd-emulator"
         )
 
     async def submit(self, submission: Submission) -> Outcome:
-        body = orjson.dumps(
-            {
-                "receipt_id": submission.receipt_id,
-                "pos_id": submission.pos_id,
-                "fn": submission.fn,
-                "fd": submission.fd,
-                "fp": submission.fp,
-                "hlc": submission.hlc,
-                "document": submission.document,
-            }
+        answer = await self._http.post(
+            RECEIPTS_PATH, content=_body(submission), headers=_headers(submission)
         )
-        headers = {"Idempotency-Key": submission.receipt_id, "Content-Type": "application/json"}
-        try:
-            answer = await self._http.post(RECEIPTS_PATH, content=body, headers=headers)
-        except httpx.TimeoutException as exc:
-            return Transient(f"timeout: {type(exc).__name__}")
-        except httpx.TransportError as exc:
-            return Transient(f"connection error: {type(exc).__name__}: {exc}")
         return classify(answer.status_code, answer.headers, answer.content)
 
     async def close(self) -> None:
         await self._http.aclose()
 
 
-def classify(status: int, headers: httpx.Headers, content: bytes) -> Outcome:
-    """Turn one OFD answer into an outcome (pure; see the module docstring)."""
+def classify(status: int, headers: Mapping[str, str], content: bytes) -> Outcome:
+    """Turn one OFD answer into an outcome (pure; see the module docstring).
+
+    ``headers`` must look names up case-insensitively (httpx and aiohttp headers do).
+    """
     body = _json_object(content)
     hlc = _stamp(body.get("hlc")) or _stamp(headers.get("x-ofd-hlc"))
     conflict = status == 409 and body.get("code") == "conflict"

@@ -1,0 +1,199 @@
+"""Sync leadership: one holder of the buffer's sync lease delivers, with a fencing token.
+
+Two backends behind one small interface:
+
+- ``SqliteLease`` (default): a lease row in the buffer itself; right for processes sharing one
+  data dir on one host.
+- ``RedisLease`` (``--redis-url``): ``SET key holder NX PX ttl`` with renewal, and a fencing
+  token from ``INCR``; right when several hosts cooperate.
+
+A token is greater than every token handed out before it. The buffer keeps the highest token it
+has seen and refuses claims and results from a lower one (``kkt_adapter.buffer.outbox``), so a
+leader paused past its lease (GC stop, SIGSTOP, partition) cannot write after a new leader took
+over. A backend error never reads as "leader": without a lease, nothing is delivered.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import sqlite3
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from kkt_adapter.buffer.engine import Database
+from kkt_adapter.buffer.store import append_event
+
+log = logging.getLogger(__name__)
+
+LEASE_NAME = "sync"
+
+WallMs = Callable[[], int]
+FloorFn = Callable[[], Awaitable[int]]
+
+
+@dataclass(frozen=True)
+class Grant:
+    """A held lease: its fencing token."""
+
+    fence: int
+
+
+class LeaseBackend(Protocol):
+    """Acquire, renew and release the sync lease for ``holder``."""
+
+    name: str
+
+    async def acquire(self, holder: str, ttl_ms: int) -> Grant | None:
+        """The lease if it is free, expired or already ours (a new token if it changed hands)."""
+        ...
+
+    async def renew(self, holder: str, grant: Grant, ttl_ms: int) -> bool:
+        """Extend our lease; False if it is no longer ours."""
+        ...
+
+    async def release(self, holder: str, grant: Grant) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def new_holder_id(node: str) -> str:
+    """This process's identity as a lease holder."""
+    return f"{node}-{secrets.token_hex(4)}"
+
+
+class SqliteLease:
+    """The lease as a row of the buffer (``leases``), written through its group commit."""
+
+    name = "sqlite"
+
+    def __init__(self, db: Database, wall_ms: WallMs) -> None:
+        self._db = db
+        self._wall_ms = wall_ms
+
+    async def acquire(self, holder: str, ttl_ms: int) -> Grant | None:
+        def write(conn: sqlite3.Connection) -> Grant | None:
+            now = self._wall_ms()
+            row = conn.execute(
+                "SELECT holder, fence, expires_ms FROM leases WHERE name = ?", (LEASE_NAME,)
+            ).fetchone()
+            if row is not None and row["holder"] != holder and row["expires_ms"] > now:
+                return None
+            if row is not None and row["holder"] == holder and row["expires_ms"] > now:
+                fence = int(row["fence"])
+            else:
+                fence = _next_fence(conn)
+                append_event(
+                    conn, now, "info", "leader", None, None, None, f"{holder} leads, fence {fence}"
+                )
+            conn.execute(
+                "INSERT INTO leases (name, holder, fence, expires_ms) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,"
+                " fence = excluded.fence, expires_ms = excluded.expires_ms",
+                (LEASE_NAME, holder, fence, now + ttl_ms),
+            )
+            return Grant(fence)
+
+        return await self._db.write(write)
+
+    async def renew(self, holder: str, grant: Grant, ttl_ms: int) -> bool:
+        def write(conn: sqlite3.Connection) -> bool:
+            now = self._wall_ms()
+            changed = conn.execute(
+                "UPDATE leases SET expires_ms = ? WHERE name = ? AND holder = ? AND fence = ?"
+                " AND expires_ms > ?",
+                (now + ttl_ms, LEASE_NAME, holder, grant.fence, now),
+            ).rowcount
+            return bool(changed)
+
+        return await self._db.write(write)
+
+    async def release(self, holder: str, grant: Grant) -> None:
+        await self._db.write(
+            lambda conn: conn.execute(
+                "UPDATE leases SET expires_ms = 0 WHERE name = ? AND holder = ? AND fence = ?",
+                (LEASE_NAME, holder, grant.fence),
+            )
+        )
+
+    async def close(self) -> None:
+        return None
+
+
+def _next_fence(conn: sqlite3.Connection) -> int:
+    """A token above every token this buffer has seen (from any backend)."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'fence'").fetchone()
+    token = int(row[0]) + 1 if row else 1
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('fence', ?)"
+        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (str(token),),
+    )
+    return token
+
+
+# KEYS[1] lease key, KEYS[2] fence counter; ARGV: holder, ttl ms, lowest acceptable token.
+_ACQUIRE = """
+local current = redis.call('GET', KEYS[1])
+if current and current ~= ARGV[1] then return -1 end
+if current == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return tonumber(redis.call('GET', KEYS[2]) or '0')
+end
+local token = redis.call('INCR', KEYS[2])
+if token <= tonumber(ARGV[3]) then
+  token = tonumber(ARGV[3]) + 1
+  redis.call('SET', KEYS[2], token)
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return token
+"""
+# KEYS[1] lease key, KEYS[2] fence counter; ARGV: holder, ttl ms, our token.
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1]
+   and tonumber(redis.call('GET', KEYS[2]) or '0') == tonumber(ARGV[3]) then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class RedisLease:
+    """The lease in Redis: ``SET NX PX`` semantics in a script, token from ``INCR``.
+
+    ``floor()`` gives the highest token the buffer has seen, so a fresh Redis (or one that lost
+    its data) never hands out a token the buffer would refuse.
+    """
+
+    name = "redis"
+
+    def __init__(self, url: str, key_prefix: str, floor: FloorFn) -> None:
+        import redis.asyncio as redis_asyncio
+
+        self._redis = redis_asyncio.from_url(
+            url, socket_connect_timeout=2, socket_timeout=2, decode_responses=True
+        )
+        self._keys = [f"{key_prefix}:lease", f"{key_prefix}:fence"]
+        self._floor = floor
+        self._acquire = self._redis.register_script(_ACQUIRE)
+        self._renew = self._redis.register_script(_RENEW)
+        self._release = self._redis.register_script(_RELEASE)
+
+    async def acquire(self, holder: str, ttl_ms: int) -> Grant | None:
+        floor = await self._floor()
+        token = int(await self._acquire(keys=self._keys, args=[holder, ttl_ms, floor]))
+        return Grant(token) if token > 0 else None
+
+    async def renew(self, holder: str, grant: Grant, ttl_ms: int) -> bool:
+        return bool(int(await self._renew(keys=self._keys, args=[holder, ttl_ms, grant.fence])))
+
+    async def release(self, holder: str, grant: Grant) -> None:
+        await self._release(keys=self._keys, args=[holder])
+
+    async def close(self) -> None:
+        await self._redis.aclose()
