@@ -59,9 +59,9 @@ class Settings(BaseSettings):
         default=True, description="Open a shift automatically on the first receipt."
     )
     emulator_process: bool = Field(
-        default=True,
-        description="Run the KKT emulator in its own process, as a separate device (set false "
-        "to run it inside the adapter, e.g. for debugging).",
+        default=False,
+        description="Run the KKT emulator in a process of its own, as a separate device. Off by "
+        "default: on two cores the pipe round trip made intake slower (bench/intake).",
     )
     emulator_key: SecretStr = Field(
         default=SecretStr(DEFAULT_EMULATOR_KEY),

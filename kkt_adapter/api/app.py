@@ -33,6 +33,7 @@ from kkt_adapter.delivery import (
 from kkt_adapter.delivery.lease import LeaseBackend, RedisLease, SqliteLease, new_holder_id
 from kkt_adapter.device import EmulatedKkt
 from kkt_adapter.device.base import KktDevice
+from kkt_adapter.device.emulator_process import EmulatorProcess
 from kkt_adapter.domain import ReceiptIn
 from kkt_adapter.mock_ofd import create_mock_ofd_app
 from kkt_adapter.ofd import AsgiOfdClient, HttpOfdClient, OfdClient
@@ -78,13 +79,8 @@ class Runtime:
 
 
 def build_device(settings: Settings) -> KktDevice:
-    """The KKT: the bundled emulator (the only driver this version ships).
-
-    By default in its own process, like a real KKT on its own link, so its CPU work does not
-    compete with the HTTP loop and the buffer for this process's GIL.
-    """
-    from kkt_adapter.device.emulator_process import EmulatorProcess
-
+    """The KKT: the bundled emulator (the only driver this version ships), inside this
+    process, or in a process of its own behind a pipe (``KKT_EMULATOR_PROCESS``)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     key = settings.emulator_key.get_secret_value().encode()
     if settings.emulator_process:
