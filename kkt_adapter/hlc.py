@@ -7,6 +7,7 @@ persists the last stamp so this also holds across restarts (promise I5).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,7 +44,7 @@ class HlcStamp:
 
 
 class HybridClock:
-    """A node's hybrid logical clock. Not thread-safe: one owner (the buffer's writer)."""
+    """A node's hybrid logical clock; safe to use from several threads."""
 
     def __init__(
         self, node: str, *, last: HlcStamp | None = None, wall: WallClock = system_wall_ms
@@ -52,6 +53,7 @@ class HybridClock:
         self._wall = wall
         self._last_wall = last.wall_ms if last else 0
         self._last_counter = last.counter if last else 0
+        self._lock = threading.Lock()
 
     @property
     def last(self) -> HlcStamp:
@@ -59,6 +61,10 @@ class HybridClock:
 
     def now(self) -> HlcStamp:
         """A stamp for a local event, greater than every stamp seen so far."""
+        with self._lock:
+            return self._now()
+
+    def _now(self) -> HlcStamp:
         physical = self._wall()
         if physical > self._last_wall:
             self._last_wall, self._last_counter = physical, 0
@@ -68,6 +74,10 @@ class HybridClock:
 
     def merge(self, remote: HlcStamp) -> HlcStamp:
         """Take in a stamp received from another node (e.g. the OFD's answer)."""
+        with self._lock:
+            return self._merge(remote)
+
+    def _merge(self, remote: HlcStamp) -> HlcStamp:
         physical = self._wall()
         top = max(physical, self._last_wall, remote.wall_ms)
         if top == self._last_wall == remote.wall_ms:

@@ -24,8 +24,10 @@ from typing import Any, TypeVar, cast
 from kkt_adapter.buffer import Buffer, NewReceipt
 from kkt_adapter.buffer.engine import Staged
 from kkt_adapter.device.base import DeviceStatus, FiscalResult, KktDevice, ShiftReport
+from kkt_adapter.device.gate import DeviceGate
 from kkt_adapter.domain import parse_receipt, receipt_fingerprint, receipt_to_json, to_ffd
 from kkt_adapter.errors import DeviceError, ValidationError
+from kkt_adapter.hlc import HlcStamp, HybridClock
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -105,11 +107,13 @@ class IntakeService:
         device: KktDevice,
         *,
         today: Callable[[], date],
+        gate: DeviceGate,
         crash_after_print: bool = False,
         on_pending: Callable[[], None] = lambda: None,
     ) -> None:
         self.buffer = buffer
         self.device = device
+        self.gate = gate
         self._today = today
         self._crash_after_print = crash_after_print
         self.on_pending = on_pending
@@ -118,6 +122,7 @@ class IntakeService:
 
     def close(self) -> None:
         self._device_thread.shutdown(wait=True)
+        self.gate.close()
 
     async def on_device(self, call: Callable[..., T], *args: Any) -> T:
         """Run a device call on the device thread."""
@@ -160,41 +165,61 @@ class IntakeService:
             return Intake(start.replay, replayed=True)
         receipt_id = start.receipt_id
         try:
-            result = yield partial(self._print_on_device, receipt_id, start.document)
+            result, stamp = yield partial(self._print_on_device, receipt_id, start.document)
         except DeviceError as exc:
             self.buffer.print_failed_tx(conn, receipt_id, exc.reason)
             return exc
         except Exception as exc:
             # The device may or may not have printed: ask its log rather than guess (I2).
             log.exception("device failure while printing %s", receipt_id)
-            result = yield partial(self._find_quietly, receipt_id)
-            if result is None:
+            found = yield partial(self._find_quietly, receipt_id)
+            if found is None:
                 self.buffer.print_failed_tx(conn, receipt_id, "device_error")
                 return DeviceError(f"the KKT failed: {exc}", reason="device_error")
+            result, stamp = found
         position = start.queued + 1
         answer = self.buffer.record_fiscal_tx(
-            conn, receipt_id, result, lambda: fiscal_answer(result, position)
+            conn, receipt_id, result, lambda: fiscal_answer(result, position), stamp
         )
         return Intake(answer, replayed=False)
 
-    def _print_on_device(self, receipt_id: str, document: dict[str, Any]) -> FiscalResult:
-        result = self.device.print_receipt(receipt_id, document)
+    def _print_on_device(
+        self, receipt_id: str, document: dict[str, Any]
+    ) -> tuple[FiscalResult, HlcStamp]:
+        """Print under the device gate and stamp before letting go (HLC order = FD order)."""
+        with self.gate.held():
+            result = self.device.print_receipt(receipt_id, document)
+            stamp = self.gate.stamp(self._clock())
         if self._crash_after_print:
             log.critical("test fault switch: exiting after print, before record")
             os._exit(CRASH_EXIT_CODE)
-        return result
+        return result, stamp
 
-    def _find_quietly(self, receipt_id: str) -> FiscalResult | None:
+    def _find_stamped(self, receipt_id: str) -> tuple[FiscalResult, HlcStamp] | None:
+        with self.gate.held():
+            result = self.device.find_document(receipt_id)
+            return None if result is None else (result, self.gate.stamp(self._clock()))
+
+    def _find_quietly(self, receipt_id: str) -> tuple[FiscalResult, HlcStamp] | None:
         try:
-            return self.device.find_document(receipt_id)
+            return self._find_stamped(receipt_id)
         except Exception:
             log.exception("device lookup of %s failed", receipt_id)
             return None
 
-    async def _record(self, result: FiscalResult) -> dict[str, Any]:
+    def _gated(self, call: Callable[..., T], *args: Any) -> T:
+        """A device operation that changes its state, under the cross-process gate."""
+        with self.gate.held():
+            return call(*args)
+
+    def _clock(self) -> HybridClock:
+        assert self.buffer.clock is not None
+        return self.buffer.clock
+
+    async def _record(self, result: FiscalResult, stamp: HlcStamp) -> dict[str, Any]:
         queued = (await self.buffer.counts())["pending"]
         body = await self.buffer.record_fiscal(
-            result.receipt_id, result, lambda: fiscal_answer(result, queued + 1)
+            result.receipt_id, result, lambda: fiscal_answer(result, queued + 1), stamp
         )
         self.on_pending()
         return body
@@ -204,9 +229,9 @@ class IntakeService:
         recovered: list[str] = []
         never_printed: list[str] = []
         for receipt_id in await self.buffer.accepted_ids():
-            found = await self.on_device(self.device.find_document, receipt_id)
+            found = await self.on_device(self._find_stamped, receipt_id)
             if found is not None:
-                await self._record(found)
+                await self._record(*found)
                 recovered.append(receipt_id)
             else:
                 await self.buffer.record_print_failed(receipt_id, "interrupted_before_print")
@@ -217,12 +242,12 @@ class IntakeService:
         return await self.on_device(self.device.status)
 
     async def open_shift(self, cashier: str | None) -> ShiftReport:
-        report = await self.on_device(self.device.open_shift, cashier)
+        report: ShiftReport = await self.on_device(self._gated, self.device.open_shift, cashier)
         await self.buffer.log_event("info", "shift_opened", f"shift {report.shift}, FD {report.fd}")
         return report
 
     async def close_shift(self, cashier: str | None) -> ShiftReport:
-        report = await self.on_device(self.device.close_shift, cashier)
+        report: ShiftReport = await self.on_device(self._gated, self.device.close_shift, cashier)
         await self.buffer.log_event(
             "info", "shift_closed", f"shift {report.shift}, Z report FD {report.fd}"
         )

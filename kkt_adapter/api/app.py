@@ -34,6 +34,7 @@ from kkt_adapter.delivery.lease import LeaseBackend, RedisLease, SqliteLease, ne
 from kkt_adapter.device import EmulatedKkt
 from kkt_adapter.device.base import KktDevice
 from kkt_adapter.device.emulator_process import EmulatorProcess
+from kkt_adapter.device.gate import DeviceGate
 from kkt_adapter.domain import ReceiptIn
 from kkt_adapter.mock_ofd import create_mock_ofd_app
 from kkt_adapter.ofd import AsgiOfdClient, HttpOfdClient, OfdClient
@@ -182,7 +183,11 @@ async def _build(
     stack.push_async_callback(client.close)
     outbox = Outbox(buffer)
     intake = IntakeService(
-        buffer, device, today=today, crash_after_print=settings.test_crash_after_print
+        buffer,
+        device,
+        today=today,
+        gate=DeviceGate(settings.data_dir),
+        crash_after_print=settings.test_crash_after_print,
     )
     stack.callback(intake.close)
 

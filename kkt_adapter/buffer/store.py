@@ -206,6 +206,7 @@ class Buffer:
         receipt_id: str,
         result: FiscalResult,
         answer: Callable[[], dict[str, Any]],
+        stamp: HlcStamp | None = None,
     ) -> dict[str, Any]:
         """Mark a printed receipt ``pending`` with its fiscal attributes.
 
@@ -213,7 +214,7 @@ class Buffer:
         transaction and returned.
         """
         return await self.db.write(
-            lambda conn: self.record_fiscal_tx(conn, receipt_id, result, answer)
+            lambda conn: self.record_fiscal_tx(conn, receipt_id, result, answer, stamp)
         )
 
     def record_fiscal_tx(
@@ -222,11 +223,15 @@ class Buffer:
         receipt_id: str,
         result: FiscalResult,
         answer: Callable[[], dict[str, Any]],
+        stamp: HlcStamp | None = None,
     ) -> dict[str, Any]:
-        """``record_fiscal`` inside the caller's transaction."""
+        """``record_fiscal`` inside the caller's transaction.
+
+        ``stamp`` is the fiscalization stamp taken under the device gate (HLC order follows
+        FD order); without one the receipt is stamped now.
+        """
         now = self._wall()
-        # Re-stamped at fiscalization: prints are serialized, so HLC order follows FD order.
-        stamp = self._tick()
+        stamp = stamp or self._tick()
         body = answer()
         conn.execute(
             "UPDATE receipts SET status = 'pending', updated_ms = ?, next_attempt_ms = ?,"
