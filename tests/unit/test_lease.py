@@ -1,0 +1,102 @@
+"""Sync leadership and fencing on the buffer (sqlite backend), with an injected clock."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from kkt_adapter.buffer import Buffer, NewReceipt
+from kkt_adapter.buffer.outbox import Outbox, StaleLeader
+from kkt_adapter.delivery.lease import Grant, SqliteLease
+from kkt_adapter.device.base import FiscalResult
+
+
+class Wall:
+    def __init__(self, ms: int) -> None:
+        self.ms = ms
+
+    def __call__(self) -> int:
+        return self.ms
+
+
+@pytest.fixture
+def wall() -> Wall:
+    return Wall(1_000_000)
+
+
+@pytest.fixture
+async def buffer(tmp_path: Path, wall: Wall) -> AsyncIterator[Buffer]:
+    buf = Buffer(tmp_path, capacity=100, node_id="n1", wall=wall)
+    buf.open()
+    yield buf
+    buf.close()
+
+
+async def pending_receipt(buffer: Buffer, n: int) -> None:
+    rid = f"R{n:04d}"
+    doc = {"1192": rid}
+    await buffer.begin_intake(NewReceipt(rid, f"k{n}", "f", "POS", "sale", 100, {}, doc))
+    result = FiscalResult(
+        rid, "9999000000000001", n, "0000000001", 1, n,
+        datetime.fromisoformat("2026-11-24T13:38:00+03:00"), "qr", doc,
+    )  # fmt: skip
+    await buffer.record_fiscal(rid, result, lambda: {})
+
+
+async def test_one_holder_at_a_time_and_takeover_after_expiry(buffer: Buffer, wall: Wall) -> None:
+    lease = SqliteLease(buffer.db, wall)
+    first = await lease.acquire("A", 1000)
+    assert first is not None
+    assert await lease.acquire("B", 1000) is None  # A holds it
+    assert await lease.acquire("A", 1000) == first  # re-acquiring keeps the token
+    assert await lease.renew("A", first, 1000)
+    wall.ms += 1001  # A stopped renewing (paused, partitioned)
+    second = await lease.acquire("B", 1000)
+    assert second is not None and second.fence > first.fence
+    assert not await lease.renew("A", first, 1000)  # A finds out it lost
+
+
+async def test_released_lease_is_free_at_once(buffer: Buffer, wall: Wall) -> None:
+    lease = SqliteLease(buffer.db, wall)
+    grant = await lease.acquire("A", 60_000)
+    assert grant is not None
+    await lease.release("A", grant)
+    assert await lease.acquire("B", 60_000) is not None
+
+
+async def test_a_stale_leader_can_neither_claim_nor_record(buffer: Buffer, wall: Wall) -> None:
+    for n in range(1, 4):
+        await pending_receipt(buffer, n)
+    outbox = Outbox(buffer)
+    old, new = Grant(1), Grant(2)
+    await outbox.take_over(old.fence)
+    claimed = await outbox.claim(limit=2, fence=old.fence, lease_ms=60_000, ignore_timers=False)
+    assert len(claimed) == 2
+    # A new leader takes over while the old one is paused with its claims in flight.
+    returned = await outbox.take_over(new.fence)
+    assert returned == 2
+    assert not await outbox.record_delivered(claimed[0], old.fence, "ofd-1", None)
+    assert not await outbox.record_transient(claimed[1], old.fence, "late", 0)
+    with pytest.raises(StaleLeader):
+        await outbox.claim(limit=1, fence=old.fence, lease_ms=60_000, ignore_timers=False)
+    mine = await outbox.claim(limit=10, fence=new.fence, lease_ms=60_000, ignore_timers=False)
+    assert sorted(c.receipt_id for c in mine) == ["R0001", "R0002", "R0003"]
+    assert [await outbox.record_delivered(c, new.fence, "ofd", None) for c in mine] == [True] * 3
+    counts = await buffer.counts()
+    assert (counts["synced"], counts["syncing"], counts["pending"]) == (3, 0, 0)
+
+
+async def test_fencing_token_survives_a_restart(tmp_path: Path, wall: Wall) -> None:
+    first = Buffer(tmp_path, capacity=10, node_id="n1", wall=wall)
+    first.open()
+    grant = await SqliteLease(first.db, wall).acquire("A", 10)
+    first.close()
+    wall.ms += 100
+    second = Buffer(tmp_path, capacity=10, node_id="n1", wall=wall)
+    second.open()
+    again = await SqliteLease(second.db, wall).acquire("B", 10)
+    second.close()
+    assert grant is not None and again is not None and again.fence > grant.fence
