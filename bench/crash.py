@@ -1,0 +1,94 @@
+"""Crash rounds at length: SIGKILL the adapter at random moments, hundreds of times.
+
+    .venv/bin/python bench/crash.py --rounds 500
+
+Each round starts ``kkt-adapter serve`` on one data dir, checks promises I1, I2 and I4 from the
+buffer's and the KKT's files, sells from three POS threads while the adapter delivers to a
+flaky ``kkt-adapter mock-ofd`` (20% failures, 20 ms latency), and SIGKILLs it 0.02-0.6 s in.
+At the end the last instance drains and I3 is checked at the OFD. The same rounds run in CI,
+30 of them (``tests/acceptance/test_crash_suite.py``); the code is shared (``tests/chaos.py``).
+Prints a JSON summary; exit code 1 if any promise was broken.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from chaos import CRASH_ENV, Ledger, Report, crash_round, final_check
+from common import http_json, log, machine_info, start_adapter, start_mock_ofd, stop
+
+
+class Instance:
+    """A started ``kkt-adapter serve`` as the rounds need it."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str]) -> None:
+        self.proc, self.url = start_adapter(data_dir, env)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=500)
+    parser.add_argument("--seed", type=int, default=int(time.time()))
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    base = Path(tempfile.mkdtemp(prefix="kkt-bench-crash-"))
+    ofd_proc, ofd_url = start_mock_ofd(base / "ofd")
+    started = time.monotonic()
+    report, ledger = Report(), Ledger()
+    try:
+        http_json("POST", f"{ofd_url}/_control/mode", {"mode": "flaky", "failure_rate": 0.2,
+                                                       "latency_ms": 20})  # fmt: skip
+        env = {"KKT_OFD_URL": ofd_url, **CRASH_ENV}
+        data = base / "data"
+        rng = random.Random(args.seed)
+        for n in range(args.rounds):
+            crash_round(lambda: Instance(data, env), data, ledger, rng, report)
+            if (n + 1) % 25 == 0:
+                log(f"{n + 1}/{args.rounds} rounds, {len(report.violations)} violations")
+        last = Instance(data, env)
+        try:
+            final_check(last, data, ofd_url, ledger, report, timeout=600)
+        finally:
+            stop(last.proc)
+    finally:
+        stop(ofd_proc)
+    summary: dict[str, Any] = {
+        "benchmark": "crash",
+        "machine": machine_info(base),
+        "seed": args.seed,
+        "rounds": report.rounds,
+        "duration_s": round(time.monotonic() - started, 1),
+        "acknowledged": report.acknowledged,
+        "printed_receipts": report.printed_receipts,
+        "synced": report.synced,
+        "ofd_unique_documents": report.ofd_unique,
+        "ofd_duplicate_submissions": report.ofd_duplicate_submissions,
+        "violations": report.violations[:50],
+        "violation_count": len(report.violations),
+        "promises_kept": not report.violations and report.synced == report.printed_receipts,
+    }
+    text = json.dumps(summary, indent=2, ensure_ascii=False)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+    shutil.rmtree(base, ignore_errors=True)
+    return 0 if summary["promises_kept"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,46 @@
+"""The crash suite: SIGKILL the adapter at random moments of intake and delivery, 30 rounds.
+
+A longer run is ``bench/crash.py --rounds 500``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from chaos import CRASH_ENV, Ledger, Report, crash_round, final_check
+from conftest import Process
+
+pytestmark = pytest.mark.acceptance
+
+ROUNDS = 30
+
+
+def test_crash_rounds_keep_promises_i1_to_i4(
+    start_mock_ofd: Callable[..., Process], start_adapter: Callable[..., Process], tmp_path: Path
+) -> None:
+    ofd = start_mock_ofd()
+    with ofd.client() as ofd_http:  # slow and flaky: deliveries are in flight when we kill
+        ofd_http.post(
+            "/_control/mode", json={"mode": "flaky", "failure_rate": 0.2, "latency_ms": 20}
+        )
+    data = tmp_path / "data"
+    env = {"KKT_OFD_URL": ofd.url, **CRASH_ENV}
+    ledger, report = Ledger(), Report()
+    rng = random.Random(20261125)
+    for _ in range(ROUNDS):
+        crash_round(lambda: start_adapter(data, env=env), data, ledger, rng, report)
+    final_check(start_adapter(data, env=env), data, ofd.url, ledger, report)
+    print(
+        f"\ncrash suite: {report.rounds} SIGKILL rounds, {report.acknowledged} receipts "
+        f"acknowledged, {report.printed_receipts} printed, {report.synced} synced, "
+        f"OFD: {report.ofd_unique} unique, {report.ofd_duplicate_submissions} repeats answered "
+        f"idempotently; violations: {len(report.violations)}"
+    )
+    assert report.violations == []
+    assert report.rounds == ROUNDS and report.acknowledged > 0
+    # Every receipt the KKT printed reached the OFD, acknowledged ones and those whose answer
+    # the kill cut off alike.
+    assert report.synced == report.printed_receipts >= report.acknowledged

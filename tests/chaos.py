@@ -1,0 +1,190 @@
+"""Crash rounds: SIGKILL an adapter at a random moment of concurrent intake and delivery,
+restart it, and check promises I1-I4 from its files and the OFD emulator.
+
+Used by ``tests/acceptance/test_crash_suite.py`` (a few dozen rounds in CI) and by
+``bench/crash.py`` (hundreds of rounds, on demand).
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+
+CRASH_ENV = {
+    "KKT_LEADERSHIP_TTL_MS": "1000",
+    "KKT_DELIVERY_LEASE_MS": "1000",
+    "KKT_BACKOFF_BASE_SECONDS": "0.05",
+    "KKT_BACKOFF_CAP_SECONDS": "0.2",
+    "KKT_BREAKER_OPEN_SECONDS": "0.3",
+    "KKT_DELIVERY_SWEEP_SECONDS": "0.05",
+}
+SELLERS = 3
+
+
+class Adapter(Protocol):
+    """What a round needs from a started adapter process."""
+
+    url: str
+
+    def kill(self) -> None:
+        """SIGKILL."""
+
+
+@dataclass
+class Ledger:
+    """Every receipt the adapter acknowledged with a 2xx: key -> (receipt id, FD)."""
+
+    acknowledged: dict[str, tuple[str, int]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(self, key: str, receipt_id: str, fd: int) -> None:
+        with self.lock:
+            self.acknowledged[key] = (receipt_id, fd)
+
+
+@dataclass
+class Report:
+    rounds: int = 0
+    acknowledged: int = 0
+    synced: int = 0
+    device_documents: int = 0
+    printed_receipts: int = 0
+    ofd_unique: int = 0
+    ofd_duplicate_submissions: int = 0
+    violations: list[str] = field(default_factory=list)
+
+
+def sell_until(stop: threading.Event, url: str, ledger: Ledger, seed: int) -> None:
+    """Post receipts until stopped or the connection dies; keep the acknowledged ones."""
+    rng = random.Random(seed)
+    with httpx.Client(base_url=url, timeout=5) as http:
+        while not stop.is_set():
+            key = str(uuid.uuid4())
+            body = {
+                "pos_id": f"POS-{seed % 10}",
+                "type": "sale",
+                "items": [{"name": "Lens", "price": f"{rng.randint(1, 9999)}.00",
+                           "quantity": "1", "vat": "vat22"}],
+                "payments": [{"method": "cash", "amount": "0"}],
+            }  # fmt: skip
+            body["payments"][0]["amount"] = body["items"][0]["price"]
+            try:
+                answer = http.post("/v1/kkt/receipt", json=body, headers={"Idempotency-Key": key})
+            except httpx.TransportError:
+                return  # killed under us: whatever was not answered was not promised
+            if answer.status_code == 200:
+                fiscal = answer.json()["fiscal"]
+                ledger.record(key, answer.json()["receipt_id"], int(fiscal["fd"]))
+
+
+def crash_round(
+    start: Callable[[], Adapter], data: Path, ledger: Ledger, rng: random.Random, report: Report
+) -> None:
+    """Start, check, load, SIGKILL at a random moment."""
+    adapter = start()
+    report.violations.extend(check_files(data, ledger, settled=False))
+    stop = threading.Event()
+    sellers = [
+        threading.Thread(target=sell_until, args=(stop, adapter.url, ledger, rng.randrange(10**9)))
+        for _ in range(SELLERS)
+    ]
+    for thread in sellers:
+        thread.start()
+    time.sleep(rng.uniform(0.02, 0.6))
+    adapter.kill()
+    stop.set()
+    for thread in sellers:
+        thread.join(timeout=10)
+    report.rounds += 1
+
+
+def check_files(data: Path, ledger: Ledger, *, settled: bool) -> list[str]:
+    """I1, I2, I4 from the buffer and the KKT's own files (right after a restart)."""
+    problems: list[str] = []
+    with sqlite3.connect(data / "buffer.sqlite", timeout=30) as buffer:
+        rows = {r[0]: (r[1], r[2]) for r in buffer.execute("SELECT id, status, fd FROM receipts")}
+    with sqlite3.connect(data / "kkt-emulator.sqlite", timeout=30) as device:
+        documents = device.execute("SELECT fd, receipt_id FROM documents ORDER BY fd").fetchall()
+    with ledger.lock:
+        acknowledged = dict(ledger.acknowledged)
+    for key, (receipt_id, fd) in acknowledged.items():
+        row = rows.get(receipt_id)
+        if row is None:
+            problems.append(f"I1: acknowledged receipt {receipt_id} (key {key}) is lost")
+        elif row[1] != fd or row[0] not in ("pending", "syncing", "synced"):
+            problems.append(f"I1: {receipt_id} is {row} but was answered with FD {fd}")
+    fds = [fd for fd, _ in documents]
+    if fds != list(range(1, len(fds) + 1)):
+        problems.append(f"I4: the KKT's FD numbers are not 1..n without gaps or reuse: {fds[-5:]}")
+    printed = {rid: fd for fd, rid in documents if rid is not None}
+    for receipt_id, (status, fd) in rows.items():
+        if fd is not None and printed.get(receipt_id) != fd:
+            problems.append(
+                f"I2: buffer says {receipt_id} is FD {fd}, KKT says {printed.get(receipt_id)}"
+            )
+        if status == "accepted":
+            problems.append(f"I2: {receipt_id} left 'accepted' after a restart (not reconciled)")
+        if status in ("pending", "syncing", "synced") and receipt_id not in printed:
+            problems.append(f"I2: {receipt_id} is {status} but the KKT never printed it")
+    if settled and any(status == "syncing" for status, _ in rows.values()):
+        problems.append("I3: receipts still 'syncing' after the lease time")
+    return problems
+
+
+def ofd_documents(ofd: httpx.Client) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    for page in itertools.count(1):
+        batch = ofd.get("/_control/received", params={"page": page, "limit": 1000}).json()
+        items.extend(batch["items"])
+        if len(batch["items"]) < 1000:
+            return items
+
+
+def final_check(
+    adapter: Adapter, data: Path, ofd_url: str, ledger: Ledger, report: Report,
+    timeout: float = 120,
+) -> None:  # fmt: skip
+    """Let the last instance drain, then I3: the OFD holds each synced receipt once."""
+    with (
+        httpx.Client(base_url=adapter.url, timeout=30) as http,
+        httpx.Client(base_url=ofd_url, timeout=30) as ofd,
+    ):
+        ofd.post("/_control/mode", json={"mode": "success"})
+        deadline = time.monotonic() + timeout
+        while True:
+            status = http.get("/v1/kkt/buffer/status").json()
+            if status["pending"] + status["syncing"] == 0:
+                break
+            if time.monotonic() > deadline:
+                report.violations.append(f"I3: not drained within {timeout}s: {status}")
+                break
+            time.sleep(0.2)
+        documents = ofd_documents(ofd)
+        stats = ofd.get("/_control/stats").json()
+    ids = [d["receipt_id"] for d in documents]
+    report.synced = status["synced"]
+    report.ofd_unique = stats["unique_documents"]
+    report.ofd_duplicate_submissions = stats["duplicate_submissions"]
+    report.acknowledged = len(ledger.acknowledged)
+    if len(ids) != len(set(ids)):
+        report.violations.append("I3: the OFD stored a receipt twice")
+    if stats["unique_documents"] != status["synced"]:
+        report.violations.append(
+            f"I3: OFD unique documents {stats['unique_documents']} != synced {status['synced']}"
+        )
+    report.violations.extend(check_files(data, ledger, settled=True))
+    with sqlite3.connect(data / "kkt-emulator.sqlite", timeout=30) as device:
+        report.device_documents = device.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
+        report.printed_receipts = device.execute(
+            "SELECT COUNT(*) FROM documents WHERE receipt_id IS NOT NULL"
+        ).fetchone()[0]
