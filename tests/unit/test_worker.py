@@ -1,0 +1,135 @@
+"""The delivery worker against a scripted OFD, with an injected wall clock."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from kkt_adapter.buffer import Buffer, NewReceipt
+from kkt_adapter.buffer.outbox import Outbox
+from kkt_adapter.delivery import Backoff, BreakerConfig, CircuitBreaker, DeliveryWorker
+from kkt_adapter.delivery.lease import SqliteLease
+from kkt_adapter.device.base import FiscalResult
+from kkt_adapter.errors import NotSyncLeader
+from kkt_adapter.hlc import HlcStamp
+from kkt_adapter.ofd import Delivered, Outcome, Rejected, Submission, Transient
+
+
+class Wall:
+    def __init__(self, ms: int) -> None:
+        self.ms = ms
+
+    def __call__(self) -> int:
+        return self.ms
+
+
+class ScriptedOfd:
+    """Answers each submission with the next scripted outcome; remembers what it was sent."""
+
+    def __init__(self, *outcomes: Outcome) -> None:
+        self.outcomes = list(outcomes)
+        self.sent: list[Submission] = []
+
+    async def submit(self, submission: Submission) -> Outcome:
+        self.sent.append(submission)
+        return self.outcomes.pop(0) if self.outcomes else Delivered("o", "t", None, False)
+
+    async def close(self) -> None:
+        return None
+
+
+@pytest.fixture
+def wall() -> Wall:
+    return Wall(1_000_000)
+
+
+@pytest.fixture
+async def buffer(tmp_path: Path, wall: Wall) -> AsyncIterator[Buffer]:
+    buf = Buffer(tmp_path, capacity=100, node_id="n1", wall=wall)
+    buf.open()
+    yield buf
+    buf.close()
+
+
+async def pending(buffer: Buffer, n: int) -> str:
+    rid = f"R{n:04d}"
+    doc = {"1192": rid}
+    await buffer.begin_intake(NewReceipt(rid, f"k{n}", "f", "POS", "sale", 100, {}, doc))
+    result = FiscalResult(
+        rid, "9999000000000001", n, "0000000001", 1, n,
+        datetime.fromisoformat("2026-11-24T13:38:00+03:00"), "qr", doc,
+    )  # fmt: skip
+    await buffer.record_fiscal(rid, result, lambda: {})
+    return rid
+
+
+def worker(buffer: Buffer, wall: Wall, ofd: ScriptedOfd, confirmed: list[int]) -> DeliveryWorker:
+    async def confirm(fds: list[int]) -> None:
+        confirmed.extend(fds)
+
+    return DeliveryWorker(
+        Outbox(buffer),
+        ofd,
+        confirm,
+        lease=SqliteLease(buffer.db, wall),
+        holder="me",
+        breaker=CircuitBreaker(BreakerConfig(failure_threshold=2), clock=lambda: wall.ms / 1000),
+        backoff=Backoff(base=1, cap=300),
+        wall_ms=wall,
+    )
+
+
+async def test_transient_failure_persists_the_backoff_from_the_injected_clock(
+    buffer: Buffer, wall: Wall
+) -> None:
+    rid = await pending(buffer, 1)
+    ofd = ScriptedOfd(Transient("503", 503, retry_after=30))
+    delivery = worker(buffer, wall, ofd, [])
+    await delivery.start()
+    try:
+        await delivery.sync_now()
+        row = await buffer.get_receipt(rid)
+        assert row is not None and row["status"] == "pending" and row["attempts"] == 1
+        assert row["next_attempt_ms"] == wall.ms + 30_000  # Retry-After beats the jitter (≤1 s)
+        assert row["last_error"] == "503"
+    finally:
+        await delivery.stop()
+
+
+async def test_delivered_rejected_and_confirmed(buffer: Buffer, wall: Wall) -> None:
+    good, bad = await pending(buffer, 1), await pending(buffer, 2)
+    ofd = ScriptedOfd(
+        Delivered("ofd-1", "t", HlcStamp(wall.ms + 5_000, 3, "ofd"), False),
+        Rejected(422, "invalid_fiscal_sign", "bad FP"),
+    )
+    confirmed: list[int] = []
+    delivery = worker(buffer, wall, ofd, confirmed)
+    await delivery.start()
+    try:
+        summary = await delivery.sync_now()
+        assert (summary["synced"], summary["failed"], summary["remaining"]) == (1, 1, 0)
+        assert [s.receipt_id for s in ofd.sent] == [good, bad]  # HLC order
+        assert confirmed == [1]  # the KKT is told about the acknowledged one only
+        row = await buffer.get_receipt(bad)
+        assert row is not None and row["dlq_code"] == "invalid_fiscal_sign"
+        assert buffer.clock is not None and buffer.clock.now().wall_ms >= wall.ms + 5_000
+    finally:
+        await delivery.stop()
+
+
+async def test_a_process_without_the_lease_refuses_a_manual_sync(
+    buffer: Buffer, wall: Wall
+) -> None:
+    await SqliteLease(buffer.db, wall).acquire("someone-else", 60_000)
+    ofd = ScriptedOfd()
+    delivery = worker(buffer, wall, ofd, [])
+    await delivery.start()
+    try:
+        with pytest.raises(NotSyncLeader):
+            await delivery.sync_now()
+        assert ofd.sent == []
+    finally:
+        await delivery.stop()
