@@ -1,0 +1,37 @@
+"""Schemathesis against the running adapter's own ``/openapi.json``: no 5xx, and every
+answer matches the schema. Bounded (a fixed seed and example count) so CI stays fast."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import Process, adapter_env
+
+pytestmark = pytest.mark.acceptance
+
+MAX_EXAMPLES = 25
+SEED = 20261125
+
+
+def test_openapi_fuzzing_finds_no_server_error(start_adapter: Callable[..., Process]) -> None:
+    adapter = start_adapter()
+    schemathesis = Path(sys.executable).parent / "schemathesis"
+    run = subprocess.run(
+        [
+            str(schemathesis), "run", f"{adapter.url}/openapi.json",
+            "--checks", "not_a_server_error,response_schema_conformance",
+            "--max-examples", str(MAX_EXAMPLES), "--seed", str(SEED),
+        ],
+        capture_output=True, text=True, timeout=300, env=adapter_env(NO_COLOR="1"),
+    )  # fmt: skip
+    generated = re.search(r"(\d+) generated, (\d+) passed", run.stdout)
+    print(f"\nschemathesis: {generated.group(0) if generated else run.stdout[-2000:]}")
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    assert generated is not None and generated.group(1) == generated.group(2)
+    assert int(generated.group(1)) > 100
+    assert "unexpected error" not in adapter.output()  # the 500 handler never ran
