@@ -18,7 +18,9 @@ MAX_EXAMPLES = 25
 SEED = 20261125
 
 
-def test_openapi_fuzzing_finds_no_server_error(start_adapter: Callable[..., Process]) -> None:
+def test_openapi_fuzzing_finds_no_server_error(
+    start_adapter: Callable[..., Process], tmp_path: Path
+) -> None:
     adapter = start_adapter()
     schemathesis = Path(sys.executable).parent / "schemathesis"
     run = subprocess.run(
@@ -27,7 +29,7 @@ def test_openapi_fuzzing_finds_no_server_error(start_adapter: Callable[..., Proc
             "--checks", "not_a_server_error,response_schema_conformance",
             "--max-examples", str(MAX_EXAMPLES), "--seed", str(SEED),
         ],
-        capture_output=True, text=True, timeout=300, env=adapter_env(NO_COLOR="1"),
+        capture_output=True, text=True, timeout=300, env=adapter_env(NO_COLOR="1"), cwd=tmp_path,
     )  # fmt: skip
     generated = re.search(r"(\d+) generated, (\d+) passed", run.stdout)
     print(f"\nschemathesis: {generated.group(0) if generated else run.stdout[-2000:]}")
