@@ -21,6 +21,7 @@ from kkt_adapter.api.intake_endpoint import ReceiptEndpoint, is_receipt_post
 from kkt_adapter.api.middleware import RequestContext
 from kkt_adapter.api.routes import router
 from kkt_adapter.api.routes_delivery import delivery_router
+from kkt_adapter.api.ui import ui_router
 from kkt_adapter.buffer import Buffer
 from kkt_adapter.buffer.outbox import Outbox
 from kkt_adapter.delivery import (
@@ -145,6 +146,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(router)
     app.include_router(delivery_router)
+    app.include_router(ui_router)
     if ofd_emulator is not None:
         app.mount(EMBEDDED_OFD_PATH, ofd_emulator)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
