@@ -222,6 +222,14 @@ def sync(
     )
 
 
+@app.command("config-reference")
+def config_reference() -> None:
+    """Print the configuration reference (Markdown), generated from the settings model."""
+    from kkt_adapter.config_doc import render_reference
+
+    typer.echo(render_reference(), nl=False)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()
