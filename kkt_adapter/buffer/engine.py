@@ -27,7 +27,7 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Generator
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -48,6 +48,60 @@ Staged = Generator[Callable[[], Any], Any, Any]
 """A staged write: yields a blocking call to run outside the transaction, gets its result."""
 
 
+class SerialThread(Executor):
+    """One worker thread running calls in order: the executor of a staged write's outside call.
+
+    ``post`` is the hand-off the writer uses: no ``Future``, no locks beyond the queue's, so
+    a print costs the device thread and the writer as little as possible around it. ``submit``
+    makes it an ordinary ``Executor`` too (``loop.run_in_executor``), on the same thread.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._calls: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._shutdown = False
+        self._thread.start()
+
+    def post(self, call: Callable[..., Any], *args: Any) -> None:
+        """Run ``call(*args)`` on the thread; exceptions are the caller's to catch inside."""
+        self._calls.put((call, args))
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        if self._shutdown:
+            raise RuntimeError("cannot schedule new calls after shutdown")
+        future: Future[T] = Future()
+        self._calls.put((_run_into, (future, fn, args, kwargs)))
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        if not self._shutdown:
+            self._shutdown = True
+            self._calls.put(None)
+        if wait:
+            self._thread.join()
+
+    def _run(self) -> None:
+        while (item := self._calls.get()) is not None:
+            call, args = item
+            try:
+                call(*args)
+            except BaseException:  # a posted call must catch its own errors; never die
+                log.exception("call on %s failed", self._thread.name)
+
+
+def _run_into(future: Future[T], fn: Callable[..., T], args: Any, kwargs: Any) -> None:
+    if not future.set_running_or_notify_cancel():
+        return
+    try:
+        result = fn(*args, **kwargs)
+    except BaseException as exc:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
+
+
 @dataclass
 class _Job:
     write: Write
@@ -55,7 +109,7 @@ class _Job:
     future: asyncio.Future[Any]
     staged: bool = False
     gen: Staged | None = None
-    outside: Executor | None = None
+    outside: SerialThread | None = None
     resume: tuple[bool, Any] | None = None  # the outside call's (ok, result) to send in
 
 
@@ -131,7 +185,9 @@ class Database:
         finally:
             conn.execute("COMMIT")
 
-    async def staged(self, write: Callable[[sqlite3.Connection], Staged], outside: Executor) -> Any:
+    async def staged(
+        self, write: Callable[[sqlite3.Connection], Staged], outside: SerialThread
+    ) -> Any:
         """Run a staged write whose blocking calls run on ``outside``; returns its value."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
@@ -192,7 +248,7 @@ class Database:
         assert job.outside is not None
         with self._away_lock:
             self._away += 1
-        job.outside.submit(self._call_outside, job, call)
+        job.outside.post(self._call_outside, job, call)
 
     def _call_outside(self, job: _Job, call: Callable[[], Any]) -> None:
         try:

@@ -310,3 +310,21 @@ def test_arbitrary_values_in_a_valid_receipt(where: str, key: str, value: Any) -
 def test_huge_json_integer_is_invalid_money_not_a_crash() -> None:
     raw = json.dumps(example()).replace('"7990.00"', "9" * 5000, 1).encode()
     assert error_of(raw).code in {"invalid_money", "malformed_json"}
+
+
+def test_fingerprint_bytes_are_the_json_module_form() -> None:
+    """The fast path writes exactly what ``json.dumps`` wrote, so stored fingerprints match."""
+    import hashlib
+    import json
+
+    from kkt_adapter.domain.receipt import receipt_to_json
+
+    receipt = parse_receipt(json.dumps(example()).encode(), TODAY)
+    data = receipt_to_json(receipt)
+    data["cashier_name"] = 'Иванова "A"\u2028\x7f\x1f\\/\t日本'
+    del data["dated"]
+    slow = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert (
+        receipt_fingerprint(receipt, {**data, "dated": "x"})
+        == hashlib.sha256(slow.encode()).hexdigest()
+    )
