@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -78,22 +79,40 @@ def show_status(http: httpx.Client) -> None:
 
 
 def run_sync(http: httpx.Client, timeout: float) -> dict[str, Any]:
-    """Start a manual sync, and show a progress bar while the buffer drains."""
+    """Start a manual sync and show a progress bar while the buffer drains.
+
+    The sync request runs in a thread, so the bar moves while it works; the background worker
+    may deliver some receipts too, so the bar follows the buffer, not the request. The answer's
+    ``remaining`` is what is left when the drain ends (or the timeout).
+    """
     before = fetch(http, "GET", "/v1/kkt/buffer/status")
     to_send = before["pending"] + before["syncing"]
-    result: dict[str, Any] = {}
+    answer: dict[str, Any] = {}
+    failure: list[Exception] = []
+
+    def sync() -> None:
+        try:
+            answer.update(fetch(http, "POST", "/v1/kkt/buffer/sync"))
+        except Exception as exc:  # re-raised below, in the caller's thread
+            failure.append(exc)
+
+    request = threading.Thread(target=sync, daemon=True)
+    left = to_send
     with Progress(
         TextColumn("delivering"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=console,
     ) as progress:  # fmt: skip
-        task = progress.add_task("sync", total=max(to_send, 1))
-        result = fetch(http, "POST", "/v1/kkt/buffer/sync")
+        bar = progress.add_task("sync", total=max(to_send, 1))
+        request.start()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             now = fetch(http, "GET", "/v1/kkt/buffer/status")
             left = now["pending"] + now["syncing"]
-            progress.update(task, completed=max(to_send - left, 0))
-            if left == 0:
+            progress.update(bar, completed=max(to_send - left, 0))
+            if left == 0 and not request.is_alive():
                 break
-            time.sleep(0.5)
-    return result
+            time.sleep(0.25)
+    request.join(timeout=max(deadline - time.monotonic(), 0))
+    if failure:
+        raise failure[0]
+    return {**answer, "remaining": left}

@@ -28,6 +28,7 @@ from kkt_adapter.ofd import Delivered, OfdClient, Outcome, Rejected, Submission,
 log = logging.getLogger(__name__)
 
 Confirm = Callable[[list[int]], Awaitable[None]]
+OnCall = Callable[[str, float], None]
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,8 @@ class DeliveryWorker:
         self._wake = asyncio.Event()
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
+        self._confirming = asyncio.Lock()
+        self.on_call: OnCall | None = None  # told each OFD call's outcome and seconds (metrics)
 
     @property
     def fence(self) -> int:
@@ -129,7 +132,11 @@ class DeliveryWorker:
         self._tasks[0].cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._grant is not None:
-            released = await self.outbox.release_fence(self._grant.fence)
+            try:
+                released = await self.outbox.release_fence(self._grant.fence)
+            except Exception as exc:  # a full disk: the claims return when their lease expires
+                log.warning("could not give back claims on shutdown: %s", exc)
+                released = 0
             if released:
                 log.info("released %d claimed receipts on shutdown", released)
             with contextlib.suppress(Exception):  # it expires by itself anyway
@@ -216,7 +223,7 @@ class DeliveryWorker:
                 if self._grant is not grant:
                     return  # leadership lost: send nothing more; the new leader takes over
                 stopped = not manual and not self.breaker.allows_calls()
-                outcome = None if stopped else await self.client.submit(_submission(item))
+                outcome = None if stopped else await self._submit(item)
             if outcome is None:
                 await self.outbox.record_transient(
                     item, grant.fence, "circuit breaker open", 0, count_attempt=False
@@ -227,6 +234,13 @@ class DeliveryWorker:
 
         await asyncio.gather(*(deliver(item) for item in claimed))
         return result
+
+    async def _submit(self, item: Claimed) -> Outcome:
+        started = time.monotonic()
+        outcome = await self.client.submit(_submission(item))
+        if self.on_call is not None:
+            self.on_call(outcome_label(outcome), time.monotonic() - started)
+        return outcome
 
     async def _record(
         self, item: Claimed, fence: int, outcome: Outcome, result: PassResult
@@ -267,10 +281,11 @@ class DeliveryWorker:
 
     async def _confirm_synced(self) -> None:
         """Tell the KKT which documents the OFD acknowledged (also after a crash)."""
-        pending = await self.outbox.unconfirmed_fds()
-        if pending:
-            await self._confirm([fd for _, fd in pending])
-            await self.outbox.mark_confirmed([receipt_id for receipt_id, _ in pending])
+        async with self._confirming:  # the loop and a manual sync must not tell it twice
+            pending = await self.outbox.unconfirmed_fds()
+            if pending:
+                await self._confirm([fd for _, fd in pending])
+                await self.outbox.mark_confirmed([receipt_id for receipt_id, _ in pending])
 
     async def sync_now(self) -> dict[str, float | int]:
         """A manual delivery pass: everything pending, now, until done or no progress."""
@@ -317,6 +332,13 @@ class DeliveryWorker:
                 "kind": kind,
             }
         )
+
+
+def outcome_label(outcome: Outcome) -> str:
+    """``delivered``, ``duplicate``, ``rejected`` or ``transient``."""
+    if isinstance(outcome, Delivered):
+        return "duplicate" if outcome.duplicate else "delivered"
+    return "rejected" if isinstance(outcome, Rejected) else "transient"
 
 
 def _submission(item: Claimed) -> Submission:
