@@ -162,6 +162,7 @@ def adapter_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KKT_")}
     env["KKT_BUFFER_CAPACITY"] = str(BENCH_BUFFER_CAPACITY)
     env["KKT_PRINT_DELAY_MS"] = "0"
+    env["KKT_RATE_LIMIT_PER_SECOND"] = "0"  # one load generator is one client: do not throttle it
     env.update(extra or {})
     return env
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
-import sys
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -65,12 +65,10 @@ class _AnnouncingServer(uvicorn.Server):
         print(f"{self._name} listening on http://{host}:{port}", flush=True)
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+def _configure_logging(level: str, fmt: str = "json") -> None:
+    from kkt_adapter.logs import configure_logging
+
+    configure_logging(level, fmt)
 
 
 def _settings_or_exit(**flags: Any) -> Settings:
@@ -81,16 +79,32 @@ def _settings_or_exit(**flags: Any) -> Settings:
         raise typer.Exit(2) from None
 
 
-def run_server(asgi_app: Any, host: str, port: int, name: str, log_level: str) -> None:
-    """Serve until SIGTERM/SIGINT, then shut down cleanly."""
+def run_server(
+    asgi_app: Any,
+    host: str,
+    port: int,
+    name: str,
+    log_level: str,
+    *,
+    keep_alive_seconds: int = 5,
+    max_connections: int | None = None,
+) -> None:
+    """Serve until SIGTERM/SIGINT, then shut down cleanly.
+
+    Idle keep-alive connections close after ``keep_alive_seconds``; beyond
+    ``max_connections`` connections (or requests) at once uvicorn answers 503.
+    """
     config = uvicorn.Config(
         asgi_app,
         host=host,
         port=port,
         log_level=log_level,
+        log_config=None,  # our handlers on the root logger format uvicorn's lines too
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=10,
+        timeout_keep_alive=keep_alive_seconds,
+        limit_concurrency=max_connections,
     )
     server = _AnnouncingServer(config, name)
     server.run()
@@ -110,6 +124,12 @@ def serve(
         str | None, typer.Option("--redis-url", help="Redis for sync leadership [KKT_REDIS_URL].")
     ] = None,
     config: ConfigOpt = None,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure", help="Serve on a network address without tokens [KKT_INSECURE]."
+        ),
+    ] = False,
 ) -> None:
     """Run the adapter: HTTP API, SQLite buffer and the KKT (emulator by default)."""
     settings = _settings_or_exit(
@@ -119,8 +139,11 @@ def serve(
         ofd_url=ofd_url,
         redis_url=redis_url,
         config_file=config,
+        insecure=insecure or None,
     )
-    _configure_logging(settings.log_level)
+    _check_binding_or_exit(settings)
+    _configure_logging(settings.log_level, settings.log_format)
+    _warn_if_open(settings)
     from kkt_adapter.api import create_app
 
     try:
@@ -128,9 +151,54 @@ def serve(
     except OSError as exc:
         typer.echo(f"kkt-adapter: cannot use data dir {settings.data_dir}: {exc}", err=True)
         raise typer.Exit(2) from None
+    _check_buffer_or_exit(settings.data_dir)
     run_server(
-        create_app(settings), settings.host, settings.port, "kkt-adapter", settings.log_level
+        create_app(settings),
+        settings.host,
+        settings.port,
+        "kkt-adapter",
+        settings.log_level,
+        keep_alive_seconds=settings.keep_alive_seconds,
+        max_connections=settings.max_connections,
     )
+
+
+def _check_binding_or_exit(settings: Settings) -> None:
+    from kkt_adapter.api.guard import binding_problem
+
+    problem = binding_problem(settings)
+    if problem is not None:
+        typer.echo(f"kkt-adapter: {problem}", err=True)
+        raise typer.Exit(2)
+
+
+def _warn_if_open(settings: Settings) -> None:
+    if settings.api_token is None and settings.admin_token is None:
+        logging.getLogger("kkt_adapter").warning(
+            "no KKT_API_TOKEN or KKT_ADMIN_TOKEN set: the API is open to every client that "
+            "reaches %s%s",
+            settings.host,
+            " (--insecure)" if settings.insecure else " (loopback only)",
+        )
+
+
+def _check_buffer_or_exit(data_dir: Path) -> None:
+    """Refuse to start on a damaged buffer (``PRAGMA quick_check``), saying how to recover."""
+    from kkt_adapter.buffer.retention import quick_check
+    from kkt_adapter.buffer.store import BUFFER_FILE
+
+    path = data_dir / BUFFER_FILE
+    if not path.exists():
+        return
+    problem = quick_check(path)
+    if problem is not None:
+        typer.echo(
+            f"kkt-adapter: the buffer {path} is damaged ({problem.splitlines()[0]}); restore a "
+            "copy made by `kkt-adapter backup` to that path, or move the file and its -wal and "
+            "-shm aside to start with an empty buffer (unsent receipts stay in the moved file)",
+            err=True,
+        )
+        raise typer.Exit(2)
 
 
 @app.command("mock-ofd")
@@ -149,12 +217,15 @@ def mock_ofd(
         ),
     ] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="Log level.")] = "info",
+    log_format: Annotated[
+        str, typer.Option("--log-format", envvar="KKT_LOG_FORMAT", help="json or text.")
+    ] = "json",
 ) -> None:
     """Run the OFD EMULATOR (not a real OFD) for tests, demos and benchmarks."""
     from kkt_adapter.mock_ofd import create_mock_ofd_app
     from kkt_adapter.settings import DEFAULT_EMULATOR_KEY
 
-    _configure_logging(log_level)
+    _configure_logging(log_level, log_format)
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -220,6 +291,34 @@ def sync(
         f"synced {result['synced']}, failed {result['failed']}, "
         f"remaining {result['remaining']} ({result['duration_seconds']} s)"
     )
+
+
+@app.command()
+def backup(
+    dest: Annotated[
+        Path, typer.Argument(help="File to write, or a directory to write a dated copy into.")
+    ],
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Copy the buffer with SQLite's online backup, also while the adapter runs."""
+    from datetime import UTC, datetime
+
+    from kkt_adapter.buffer.retention import backup as backup_buffer
+    from kkt_adapter.buffer.store import BUFFER_FILE
+
+    settings = _settings_or_exit(data_dir=data_dir, config_file=config)
+    source = settings.data_dir / BUFFER_FILE
+    if dest.is_dir():
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        dest = dest / f"buffer-{stamp}.sqlite"
+    try:
+        receipts = backup_buffer(source, dest)
+    except (OSError, sqlite3.Error) as exc:
+        typer.echo(f"kkt-adapter: backup of {source} failed: {exc}", err=True)
+        raise typer.Exit(1) from None
+    size = dest.stat().st_size
+    typer.echo(f"backed up {receipts} receipts from {source} to {dest} ({size} bytes)")
 
 
 @app.command("config-reference")

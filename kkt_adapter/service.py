@@ -12,21 +12,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import secrets
 import sqlite3
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+import struct
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from functools import partial
 from typing import Any, TypeVar, cast
 
 from kkt_adapter.buffer import Buffer, NewReceipt
-from kkt_adapter.buffer.engine import Staged
+from kkt_adapter.buffer.engine import SerialThread, Staged
 from kkt_adapter.device.base import DeviceStatus, FiscalResult, KktDevice, ShiftReport
 from kkt_adapter.device.gate import DeviceGate
 from kkt_adapter.domain import parse_receipt, receipt_fingerprint, receipt_to_json, to_ffd
-from kkt_adapter.errors import DeviceError, ValidationError
+from kkt_adapter.errors import DeviceError, RequestInProgress, ValidationError
 from kkt_adapter.hlc import HlcStamp, HybridClock
 
 T = TypeVar("T")
@@ -53,13 +52,29 @@ class ReconcileReport:
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
+_random_words: Iterator[tuple[Any, ...]] = iter(())
+
+
+def _random_u32() -> int:
+    """32 bits from the OS's CSPRNG, fetched 4 KiB at a time: one syscall per 1024 ids.
+
+    ``next`` on the C iterator is atomic under the GIL, so threads never share a value; a
+    concurrent refill only discards unused bits.
+    """
+    global _random_words
+    for (word,) in _random_words:
+        return int(word)
+    _random_words = struct.iter_unpack(">I", os.urandom(4096))
+    return int(next(_random_words)[0])
+
+
 def new_receipt_id(now_ms: int) -> str:
     """A time-ordered id of 16 characters (48-bit milliseconds + 32 random bits, base32).
 
     Sixteen characters because the id travels in FFD tag 1192, whose value is at most 16
     characters long; the time prefix keeps ids sortable by creation.
     """
-    value = (now_ms & (2**48 - 1)) << 32 | secrets.randbits(32)
+    value = (now_ms & (2**48 - 1)) << 32 | _random_u32()
     return "".join(CROCKFORD[(value >> shift) & 31] for shift in range(75, -1, -5))
 
 
@@ -118,7 +133,10 @@ class IntakeService:
         self._crash_after_print = crash_after_print
         self.on_pending = on_pending
         # One thread: the device prints one receipt at a time, never on the event loop.
-        self._device_thread = ThreadPoolExecutor(1, thread_name_prefix="kkt-device")
+        self._device_thread = SerialThread("kkt-device")
+        # Idempotency keys with a request running in this process: a receipt left
+        # ``accepted`` under any other key is a leftover to settle (see ``settle_leftover``).
+        self._inflight: dict[str, int] = {}
 
     def close(self) -> None:
         self._device_thread.shutdown(wait=True)
@@ -134,19 +152,28 @@ class IntakeService:
         key = check_idempotency_key(key)
         receipt = parse_receipt(body, self._today())
         receipt_id = new_receipt_id(self.buffer.now_ms())
+        payload = receipt_to_json(receipt)
         new = NewReceipt(
             receipt_id=receipt_id,
             idempotency_key=key,
-            fingerprint=receipt_fingerprint(receipt),
+            fingerprint=receipt_fingerprint(receipt, payload),
             pos_id=receipt.pos_id,
             type=str(receipt.type),
             total=receipt.total,
-            payload=receipt_to_json(receipt),
+            payload=payload,
             document=to_ffd(receipt, receipt_id),
         )
-        outcome = await self.buffer.db.staged(
-            lambda conn: self._intake_steps(conn, new), self._device_thread
-        )
+        self._inflight[key] = self._inflight.get(key, 0) + 1
+        try:
+            outcome = await self.buffer.db.staged(
+                lambda conn: self._intake_steps(conn, new), self._device_thread
+            )
+        except RequestInProgress as busy:
+            outcome = await self._retry_leftover(key, busy)
+        finally:
+            self._inflight[key] -= 1
+            if not self._inflight[key]:
+                del self._inflight[key]
         if isinstance(outcome, DeviceError):
             raise outcome
         if not outcome.replayed:
@@ -223,6 +250,35 @@ class IntakeService:
         )
         self.on_pending()
         return body
+
+    async def _retry_leftover(self, key: str, busy: RequestInProgress) -> Intake:
+        """A retry found its receipt ``accepted``: in progress if a request here runs it;
+        otherwise a leftover (its record failed to commit, e.g. on a full disk) to settle."""
+        receipt_id = (busy.details or {}).get("receipt_id")
+        if not isinstance(receipt_id, str):
+            raise busy
+        body = await self.settle_leftover(receipt_id, key, own=1)
+        if body is None:
+            raise busy
+        return Intake(body, replayed=True)
+
+    async def settle_leftover(
+        self, receipt_id: str, key: str, *, own: int = 0
+    ) -> dict[str, Any] | None:
+        """Record a receipt left ``accepted`` from the KKT's log if the KKT printed it (I2:
+        never print it again); returns its answer, or ``None`` if not printed (yet).
+
+        Not printed is left alone: another process sharing the buffer may be about to print
+        it; start-up reconciliation settles it for good. ``own``: requests with this key the
+        caller itself is.
+        """
+        if self._inflight.get(key, 0) > own:
+            return None
+        found = await self.on_device(self._find_stamped, receipt_id)
+        if found is None:
+            return None
+        log.warning("receipt %s was printed but not recorded: recorded from the KKT", receipt_id)
+        return await self._record(*found)
 
     async def reconcile(self) -> ReconcileReport:
         """Settle receipts left ``accepted`` by a crash, from the device's document log."""

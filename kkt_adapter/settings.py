@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -21,6 +23,8 @@ from pydantic_settings import (
 from kkt_adapter.errors import ConfigError
 
 DEFAULT_EMULATOR_KEY = "kkt-adapter-emulator-key"
+TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]{16,}=*")  # RFC 6750 b64token, not short
+ORIGIN = re.compile(r"https?://[^/\s]+")
 
 
 class Settings(BaseSettings):
@@ -78,6 +82,30 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=64 * 1024, ge=1024, le=16 * 1024 * 1024, description="Largest request body."
     )
+    insecure: bool = Field(
+        default=False,
+        description="Allow serving on a non-loopback address without any API token.",
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Browser origins allowed by CORS (comma-separated); empty: no CORS. "
+        "A '*' entry is refused.",
+    )
+    rate_limit_per_second: float = Field(
+        default=200.0, ge=0, le=1_000_000, description="Requests per second per client; 0: off."
+    )
+    rate_limit_burst: int = Field(
+        default=400, ge=1, le=1_000_000, description="Requests a client may send at once."
+    )
+    keep_alive_seconds: int = Field(
+        default=5, ge=1, le=3600, description="Idle HTTP keep-alive connections close after it."
+    )
+    max_connections: int = Field(
+        default=1000, ge=1, le=100_000, description="Connections at once; beyond it: 503."
+    )
+    log_format: Literal["json", "text"] = Field(
+        default="json", description="Log lines on stderr: json (one object a line) or text."
+    )
     delivery_concurrency: int = Field(
         default=16, ge=1, le=256, description="OFD requests in flight at once."
     )
@@ -116,12 +144,71 @@ class Settings(BaseSettings):
     breaker_successes: int = Field(
         default=2, ge=1, le=100, description="Half-open successes that close the breaker."
     )
+    erp_url: str | None = Field(
+        default=None, description="ERP endpoint the status heartbeat is POSTed to. Unset: off."
+    )
+    erp_heartbeat_seconds: float = Field(
+        default=30.0, gt=0, le=3600, description="Period of the ERP heartbeat."
+    )
+    erp_timeout_seconds: float = Field(
+        default=5.0, gt=0, le=60, description="Timeout of one ERP heartbeat request."
+    )
+    erp_lost_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        le=86_400,
+        description="Without a successful heartbeat this long the ERP link is lost (error).",
+    )
+    retention_days: float = Field(
+        default=7.0,
+        gt=0,
+        le=3650,
+        description="Synced receipts the KKT confirmed are pruned this long after their sync.",
+    )
+    dlq_retention_days: float = Field(
+        default=90.0,
+        gt=0,
+        le=3650,
+        description="Receipts that went through the DLQ are kept this long after their sync.",
+    )
+    retention_sweep_seconds: float = Field(
+        default=300.0, gt=0, le=86_400, description="Period of pruning and housekeeping."
+    )
+    retention_batch: int = Field(
+        default=500, ge=1, le=10_000, description="Receipts pruned per buffer write."
+    )
     test_crash_after_print: bool = Field(
         default=False,
         description="Test-only fault switch: the process exits right after the KKT printed a "
         "receipt and before the adapter recorded it. Never set it in production.",
     )
     log_level: str = Field(default="info", description="Log level: debug, info, warning, error.")
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _explicit_origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin == "*" or "*" in origin:
+                raise ValueError("a wildcard origin is not allowed: list the origins explicitly")
+            if not ORIGIN.fullmatch(origin):
+                raise ValueError(f"not an origin (scheme://host[:port]): {origin!r}")
+        return value
+
+    @field_validator("api_token", "admin_token")
+    @classmethod
+    def _strong_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not TOKEN.fullmatch(value.get_secret_value()):
+            raise ValueError(
+                "a token needs at least 16 characters of A-Z a-z 0-9 - . _ ~ + / (then =)"
+            )
+        return value
 
     @field_validator("log_level")
     @classmethod

@@ -28,6 +28,27 @@ class Facts:
     device: DeviceStatus | None
     device_error: str | None
     now_ms: int
+    erp: ErpFacts | None = None
+
+
+@dataclass(frozen=True)
+class ErpFacts:
+    """What was measured of the ERP heartbeat (``None`` in ``Facts`` when not configured)."""
+
+    target: str
+    started_ms: int
+    lost_after_ms: int
+    last_success_ms: int | None
+    last_failure_ms: int | None
+    last_error: str | None
+    beats_ok: int
+    beats_failed: int
+
+
+def erp_lost(erp: ErpFacts, now_ms: int) -> bool:
+    """No successful beat for ``lost_after_ms`` (counted from start-up before the first)."""
+    since = erp.last_success_ms if erp.last_success_ms is not None else erp.started_ms
+    return now_ms - since >= erp.lost_after_ms
 
 
 def unsynced(counts: dict[str, int]) -> int:
@@ -66,6 +87,14 @@ def alerts(facts: Facts) -> list[dict[str, str]]:
         found.append(
             _alert(
                 "warning", "dlq_not_empty", f"{facts.counts['dlq']} receipts rejected by the OFD"
+            )
+        )
+    if facts.erp is not None and erp_lost(facts.erp, facts.now_ms):
+        found.append(
+            _alert(
+                "warning",
+                "erp_heartbeat_lost",
+                f"no ERP heartbeat answered for {facts.erp.lost_after_ms // 1000} s or more",
             )
         )
     order = {"critical": 0, "warning": 1, "info": 2}
@@ -149,6 +178,29 @@ def buffer_component(facts: Facts) -> dict[str, Any]:
         "percent_full": fill,
         "current_queued": unsynced(facts.counts),
         "total_capacity": facts.capacity,
+    }
+
+
+def erp_component(erp: ErpFacts | None, now_ms: int) -> dict[str, Any]:
+    """ok: the last beat was answered; warning: the last beat failed (or none answered yet);
+    error: none answered for ``lost_after_ms``."""
+    if erp is None:
+        return {"status": "not_configured"}
+    last_ok, last_bad = erp.last_success_ms, erp.last_failure_ms
+    if erp_lost(erp, now_ms):
+        state = "error"
+    elif last_ok is None or (last_bad is not None and last_bad > last_ok):
+        state = "warning"
+    else:
+        state = "ok"
+    return {
+        "status": state,
+        "target": erp.target,
+        "last_success_at": iso_ms(last_ok),
+        "last_failure_at": iso_ms(last_bad),
+        "last_error": erp.last_error,
+        "beats_ok": erp.beats_ok,
+        "beats_failed": erp.beats_failed,
     }
 
 

@@ -13,17 +13,21 @@ from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kkt_adapter import __version__
 from kkt_adapter.api.errors import install_error_handlers
+from kkt_adapter.api.guard import Access, Gate, document_access
 from kkt_adapter.api.intake_endpoint import ReceiptEndpoint, is_receipt_post
-from kkt_adapter.api.middleware import RequestContext
-from kkt_adapter.api.routes import router
+from kkt_adapter.api.middleware import RequestContext, cors_options, with_cors
+from kkt_adapter.api.routes import gather_facts, router
 from kkt_adapter.api.routes_delivery import delivery_router
+from kkt_adapter.api.routes_metrics import metrics_router
 from kkt_adapter.api.ui import ui_router
 from kkt_adapter.buffer import Buffer
 from kkt_adapter.buffer.outbox import Outbox
+from kkt_adapter.buffer.retention import Retention
 from kkt_adapter.delivery import (
     Backoff,
     BreakerConfig,
@@ -37,6 +41,9 @@ from kkt_adapter.device.base import KktDevice
 from kkt_adapter.device.emulator_process import EmulatorProcess
 from kkt_adapter.device.gate import DeviceGate
 from kkt_adapter.domain import ReceiptIn
+from kkt_adapter.erp import ErpHeartbeat, heartbeat_payload
+from kkt_adapter.housekeeping import Housekeeper
+from kkt_adapter.metrics import Metrics
 from kkt_adapter.mock_ofd import create_mock_ofd_app
 from kkt_adapter.ofd import AsgiOfdClient, HttpOfdClient, OfdClient
 from kkt_adapter.service import IntakeService
@@ -78,6 +85,8 @@ class Runtime:
     worker: DeliveryWorker
     ofd_target: str
     ofd_emulator: bool
+    erp: ErpHeartbeat
+    housekeeper: Housekeeper
 
 
 def build_device(settings: Settings) -> KktDevice:
@@ -128,6 +137,7 @@ def create_app(
         async with AsyncExitStack() as stack:
             runtime = await _build(settings, device_factory, wall_ms, today, ofd_emulator, stack)
             app.state.runtime = runtime
+            runtime.worker.on_call = metrics.observe_ofd_call
             await _start(runtime)
             yield
             await runtime.worker.stop()
@@ -139,13 +149,23 @@ def create_app(
         description=DESCRIPTION,
         lifespan=lifespan,
     )
-    app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
+    metrics = Metrics()
+    app.state.metrics = metrics
+    gate = Gate.from_settings(settings)
+    app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes, gate=gate)
     app.fast_intake = RequestContext(
-        ReceiptEndpoint(app.state), max_body_bytes=settings.max_body_bytes
+        ReceiptEndpoint(app.state, metrics),
+        max_body_bytes=settings.max_body_bytes,
+        gate=gate,
+        access=Access.POS,
     )
+    if settings.cors_origins:  # explicit origins only; no CORS at all by default
+        app.add_middleware(CORSMiddleware, **cors_options(settings.cors_origins))
+        app.fast_intake = with_cors(app.fast_intake, settings.cors_origins)
     install_error_handlers(app)
     app.include_router(router)
     app.include_router(delivery_router)
+    app.include_router(metrics_router)
     app.include_router(ui_router)
     if ofd_emulator is not None:
         app.mount(EMBEDDED_OFD_PATH, ofd_emulator)
@@ -226,8 +246,30 @@ async def _build(
         ),
     )
     intake.on_pending = worker.wake
+    erp = ErpHeartbeat(
+        settings.erp_url,
+        period=settings.erp_heartbeat_seconds,
+        timeout=settings.erp_timeout_seconds,
+        lost_after=settings.erp_lost_seconds,
+        now_ms=buffer.now_ms,
+    )
+    retention = Retention.from_days(
+        settings.retention_days, settings.dlq_retention_days, settings.retention_batch
+    )
+    housekeeper = Housekeeper(buffer, intake, retention, period=settings.retention_sweep_seconds)
+    stack.push_async_callback(erp.stop)
+    stack.push_async_callback(housekeeper.stop)
     return Runtime(
-        settings, buffer, device, intake, outbox, worker, target, ofd_emulator is not None
+        settings,
+        buffer,
+        device,
+        intake,
+        outbox,
+        worker,
+        target,
+        ofd_emulator is not None,
+        erp=erp,
+        housekeeper=housekeeper,
     )
 
 
@@ -255,6 +297,17 @@ async def _start(runtime: Runtime) -> None:
     )
     await runtime.worker.start()
 
+    async def snapshot() -> dict[str, Any]:
+        return heartbeat_payload(
+            await gather_facts(runtime),
+            node_id=runtime.buffer.node,
+            breaker=runtime.worker.breaker.state.value,
+            ofd_emulator=runtime.ofd_emulator,
+        )
+
+    runtime.erp.start(snapshot)
+    runtime.housekeeper.start()
+
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
     """The generated schema, plus the receipt request model the intake route reads by hand."""
@@ -267,5 +320,6 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     components.update(receipt_schema.pop("$defs", {}))
     components["ReceiptIn"] = receipt_schema
+    document_access(schema)
     app.openapi_schema = schema
     return schema

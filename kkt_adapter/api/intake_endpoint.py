@@ -9,12 +9,14 @@ with the same error bodies (``kkt_adapter.api.errors``) and the same request con
 from __future__ import annotations
 
 import logging
+from time import perf_counter
 from typing import Any
 
 import orjson
 from starlette.types import Receive, Scope, Send
 
-from kkt_adapter.errors import KktAdapterError
+from kkt_adapter.errors import DeviceError, KktAdapterError
+from kkt_adapter.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -30,21 +32,26 @@ def is_receipt_post(scope: Scope) -> bool:
 class ReceiptEndpoint:
     """Reads the body, runs intake, answers; ``runtime`` comes from the app's state."""
 
-    def __init__(self, state: Any) -> None:
+    def __init__(self, state: Any, metrics: Metrics | None = None) -> None:
         self._state = state
+        self._metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = perf_counter()
         request_id = scope["state"]["request_id"]
         try:
             body = await _read_body(receive)
             key = _header(scope, b"idempotency-key")
             intake = await self._state.runtime.intake.create_receipt(key, body)
         except KktAdapterError as exc:
+            if isinstance(exc, DeviceError) and self._metrics is not None:
+                self._metrics.device_error(exc.reason)
             headers = [(b"retry-after", str(exc.retry_after).encode())] if exc.retry_after else []
             if exc.http_status >= 500:
                 log.warning("POST %s -> %s %s", RECEIPT_PATH, exc.code, exc.message)
             payload = error_payload(exc.code, exc.message, exc.details, request_id)
             await _send_json(send, exc.http_status, payload, headers)
+            self._observe(started)
             return
         except Exception:
             log.exception("unexpected error on POST %s", RECEIPT_PATH)
@@ -52,9 +59,15 @@ class ReceiptEndpoint:
                 "internal_error", "unexpected error; see the adapter's log", None, request_id
             )
             await _send_json(send, 500, payload, [])
+            self._observe(started)
             return
         headers = [(b"idempotent-replayed", b"true")] if intake.replayed else []
         await _send_json(send, 200, orjson.dumps(intake.body), headers)
+        self._observe(started)
+
+    def _observe(self, started: float) -> None:
+        if self._metrics is not None:
+            self._metrics.observe_intake(perf_counter() - started)
 
 
 def error_payload(code: str, message: str, details: Any, request_id: str) -> bytes:

@@ -3,23 +3,40 @@
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 import orjson
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from kkt_adapter.api.guard import Access, Gate, Refusal
+from kkt_adapter.logs import REQUEST_ID
 
 REQUEST_ID_HEADER = b"x-request-id"
 
 
 class RequestContext:
-    """Gives every request an id (kept from ``X-Request-ID`` if sane) and caps the body size.
+    """Gives every request an id (kept from ``X-Request-ID`` if sane), runs the ``gate`` (rate
+    limit and token) and caps the body size.
 
-    The id is put in ``scope["state"]["request_id"]`` and echoed in the response header; a
-    body over ``max_body_bytes`` is refused with ``413 payload_too_large`` before it is read.
+    The id is put in ``scope["state"]["request_id"]`` and in the log context, and echoed in the
+    response header; a body over ``max_body_bytes`` is refused with ``413 payload_too_large``
+    before it is read. ``access`` fixes the route class (the intake fast path serves one
+    route); ``None`` looks it up by path.
     """
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        gate: Gate | None = None,
+        access: Access | None = None,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.gate = gate
+        self.access = access
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -27,6 +44,11 @@ class RequestContext:
             return
         request_id = _request_id(scope)
         scope.setdefault("state", {})["request_id"] = request_id
+        if self.gate is not None:
+            refusal = self.gate.refuse(scope, self.access)
+            if refusal is not None:
+                await _refuse(send, request_id, refusal)
+                return
         declared = _content_length(scope)
         if declared is not None and declared > self.max_body_bytes:
             await _too_large(send, request_id, self.max_body_bytes)
@@ -50,10 +72,13 @@ class RequestContext:
                     raise BodyTooLarge
             return message
 
+        context = REQUEST_ID.set(request_id)
         try:
             await self.app(scope, limited_receive, send_with_id)
         except BodyTooLarge:
             await _too_large(send, request_id, self.max_body_bytes)
+        finally:
+            REQUEST_ID.reset(context)
 
 
 class BodyTooLarge(Exception):
@@ -78,24 +103,51 @@ def _content_length(scope: Scope) -> int | None:
 
 
 async def _too_large(send: Send, request_id: str, limit: int) -> None:
+    refusal = Refusal(
+        413,
+        "payload_too_large",
+        f"the request body is larger than {limit} bytes",
+        ((b"connection", b"close"),),
+        {"limit_bytes": limit},
+    )
+    await _refuse(send, request_id, refusal)
+
+
+async def _refuse(send: Send, request_id: str, refusal: Refusal) -> None:
     body = orjson.dumps(
         {
-            "code": "payload_too_large",
-            "message": f"the request body is larger than {limit} bytes",
-            "details": {"limit_bytes": limit},
+            "code": refusal.code,
+            "message": refusal.message,
+            "details": refusal.details,
             "request_id": request_id,
         }
     )
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": refusal.status,
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
                 (REQUEST_ID_HEADER, request_id.encode()),
-                (b"connection", b"close"),
+                *refusal.headers,
             ],
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+def with_cors(app: ASGIApp, origins: list[str]) -> ASGIApp:
+    """``app`` behind CORS for these explicit origins (never a wildcard)."""
+    return CORSMiddleware(app, **cors_options(origins))
+
+
+def cors_options(origins: list[str]) -> dict[str, Any]:
+    """CORS for a browser POS page: the API's methods and headers, its answers readable."""
+    return {
+        "allow_origins": origins,
+        "allow_methods": ["GET", "POST"],
+        "allow_headers": ["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
+        "expose_headers": ["X-Request-ID", "Idempotent-Replayed", "Retry-After"],
+        "max_age": 600,
+    }

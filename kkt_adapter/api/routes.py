@@ -19,6 +19,7 @@ from kkt_adapter.status import (
     buffer_component,
     buffer_status,
     delivery_status,
+    erp_component,
     kkt_component,
     ofd_component,
     overall,
@@ -126,6 +127,7 @@ async def gather_facts(runtime: Any) -> Facts:
         device=device,
         device_error=device_error,
         now_ms=runtime.buffer.now_ms(),
+        erp=runtime.erp.facts(),
     )
 
 
@@ -171,7 +173,7 @@ async def health(request: Request) -> Response:
         "kkt": kkt_component(facts),
         "ofd": ofd_component(link),
         "buffer": buffer_component(facts),
-        "erp": {"status": "not_configured"},
+        "erp": erp_component(facts.erp, facts.now_ms),
     }
     state = overall(components)
     body = {"status": state, "components": components}

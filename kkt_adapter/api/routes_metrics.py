@@ -1,0 +1,36 @@
+"""``GET /metrics``: the Prometheus text format, gauges measured at scrape time."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from kkt_adapter.api.routes import _runtime
+from kkt_adapter.metrics import Snapshot
+from kkt_adapter.status import unsynced
+
+metrics_router = APIRouter()
+
+
+@metrics_router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    runtime = _runtime(request)
+    buffer, worker = runtime.buffer, runtime.worker
+    counts, oldest = await asyncio.gather(buffer.counts(), buffer.oldest_unsent())
+    age_ms = buffer.now_ms() - oldest.created_ms if oldest is not None else 0
+    registry = request.app.state.metrics
+    registry.update(
+        Snapshot(
+            counts=counts,
+            queued=unsynced(counts),
+            capacity=buffer.capacity,
+            oldest_age_seconds=max(age_ms, 0) / 1000,
+            breaker=worker.breaker.state.value,
+            leader=worker.leadership.leader,
+            fence=worker.leadership.fence,
+        )
+    )
+    return Response(registry.render(), media_type=CONTENT_TYPE_LATEST)

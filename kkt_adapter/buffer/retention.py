@@ -1,0 +1,165 @@
+"""Keeping the buffer small and sound: retention, online backup, integrity check (as SQL).
+
+Retention (see docs/decisions.md, "Retention"): only receipts that are ``synced`` *and*
+confirmed to the KKT (``confirmed = 1``) are ever deleted, with their idempotency key and
+their audit events; a receipt that went through the DLQ is kept longer than one that did not.
+A ``failed`` receipt (and its DLQ row) is an unsent fiscal document and is never deleted.
+Deletes go in bounded batches, each one write of the group-committing writer, so a prune
+never holds the writer long. The status counters stay exact: a trigger counts deletes.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from kkt_adapter.buffer.store import Buffer
+
+DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long synced receipts are kept after their sync, in milliseconds."""
+
+    synced_ms: int
+    dlq_ms: int
+    batch: int
+
+    @classmethod
+    def from_days(cls, synced_days: float, dlq_days: float, batch: int) -> Retention:
+        return cls(int(synced_days * DAY_MS), int(dlq_days * DAY_MS), batch)
+
+
+@dataclass(frozen=True)
+class Leftover:
+    """A receipt left ``accepted`` (its record was not written): to settle from the KKT."""
+
+    receipt_id: str
+    idempotency_key: str
+
+
+def prune_batch_tx(conn: sqlite3.Connection, now_ms: int, retention: Retention) -> int:
+    """Delete up to ``retention.batch`` expired receipts with their keys and events."""
+    longest = max(retention.synced_ms, retention.dlq_ms)
+    rows = conn.execute(
+        "SELECT id FROM receipts INDEXED BY receipts_synced"
+        " WHERE status = 'synced' AND confirmed = 1 AND synced_ms < ?"
+        " AND (synced_ms < ? OR NOT EXISTS (SELECT 1 FROM buffer_events e"
+        "  WHERE e.receipt_id = receipts.id AND e.event = 'rejected'))"
+        " ORDER BY synced_ms LIMIT ?",
+        (now_ms - retention.synced_ms, now_ms - longest, retention.batch),
+    ).fetchall()
+    ids = [(row[0],) for row in rows]
+    conn.executemany("DELETE FROM buffer_events WHERE receipt_id = ?", ids)
+    conn.executemany("DELETE FROM idempotency_keys WHERE receipt_id = ?", ids)
+    conn.executemany("DELETE FROM dlq WHERE receipt_id = ?", ids)
+    conn.executemany(
+        "DELETE FROM receipts WHERE id = ? AND status = 'synced' AND confirmed = 1", ids
+    )
+    return len(ids)
+
+
+def prune_events_tx(conn: sqlite3.Connection, before_ms: int, batch: int) -> int:
+    """Delete up to ``batch`` audit events about no receipt (start-ups, shifts) older than
+    ``before_ms``."""
+    return conn.execute(
+        "DELETE FROM buffer_events WHERE id IN (SELECT id FROM buffer_events"
+        " INDEXED BY buffer_events_ts WHERE ts_ms < ? AND receipt_id IS NULL LIMIT ?)",
+        (before_ms, batch),
+    ).rowcount
+
+
+async def prune(buffer: Buffer, retention: Retention) -> int:
+    """Prune until nothing is due; one bounded write per batch. Returns receipts deleted."""
+    total = 0
+    while True:
+        deleted = await buffer.db.write(
+            lambda conn: prune_batch_tx(conn, buffer.now_ms(), retention)
+        )
+        total += deleted
+        if deleted < retention.batch:
+            break
+    before = buffer.now_ms() - max(retention.synced_ms, retention.dlq_ms)
+    while await buffer.db.write(lambda conn: prune_events_tx(conn, before, retention.batch)):
+        pass
+    return total
+
+
+async def leftovers(buffer: Buffer, idle_before_ms: int) -> list[Leftover]:
+    """Receipts ``accepted`` and untouched since ``idle_before_ms``: their intake failed to
+    record its outcome (e.g. the disk was full) and nothing is working on them."""
+    rows = await buffer.db.read(
+        lambda conn: conn.execute(
+            "SELECT id, idempotency_key FROM receipts"
+            " WHERE status = 'accepted' AND updated_ms < ? ORDER BY created_ms LIMIT 100",
+            (idle_before_ms,),
+        ).fetchall()
+    )
+    return [Leftover(row[0], row[1]) for row in rows]
+
+
+def quick_check(path: Path) -> str | None:
+    """``PRAGMA quick_check`` of a buffer file: ``None`` if sound, else the first problem.
+
+    quick_check reads every page and checks page structure, record format and key order,
+    which finds torn or overwritten pages; it skips ``integrity_check``'s cross-check of
+    every index entry against its row, the part that grows worse than linearly with the file.
+    """
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, isolation_level=None)
+    except sqlite3.Error as exc:
+        return str(exc)
+    try:
+        rows = conn.execute("PRAGMA quick_check(1)").fetchall()
+    except sqlite3.DatabaseError as exc:  # "file is not a database", "malformed" ...
+        return str(exc)
+    finally:
+        conn.close()
+    first = str(rows[0][0]) if rows else "no answer"
+    return None if first == "ok" else first
+
+
+def backup(source: Path, dest: Path) -> int:
+    """Copy the buffer at ``source`` to ``dest`` with SQLite's online backup; returns the
+    receipts copied. Safe while the adapter runs: one read transaction (WAL readers do not
+    block the writer) gives a consistent snapshot; the copy is written beside ``dest``,
+    fsync'd, checked and then renamed into place."""
+    if not source.is_file():
+        raise FileNotFoundError(f"no buffer at {source}")
+    partial = dest.with_name(dest.name + ".partial")
+    partial.unlink(missing_ok=True)
+    src = sqlite3.connect(f"file:{source}?mode=rw", uri=True, isolation_level=None)
+    try:
+        src.execute("PRAGMA busy_timeout=10000")
+        dst = sqlite3.connect(partial, isolation_level=None)
+        try:
+            src.backup(dst)  # all pages in one step: a consistent copy, never restarted
+            dst.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
+            receipts = int(dst.execute("SELECT COUNT(*) FROM receipts").fetchone()[0])
+        finally:
+            dst.close()
+    finally:
+        src.close()
+    problem = quick_check(partial)
+    if problem is not None:
+        partial.unlink(missing_ok=True)
+        raise sqlite3.DatabaseError(f"the copy does not check out: {problem}")
+    fd = os.open(partial, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(partial, dest)
+    _fsync_dir(dest.parent)
+    return receipts
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,78 @@
+"""Periodic housekeeping of the buffer: retention, and receipts whose record was lost.
+
+Every ``KKT_RETENTION_SWEEP_SECONDS`` it prunes what retention allows (in bounded batches,
+``kkt_adapter.buffer.retention``) and settles receipts left ``accepted`` by an intake whose
+record could not be committed (a full disk) and that nobody retried: if the KKT printed one,
+it is recorded from the KKT's log and goes to the OFD like any other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+from kkt_adapter.buffer import Buffer
+from kkt_adapter.buffer.retention import Retention, leftovers, prune
+from kkt_adapter.service import IntakeService
+
+log = logging.getLogger(__name__)
+
+LEFTOVER_IDLE_MS = 120_000
+"""An ``accepted`` receipt untouched this long is no running intake's (prints take seconds)."""
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    pruned: int
+    settled: int
+
+
+class Housekeeper:
+    """Runs ``sweep`` every ``period`` seconds in the background."""
+
+    def __init__(
+        self,
+        buffer: Buffer,
+        intake: IntakeService,
+        retention: Retention,
+        *,
+        period: float,
+        leftover_idle_ms: int = LEFTOVER_IDLE_MS,
+    ) -> None:
+        self._buffer = buffer
+        self._intake = intake
+        self._retention = retention
+        self._period = period
+        self._idle_ms = leftover_idle_ms
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="housekeeping")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._period)
+            try:
+                await self.sweep()
+            except Exception:  # a full disk, a busy device: the next sweep tries again
+                log.exception("housekeeping sweep failed")
+
+    async def sweep(self) -> SweepResult:
+        """Settle leftovers, then prune; returns what was done."""
+        settled = 0
+        for left in await leftovers(self._buffer, self._buffer.now_ms() - self._idle_ms):
+            if await self._intake.settle_leftover(left.receipt_id, left.idempotency_key):
+                settled += 1
+        pruned = await prune(self._buffer, self._retention)
+        if pruned or settled:
+            log.info("housekeeping: pruned %d receipts, settled %d left accepted", pruned, settled)
+        return SweepResult(pruned, settled)

@@ -1,0 +1,110 @@
+"""Prometheus metrics of one adapter app, in a registry of its own (not the global one).
+
+Counters and histograms are observed where things happen (intake, OFD calls, device errors);
+the gauges are set from measured facts when ``/metrics`` is scraped, so they cost nothing
+between scrapes and never drift from the buffer's own counters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+OFD_OUTCOMES = ("delivered", "duplicate", "rejected", "transient")
+RECEIPT_STATUSES = ("accepted", "print_failed", "pending", "syncing", "synced", "failed")
+BREAKER_STATES = {"CLOSED": 0, "HALF_OPEN": 1, "OPEN": 2}
+SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The facts the gauges show, measured at scrape time."""
+
+    counts: dict[str, int]
+    queued: int
+    capacity: int
+    oldest_age_seconds: float
+    breaker: str
+    leader: bool
+    fence: int | None
+
+
+class Metrics:
+    """The adapter's metrics. ``render`` gives the Prometheus text format."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        reg = self.registry
+        self.receipts = Gauge("kkt_receipts", "Receipts by status", ["status"], registry=reg)
+        self.intake_seconds = Histogram(
+            "kkt_intake_seconds",
+            "Time to answer POST /v1/kkt/receipt",
+            buckets=SECONDS_BUCKETS,
+            registry=reg,
+        )
+        self.ofd_calls = Counter(
+            "kkt_ofd_calls", "OFD submissions by outcome", ["outcome"], registry=reg
+        )
+        self.ofd_call_seconds = Histogram(
+            "kkt_ofd_call_seconds",
+            "Time of one OFD submission",
+            buckets=SECONDS_BUCKETS,
+            registry=reg,
+        )
+        self.breaker_state = Gauge(
+            "kkt_ofd_breaker_state",
+            "OFD circuit breaker: 0 closed, 1 half-open, 2 open",
+            registry=reg,
+        )
+        self.buffer_queued = Gauge(
+            "kkt_buffer_queued",
+            "Receipts not yet synced (they count against capacity)",
+            registry=reg,
+        )
+        self.buffer_capacity = Gauge("kkt_buffer_capacity", "Buffer capacity", registry=reg)
+        self.buffer_fill = Gauge("kkt_buffer_fill_ratio", "Queued / capacity (0-1)", registry=reg)
+        self.oldest_pending = Gauge(
+            "kkt_oldest_pending_age_seconds",
+            "Age of the oldest receipt the OFD has not acknowledged (0: none)",
+            registry=reg,
+        )
+        self.dlq_size = Gauge("kkt_dlq_size", "Receipts in the DLQ", registry=reg)
+        self.leader = Gauge(
+            "kkt_sync_leader", "1 while this process holds the sync lease", registry=reg
+        )
+        self.fence = Gauge(
+            "kkt_sync_fencing_token",
+            "Fencing token of the held sync lease (0: not leader)",
+            registry=reg,
+        )
+        self.device_errors = Counter(
+            "kkt_device_errors", "KKT refusals on intake by reason", ["reason"], registry=reg
+        )
+        for outcome in OFD_OUTCOMES:
+            self.ofd_calls.labels(outcome)
+        self.observe_intake = self.intake_seconds.observe
+
+    def observe_ofd_call(self, outcome: str, seconds: float) -> None:
+        """One OFD submission: its outcome and how long it took."""
+        self.ofd_calls.labels(outcome).inc()
+        self.ofd_call_seconds.observe(seconds)
+
+    def device_error(self, reason: str) -> None:
+        self.device_errors.labels(reason).inc()
+
+    def update(self, snapshot: Snapshot) -> None:
+        """Set the gauges from facts measured now."""
+        for status in {*RECEIPT_STATUSES, *snapshot.counts} - {"total", "dlq"}:
+            self.receipts.labels(status).set(snapshot.counts.get(status, 0))
+        self.dlq_size.set(snapshot.counts.get("dlq", 0))
+        self.buffer_queued.set(snapshot.queued)
+        self.buffer_capacity.set(snapshot.capacity)
+        self.buffer_fill.set(snapshot.queued / snapshot.capacity)
+        self.oldest_pending.set(snapshot.oldest_age_seconds)
+        self.breaker_state.set(BREAKER_STATES.get(snapshot.breaker, 2))
+        self.leader.set(int(snapshot.leader))
+        self.fence.set(snapshot.fence or 0)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

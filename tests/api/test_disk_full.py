@@ -1,0 +1,305 @@
+"""A full disk under the buffer: intake answers 503 storage_unavailable, nothing is half
+written or printed twice, and everything recovers when space returns.
+
+Two ways to fill the disk: an injected ``database or disk is full`` on the buffer writer's
+COMMIT (exactly when the test says, e.g. right after the KKT printed), and a real, small tmpfs
+filled with a file (when this process may mount one, as root in CI; otherwise that test uses
+the injected error, so it never skips).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import subprocess
+import threading
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from helpers import priced_receipt
+
+from kkt_adapter.api import create_app
+from kkt_adapter.api.app import build_device
+from kkt_adapter.buffer import engine
+from kkt_adapter.buffer.retention import Retention, quick_check
+from kkt_adapter.device.base import KktDevice
+from kkt_adapter.housekeeping import Housekeeper
+from kkt_adapter.settings import Settings
+
+
+class InjectedFull:
+    """While ``on``, the buffer writer's COMMIT fails as SQLite does on a full disk."""
+
+    def __init__(self) -> None:
+        self.on = False
+        self.failures = 0
+
+
+class _FaultyConnection:
+    """A sqlite3 connection whose COMMIT on the buffer's writer thread obeys ``InjectedFull``."""
+
+    def __init__(self, conn: sqlite3.Connection, fault: InjectedFull) -> None:
+        self._conn = conn
+        self._fault = fault
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        writer = threading.current_thread().name == "buffer-writer"
+        if self._fault.on and writer and sql == "COMMIT":
+            self._fault.failures += 1
+            raise sqlite3.OperationalError("database or disk is full")
+        return self._conn.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
+@pytest.fixture
+def injected(monkeypatch: pytest.MonkeyPatch) -> InjectedFull:
+    fault = InjectedFull()
+    real_connect = engine.connect
+    monkeypatch.setattr(
+        engine, "connect", lambda path: _FaultyConnection(real_connect(path), fault)
+    )
+    return fault
+
+
+@contextlib.asynccontextmanager
+async def adapter(
+    settings: Settings, device: Any = build_device
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings, device_factory=device)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://adapter") as client:
+            client.app = app  # type: ignore[attr-defined]
+            yield client
+
+
+def runtime(client: httpx.AsyncClient) -> Any:
+    return client.app.state.runtime  # type: ignore[attr-defined]
+
+
+async def last_fd(client: httpx.AsyncClient) -> int:
+    return int((await runtime(client).intake.device_status()).last_fd)
+
+
+async def post(client: httpx.AsyncClient, key: str, kopecks: int = 10_000) -> httpx.Response:
+    return await client.post(
+        "/v1/kkt/receipt", json=priced_receipt(kopecks), headers={"Idempotency-Key": key}
+    )
+
+
+def exact_counts(path: Path) -> tuple[dict[str, int], dict[str, int]]:
+    """The trigger-kept counters and a real count of the rows per status."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        kept = {s: n for s, n in conn.execute("SELECT status, n FROM status_counts") if n}
+        real = dict(conn.execute("SELECT status, COUNT(*) FROM receipts GROUP BY status"))
+    return kept, real
+
+
+def printing_fills_disk(fault: InjectedFull, times: int = 1) -> Any:
+    """A device factory whose next ``times`` prints fill the disk right after printing."""
+    left = [times]
+
+    def factory(settings: Settings) -> KktDevice:
+        device = build_device(settings)
+        real_print = device.print_receipt
+
+        def print_receipt(receipt_id: str, document: dict[str, Any]) -> Any:
+            result = real_print(receipt_id, document)
+            if left[0] > 0:
+                left[0] -= 1
+                fault.on = True
+            return result
+
+        device.print_receipt = print_receipt  # type: ignore[method-assign]
+        return device
+
+    return factory
+
+
+async def test_full_disk_before_the_print_answers_503_and_prints_nothing(
+    injected: InjectedFull, settings: Settings
+) -> None:
+    async with adapter(settings) as api:
+        assert (await post(api, "warm-up")).status_code == 200
+        fd_before = await last_fd(api)
+        injected.on = True
+        answer = await post(api, "full-1")
+        assert answer.status_code == 503, answer.text
+        assert answer.json()["code"] == "storage_unavailable"
+        assert answer.headers["Retry-After"] == "5"
+        assert await last_fd(api) == fd_before  # the KKT was never asked
+        status = (await api.get("/v1/kkt/buffer/status")).json()
+        assert status["total"] == 1  # nothing of the refused receipt was written
+        injected.on = False
+        again = await post(api, "full-1")
+        assert again.status_code == 200, again.text
+        assert again.json()["fiscal"]["fd"] == fd_before + 1
+        assert await last_fd(api) == fd_before + 1
+    assert injected.failures >= 1
+    kept, real = exact_counts(settings.data_dir / "buffer.sqlite")
+    assert kept == real and sum(real.values()) == 2
+
+
+async def test_full_disk_after_the_print_is_settled_by_the_retry_without_a_second_print(
+    injected: InjectedFull, settings: Settings
+) -> None:
+    async with adapter(settings, printing_fills_disk(injected)) as api:
+        answer = await post(api, "printed-not-recorded")
+        assert answer.status_code == 503, answer.text
+        assert answer.json()["code"] == "storage_unavailable"
+        printed_fd = await last_fd(api)
+        counts = (await api.get("/v1/kkt/buffer/status")).json()
+        assert counts["accepted"] == 1 and counts["pending"] == 0
+        # Still full: the retry finds the document on the KKT but cannot record it yet.
+        still = await post(api, "printed-not-recorded")
+        assert still.status_code == 503 and still.json()["code"] == "storage_unavailable"
+        injected.on = False
+        retry = await post(api, "printed-not-recorded")
+        assert retry.status_code == 200, retry.text
+        assert retry.headers["Idempotent-Replayed"] == "true"
+        assert retry.json()["fiscal"]["fd"] == printed_fd
+        assert await last_fd(api) == printed_fd  # never printed twice (I2)
+        row = (await api.get(f"/v1/kkt/receipt/{retry.json()['receipt_id']}")).json()
+        assert row["status"] in {"pending", "syncing", "synced"}
+        replay = await post(api, "printed-not-recorded")
+        assert replay.status_code == 200 and replay.json() == retry.json()
+
+
+async def test_full_disk_after_the_print_without_a_retry_is_settled_by_housekeeping(
+    injected: InjectedFull, settings: Settings
+) -> None:
+    async with adapter(settings, printing_fills_disk(injected)) as api:
+        assert (await post(api, "never-retried")).status_code == 503
+        printed_fd = await last_fd(api)
+        injected.on = False
+        rt = runtime(api)
+        sweeper = Housekeeper(
+            rt.buffer, rt.intake, Retention.from_days(7, 90, 100), period=60, leftover_idle_ms=0
+        )
+        result = await sweeper.sweep()
+        assert result.settled == 1
+        counts = (await api.get("/v1/kkt/buffer/status")).json()
+        assert counts["accepted"] == 0
+        assert counts["pending"] + counts["syncing"] + counts["synced"] == 1
+        assert await last_fd(api) == printed_fd
+
+
+async def test_full_disk_after_the_print_is_settled_by_the_next_start(
+    injected: InjectedFull, settings: Settings
+) -> None:
+    async with adapter(settings, printing_fills_disk(injected)) as api:
+        assert (await post(api, "crash-like")).status_code == 503
+        printed_fd = await last_fd(api)
+    injected.on = False
+    async with adapter(settings) as api:
+        counts = (await api.get("/v1/kkt/buffer/status")).json()
+        assert counts["accepted"] == 0 and counts["print_failed"] == 0
+        answer = await post(api, "crash-like")
+        assert answer.status_code == 200 and answer.json()["fiscal"]["fd"] == printed_fd
+        assert await last_fd(api) == printed_fd
+
+
+class RealFullDisk:
+    """A small tmpfs for the buffer, filled with a file on demand."""
+
+    def __init__(self, mount: Path) -> None:
+        self.mount = mount
+        self.filler = mount / "filler"
+
+    def fill(self) -> None:
+        fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        try:
+            for size in (1 << 16, 512, 1):
+                with contextlib.suppress(OSError):
+                    while True:
+                        os.write(fd, b"\0" * size)
+        finally:
+            os.close(fd)
+        probe = os.open(self.mount / "probe", os.O_WRONLY | os.O_CREAT)
+        try:
+            with pytest.raises(OSError):
+                os.write(probe, b"x" * 4096)
+        finally:
+            os.close(probe)
+
+    def free(self) -> None:
+        self.filler.unlink()
+        (self.mount / "probe").unlink(missing_ok=True)
+
+
+class InjectedFullDisk:
+    """Stand-in when no tmpfs can be mounted here: the injected SQLite error."""
+
+    def __init__(self, fault: InjectedFull) -> None:
+        self.fault = fault
+
+    def fill(self) -> None:
+        self.fault.on = True
+
+    def free(self) -> None:
+        self.fault.on = False
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    mount = tmp_path / "small-fs"
+    mount.mkdir()
+    mounted = (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True
+        ).returncode
+        == 0
+        if os.geteuid() == 0
+        else False
+    )
+    if mounted:
+        yield RealFullDisk(mount)
+        subprocess.run(["umount", "-l", str(mount)], check=True)
+    else:
+        fault = InjectedFull()
+        real_connect = engine.connect
+        monkeypatch.setattr(
+            engine, "connect", lambda path: _FaultyConnection(real_connect(path), fault)
+        )
+        yield InjectedFullDisk(fault)
+
+
+async def test_intake_on_a_really_full_filesystem_refuses_then_recovers(
+    full_disk: Any, tmp_path: Path
+) -> None:
+    data = (full_disk.mount if isinstance(full_disk, RealFullDisk) else tmp_path) / "data"
+    settings = Settings(data_dir=data, delivery_sweep_seconds=60)
+
+    def device_elsewhere(settings: Settings) -> KktDevice:
+        # The KKT is a separate device with its own storage, not on the buffer's disk.
+        return build_device(settings.model_copy(update={"data_dir": tmp_path / "kkt"}))
+
+    async with adapter(settings, device_elsewhere) as api:
+        for n in range(3):
+            assert (await post(api, f"before-{n}", 100 + n)).status_code == 200
+        fd_before = await last_fd(api)
+        full_disk.fill()
+        key = f"while-full-{uuid.uuid4()}"
+        for _ in range(3):
+            answer = await post(api, key, 555)
+            assert answer.status_code == 503, answer.text
+            assert answer.json()["code"] == "storage_unavailable"
+        assert await last_fd(api) == fd_before
+        health = await api.get("/v1/health")
+        assert health.status_code in {200, 503}  # reads still answer on a full disk
+        full_disk.free()
+        answer = await post(api, key, 555)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["fiscal"]["fd"] == fd_before + 1
+        assert (await post(api, "after", 777)).status_code == 200
+    path = data / "buffer.sqlite"
+    assert quick_check(path) is None
+    kept, real = exact_counts(path)
+    assert kept == real and sum(real.values()) == 5
