@@ -101,6 +101,7 @@ def run_server(
         log_level=log_level,
         log_config=None,  # our handlers on the root logger format uvicorn's lines too
         access_log=False,
+        proxy_headers=False,  # no proxy is trusted: the client address is the peer's
         lifespan="on",
         timeout_graceful_shutdown=10,
         timeout_keep_alive=keep_alive_seconds,

@@ -16,7 +16,7 @@ _SCRIPTS: tuple[str, ...] = (
     """
     CREATE TABLE receipts (
         id              TEXT PRIMARY KEY,
-        idempotency_key TEXT NOT NULL UNIQUE,
+        idempotency_key TEXT NOT NULL,             -- unique through idempotency_keys
         pos_id          TEXT NOT NULL,
         type            TEXT NOT NULL,
         total           INTEGER NOT NULL,          -- kopecks
@@ -48,8 +48,6 @@ _SCRIPTS: tuple[str, ...] = (
     CREATE INDEX receipts_due ON receipts(status, next_attempt_ms);
     CREATE INDEX receipts_unsent ON receipts(created_ms)
         WHERE status IN ('pending', 'syncing', 'failed');
-    CREATE INDEX receipts_fn_order ON receipts(fn, hlc_wall, hlc_counter, hlc_node)
-        WHERE status IN ('pending', 'syncing');
     CREATE INDEX receipts_synced ON receipts(synced_ms) WHERE status = 'synced';
     CREATE INDEX receipts_unconfirmed ON receipts(fd) WHERE status = 'synced' AND confirmed = 0;
     CREATE INDEX receipts_leased ON receipts(lease_until_ms) WHERE status = 'syncing';
