@@ -2,7 +2,7 @@
 
 Every error carries a stable machine ``code`` and the HTTP status it maps to; the API turns
 them into ``{"code", "message", "details", "request_id"}`` bodies in one place
-(``kkt_adapter.api.errors``).
+(``kkt_adapter.http_errors``).
 """
 
 from __future__ import annotations

@@ -46,3 +46,21 @@ def priced_receipt(kopecks: int, pos_id: str = "POS-001") -> dict[str, Any]:
 
 def new_key() -> dict[str, str]:
     return {"Idempotency-Key": str(uuid.uuid4())}
+
+
+async def fiscalized(buffer: Any, n: int) -> str:
+    """Put receipt ``R{n:04d}`` in ``buffer`` as printed (``pending``), FD ``n``; its id."""
+    from datetime import datetime
+
+    from kkt_adapter.buffer import NewReceipt
+    from kkt_adapter.device.base import FiscalResult
+
+    rid = f"R{n:04d}"
+    doc = {"1192": rid}
+    await buffer.begin_intake(NewReceipt(rid, f"k{n}", "f", "POS", "sale", 100, {}, doc))
+    result = FiscalResult(
+        rid, "9999000000000001", n, "0000000001", 1, n,
+        datetime.fromisoformat("2026-11-24T13:38:00+03:00"), "qr", doc,
+    )  # fmt: skip
+    await buffer.record_fiscal(rid, result, lambda: {})
+    return rid

@@ -17,7 +17,6 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kkt_adapter import __version__
-from kkt_adapter.api.errors import install_error_handlers
 from kkt_adapter.api.guard import Access, Gate, document_access
 from kkt_adapter.api.intake_endpoint import ReceiptEndpoint, is_receipt_post
 from kkt_adapter.api.middleware import RequestContext, cors_options, with_cors
@@ -43,6 +42,7 @@ from kkt_adapter.device.gate import DeviceGate
 from kkt_adapter.domain import ReceiptIn
 from kkt_adapter.erp import ErpHeartbeat, heartbeat_payload
 from kkt_adapter.housekeeping import Housekeeper
+from kkt_adapter.http_errors import install_error_handlers
 from kkt_adapter.metrics import Metrics
 from kkt_adapter.mock_ofd import create_mock_ofd_app
 from kkt_adapter.ofd import AsgiOfdClient, HttpOfdClient, OfdClient

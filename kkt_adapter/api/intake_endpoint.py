@@ -3,7 +3,7 @@
 Intake is the hot path: routing, dependency solving and the exception middlewares of FastAPI
 cost about 15% of intake throughput (measured with ``bench/intake.py``). The FastAPI route of
 the same path is kept for the OpenAPI documentation; this endpoint serves every request to it,
-with the same error bodies (``kkt_adapter.api.errors``) and the same request context.
+with the same error bodies (``kkt_adapter.http_errors``) and the same request context.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import orjson
 from starlette.types import Receive, Scope, Send
 
 from kkt_adapter.errors import DeviceError, KktAdapterError
+from kkt_adapter.http_errors import error_payload
 from kkt_adapter.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -68,13 +69,6 @@ class ReceiptEndpoint:
     def _observe(self, started: float) -> None:
         if self._metrics is not None:
             self._metrics.observe_intake(perf_counter() - started)
-
-
-def error_payload(code: str, message: str, details: Any, request_id: str) -> bytes:
-    """The one error body shape: ``{code, message, details, request_id}``."""
-    return orjson.dumps(
-        {"code": code, "message": message, "details": details, "request_id": request_id}
-    )
 
 
 async def _read_body(receive: Receive) -> bytes:

@@ -23,15 +23,14 @@ from typing import Annotated, Any
 import orjson
 import pydantic
 from fastapi import APIRouter, FastAPI, Query, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kkt_adapter.device.sign import verify_sign
 from kkt_adapter.domain.ffd import missing_tags
 from kkt_adapter.errors import KktAdapterError
 from kkt_adapter.hlc import HlcStamp, HybridClock
+from kkt_adapter.http_errors import error_response, install_error_handlers
 from kkt_adapter.mock_ofd.modes import Action, Control, InvalidModeSettings, Mode, Random
 from kkt_adapter.mock_ofd.store import Answer, OfdStore, Outcome, Submission
 
@@ -135,7 +134,7 @@ def create_mock_ofd_app(
         description="An OFD EMULATOR for tests, demos and benchmarks; not a real OFD.",
         lifespan=lifespan,
     )
-    _install_error_handlers(app)
+    install_error_handlers(app, validation_code="invalid_request")
     app.include_router(router)
     app.add_middleware(_OfdHeaders)
     return app
@@ -343,61 +342,6 @@ async def _body(request: Request) -> bytes:
     if len(body) > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"the request body is larger than {MAX_BODY_BYTES} bytes")
     return body
-
-
-# Errors. The body has the adapter's shape ({code, message, details, request_id}); written
-# here rather than imported from kkt_adapter.api, whose package imports the adapter app, which
-# embeds this emulator: the emulator must stay importable on its own.
-
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
-
-
-def error_response(
-    request: Request,
-    status: int,
-    code: str,
-    message: str,
-    details: Any = None,
-    headers: dict[str, str] | None = None,
-) -> Response:
-    """An error answer with a stable machine ``code``."""
-    request_id = request.scope.get("state", {}).get("request_id", "")
-    body = {"code": code, "message": message, "details": details, "request_id": request_id}
-    return _json(body, status, headers)
-
-
-async def _known_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, KktAdapterError)
-    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
-    return error_response(request, exc.http_status, exc.code, exc.message, exc.details, headers)
-
-
-async def _invalid_query(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestValidationError)
-    errors = [
-        {"field": ".".join(str(p) for p in e.get("loc", ())), "reason": e.get("msg", "")}
-        for e in exc.errors()[:10]
-    ]
-    details = {"field": errors[0]["field"] if errors else None, "errors": errors}
-    return error_response(request, 422, "invalid_request", "the request is invalid", details)
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, StarletteHTTPException)
-    code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
-    return error_response(request, exc.status_code, code, str(exc.detail))
-
-
-async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unexpected error on %s %s", request.method, request.url.path)
-    return error_response(request, 500, "internal_error", "unexpected error; see the log")
-
-
-def _install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(KktAdapterError, _known_error)
-    app.add_exception_handler(RequestValidationError, _invalid_query)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected)
 
 
 class _OfdHeaders:

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from chaos import ofd_documents
 from conftest import Process, RedisServer, wait_until
 from helpers import new_key, priced_receipt
 
@@ -45,15 +46,6 @@ def all_synced(http: httpx.Client, total: int) -> dict[str, Any] | None:
     current = status(http)
     done = current["synced"] == total and current["pending"] + current["syncing"] == 0
     return current if done else None
-
-
-def ofd_documents(ofd: httpx.Client) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    for page in itertools.count(1):
-        batch = ofd.get("/_control/received", params={"page": page, "limit": 1000}).json()
-        items.extend(batch["items"])
-        if len(batch["items"]) < 1000:
-            return items
 
 
 def assert_each_stored_once(ofd: httpx.Client, expected: int) -> list[dict[str, Any]]:

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import datetime
 from pathlib import Path
 
 import pytest
+from helpers import fiscalized
 
-from kkt_adapter.buffer import Buffer, NewReceipt
+from kkt_adapter.buffer import Buffer
 from kkt_adapter.buffer.outbox import Outbox, StaleLeader
 from kkt_adapter.delivery.lease import Grant, SqliteLease
-from kkt_adapter.device.base import FiscalResult
 
 
 class Wall:
@@ -33,17 +32,6 @@ async def buffer(tmp_path: Path, wall: Wall) -> AsyncIterator[Buffer]:
     buf.open()
     yield buf
     buf.close()
-
-
-async def pending_receipt(buffer: Buffer, n: int) -> None:
-    rid = f"R{n:04d}"
-    doc = {"1192": rid}
-    await buffer.begin_intake(NewReceipt(rid, f"k{n}", "f", "POS", "sale", 100, {}, doc))
-    result = FiscalResult(
-        rid, "9999000000000001", n, "0000000001", 1, n,
-        datetime.fromisoformat("2026-11-24T13:38:00+03:00"), "qr", doc,
-    )  # fmt: skip
-    await buffer.record_fiscal(rid, result, lambda: {})
 
 
 async def test_one_holder_at_a_time_and_takeover_after_expiry(buffer: Buffer, wall: Wall) -> None:
@@ -69,7 +57,7 @@ async def test_released_lease_is_free_at_once(buffer: Buffer, wall: Wall) -> Non
 
 async def test_a_stale_leader_can_neither_claim_nor_record(buffer: Buffer, wall: Wall) -> None:
     for n in range(1, 4):
-        await pending_receipt(buffer, n)
+        await fiscalized(buffer, n)
     outbox = Outbox(buffer)
     old, new = Grant(1), Grant(2)
     await outbox.take_over(old.fence)

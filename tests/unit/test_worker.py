@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import datetime
 from pathlib import Path
 
 import pytest
+from helpers import fiscalized
 
-from kkt_adapter.buffer import Buffer, NewReceipt
+from kkt_adapter.buffer import Buffer
 from kkt_adapter.buffer.outbox import Outbox
 from kkt_adapter.delivery import Backoff, BreakerConfig, CircuitBreaker, DeliveryWorker
 from kkt_adapter.delivery.lease import SqliteLease
-from kkt_adapter.device.base import FiscalResult
 from kkt_adapter.errors import NotSyncLeader
 from kkt_adapter.hlc import HlcStamp
 from kkt_adapter.ofd import Delivered, Outcome, Rejected, Submission, Transient
@@ -54,18 +53,6 @@ async def buffer(tmp_path: Path, wall: Wall) -> AsyncIterator[Buffer]:
     buf.close()
 
 
-async def pending(buffer: Buffer, n: int) -> str:
-    rid = f"R{n:04d}"
-    doc = {"1192": rid}
-    await buffer.begin_intake(NewReceipt(rid, f"k{n}", "f", "POS", "sale", 100, {}, doc))
-    result = FiscalResult(
-        rid, "9999000000000001", n, "0000000001", 1, n,
-        datetime.fromisoformat("2026-11-24T13:38:00+03:00"), "qr", doc,
-    )  # fmt: skip
-    await buffer.record_fiscal(rid, result, lambda: {})
-    return rid
-
-
 def worker(buffer: Buffer, wall: Wall, ofd: ScriptedOfd, confirmed: list[int]) -> DeliveryWorker:
     async def confirm(fds: list[int]) -> None:
         confirmed.extend(fds)
@@ -85,7 +72,7 @@ def worker(buffer: Buffer, wall: Wall, ofd: ScriptedOfd, confirmed: list[int]) -
 async def test_transient_failure_persists_the_backoff_from_the_injected_clock(
     buffer: Buffer, wall: Wall
 ) -> None:
-    rid = await pending(buffer, 1)
+    rid = await fiscalized(buffer, 1)
     ofd = ScriptedOfd(Transient("503", 503, retry_after=30))
     delivery = worker(buffer, wall, ofd, [])
     await delivery.start()
@@ -100,7 +87,7 @@ async def test_transient_failure_persists_the_backoff_from_the_injected_clock(
 
 
 async def test_delivered_rejected_and_confirmed(buffer: Buffer, wall: Wall) -> None:
-    good, bad = await pending(buffer, 1), await pending(buffer, 2)
+    good, bad = await fiscalized(buffer, 1), await fiscalized(buffer, 2)
     ofd = ScriptedOfd(
         Delivered("ofd-1", "t", HlcStamp(wall.ms + 5_000, 3, "ofd"), False),
         Rejected(422, "invalid_fiscal_sign", "bad FP"),
