@@ -19,7 +19,10 @@ ROUNDS = 30
 
 
 def test_crash_rounds_keep_promises_i1_to_i4(
-    start_mock_ofd: Callable[..., Process], start_adapter: Callable[..., Process], tmp_path: Path
+    start_mock_ofd: Callable[..., Process],
+    start_adapter: Callable[..., Process],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     ofd = start_mock_ofd()
     with ofd.client() as ofd_http:  # slow and flaky: deliveries are in flight when we kill
@@ -33,12 +36,13 @@ def test_crash_rounds_keep_promises_i1_to_i4(
     for _ in range(ROUNDS):
         crash_round(lambda: start_adapter(data, env=env), data, ledger, rng, report)
     final_check(start_adapter(data, env=env), data, ofd.url, ledger, report)
-    print(
-        f"\ncrash suite: {report.rounds} SIGKILL rounds, {report.acknowledged} receipts "
-        f"acknowledged, {report.printed_receipts} printed, {report.synced} synced, "
-        f"OFD: {report.ofd_unique} unique, {report.ofd_duplicate_submissions} repeats answered "
-        f"idempotently; violations: {len(report.violations)}"
-    )
+    with capsys.disabled():
+        print(
+            f"\ncrash suite: {report.rounds} SIGKILL rounds, {report.acknowledged} receipts "
+            f"acknowledged, {report.printed_receipts} printed, {report.synced} synced, "
+            f"OFD: {report.ofd_unique} unique, {report.ofd_duplicate_submissions} repeats answered "
+            f"idempotently; violations: {len(report.violations)}"
+        )
     assert report.violations == []
     assert report.rounds == ROUNDS and report.acknowledged > 0
     # Every receipt the KKT printed reached the OFD, acknowledged ones and those whose answer

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.acceptance
 Start = Callable[..., Process]
 
 
-def test_poc1_fifty_receipts(start_adapter: Start) -> None:
+def test_poc1_fifty_receipts(start_adapter: Start, capsys: pytest.CaptureFixture[str]) -> None:
     adapter = start_adapter()
     assert adapter.startup_seconds < 2.0, f"start-up took {adapter.startup_seconds:.2f}s"
     assert "EMULATOR" in adapter.output()  # I7: the emulator says what it is
@@ -39,12 +39,13 @@ def test_poc1_fifty_receipts(start_adapter: Start) -> None:
     # Fiscalized and in the buffer; the embedded OFD emulator may already have them.
     assert set(stored) <= {"pending", "syncing", "synced"} and len(stored) == 50
     p95 = statistics.quantiles(latencies, n=20)[18]
-    print(
-        "\nPOC-1 report: 50 receipts, all 200; FD "
-        f"{fds[0]}..{fds[-1]} strictly increasing; all in the buffer; "
-        f"latency p50 {statistics.median(latencies):.1f} ms, p95 {p95:.1f} ms, "
-        f"max {max(latencies):.1f} ms; start-up {adapter.startup_seconds:.2f} s"
-    )
+    with capsys.disabled():
+        print(
+            "\nPOC-1 report: 50 receipts, all 200; FD "
+            f"{fds[0]}..{fds[-1]} strictly increasing; all in the buffer; "
+            f"latency p50 {statistics.median(latencies):.1f} ms, p95 {p95:.1f} ms, "
+            f"max {max(latencies):.1f} ms; start-up {adapter.startup_seconds:.2f} s"
+        )
 
 
 def test_restart_keeps_receipts_and_continues_fd(start_adapter: Start, tmp_path: Path) -> None:

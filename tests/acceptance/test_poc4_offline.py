@@ -25,14 +25,17 @@ RULE = "=" * 60
 
 
 def test_poc4_8h_offline_operation(
-    start_mock_ofd: Callable[..., Process], start_adapter: Callable[..., Process]
+    start_mock_ofd: Callable[..., Process],
+    start_adapter: Callable[..., Process],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     ofd = start_mock_ofd()
     adapter = start_adapter(env={"KKT_OFD_URL": ofd.url})
-    with ofd.client() as ofd_http, adapter.client() as http:
+    # The phase-by-phase report is part of the result: it shows in the test run's output.
+    with capsys.disabled(), ofd.client() as ofd_http, adapter.client() as http:
         report = _offline_phase(ofd_http, http)
         report.update(_recovery_phase(ofd_http, http))
-    _print_summary(report)
+        _print_summary(report)
 
 
 def _offline_phase(ofd: httpx.Client, http: httpx.Client) -> dict[str, Any]:
