@@ -326,6 +326,13 @@ def run_scenario(
     return result, scenario_dir
 
 
+def _default(setting: str) -> object:
+    """The adapter's default for ``setting``, read from its settings model."""
+    from kkt_adapter.settings import Settings
+
+    return Settings.model_fields[setting].default
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     base = Path(tempfile.mkdtemp(prefix="kkt-bench-drain-", dir=args.tmp_dir))
@@ -354,8 +361,10 @@ def main(argv: list[str] | None = None) -> int:
         "adapter_env": {
             "KKT_BUFFER_CAPACITY": BENCH_BUFFER_CAPACITY,
             "KKT_PRINT_DELAY_MS": 0,
-            "KKT_DELIVERY_CONCURRENCY": args.concurrency or "default (16)",
-            "KKT_DELIVERY_BATCH_SIZE": args.batch_size or "default (64)",
+            "KKT_DELIVERY_CONCURRENCY": args.concurrency
+            or f"default ({_default('delivery_concurrency')})",
+            "KKT_DELIVERY_BATCH_SIZE": args.batch_size
+            or f"default ({_default('delivery_batch_size')})",
             "other": "defaults (breaker, backoff, sweep, lease)",
         },
         "intake_concurrency": INTAKE_CONCURRENCY,
