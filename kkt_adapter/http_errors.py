@@ -33,6 +33,19 @@ HTTP_CODES = {
 }
 
 
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["code", "message", "request_id"],
+    "properties": {
+        "code": {"type": "string"},
+        "message": {"type": "string"},
+        "details": {},
+        "request_id": {"type": "string"},
+    },
+}
+"""The error body as an OpenAPI schema."""
+
+
 def error_payload(code: str, message: str, details: Any, request_id: str) -> bytes:
     """The one error body shape: ``{code, message, details, request_id}``."""
     return orjson.dumps(

@@ -24,6 +24,7 @@ from typing import Any
 
 from starlette.types import Scope
 
+from kkt_adapter.http_errors import ERROR_SCHEMA
 from kkt_adapter.settings import Settings
 
 
@@ -237,16 +238,7 @@ def document_access(schema: dict[str, Any]) -> None:
     """Add the bearer scheme and the 401/403/429 answers to an OpenAPI schema."""
     error = {"$ref": "#/components/schemas/Error"}
     components = schema.setdefault("components", {})
-    components.setdefault("schemas", {})["Error"] = {
-        "type": "object",
-        "required": ["code", "message", "request_id"],
-        "properties": {
-            "code": {"type": "string"},
-            "message": {"type": "string"},
-            "details": {},
-            "request_id": {"type": "string"},
-        },
-    }
+    components.setdefault("schemas", {})["Error"] = ERROR_SCHEMA
     components.setdefault("securitySchemes", {})["bearer"] = {"type": "http", "scheme": "bearer"}
     answers = {
         "401": "Missing or unknown bearer token (when tokens are configured)",

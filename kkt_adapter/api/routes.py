@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from kkt_adapter.api.views import receipt_view, report_view, shift_view
 from kkt_adapter.buffer import iso_ms
 from kkt_adapter.errors import NotFound
+from kkt_adapter.http_errors import ERROR_SCHEMA
 from kkt_adapter.status import (
     Facts,
     LinkFacts,
@@ -26,17 +27,6 @@ from kkt_adapter.status import (
 )
 
 router = APIRouter()
-
-ERROR_SCHEMA = {
-    "type": "object",
-    "required": ["code", "message", "request_id"],
-    "properties": {
-        "code": {"type": "string"},
-        "message": {"type": "string"},
-        "details": {},
-        "request_id": {"type": "string"},
-    },
-}
 
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
