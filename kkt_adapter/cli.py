@@ -6,6 +6,7 @@ import contextlib
 import logging
 import signal
 import sqlite3
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,6 +16,8 @@ import uvicorn
 
 from kkt_adapter.errors import ConfigError
 from kkt_adapter.settings import Settings, load_settings
+
+GIL_SWITCH_SECONDS = 0.0005
 
 app = typer.Typer(
     name="kkt-adapter",
@@ -144,6 +147,10 @@ def serve(
     )
     _check_binding_or_exit(settings)
     _configure_logging(settings.log_level, settings.log_format)
+    # The KKT's thread and the buffer's writer wait on fsync and then on the GIL; a shorter
+    # switch interval hands it back sooner. bench/intake, three alternating pairs: 1,188 vs
+    # 971 receipts/s at the default 5 ms.
+    sys.setswitchinterval(GIL_SWITCH_SECONDS)
     _warn_if_open(settings)
     from kkt_adapter.api import create_app
 
