@@ -101,17 +101,3 @@ class ConfigError(KktAdapterError):
     """Bad configuration: the commands exit non-zero with this one-line message."""
 
     code = "config_error"
-
-
-class OfdTransient(KktAdapterError):
-    """The OFD could not take the document now (5xx, 408, 429, timeout): retry later."""
-
-    code = "ofd_transient"
-    http_status = 502
-
-
-class OfdPermanent(KktAdapterError):
-    """The OFD rejected the document as invalid (4xx): it goes to the DLQ."""
-
-    code = "ofd_rejected"
-    http_status = 502

@@ -6,7 +6,6 @@ Nothing else in the package reads ``os.environ``.
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -282,12 +281,3 @@ def load_settings(**flags: Any) -> Settings:
         raise ConfigError(f"invalid {where} ({env_name}): {first['msg']}") from exc
     except (OSError, ValueError) as exc:  # unreadable or malformed TOML
         raise ConfigError(f"cannot read configuration: {exc}") from exc
-
-
-def environment_snapshot() -> dict[str, str]:
-    """The ``KKT_*`` variables in force (for diagnostics; secrets masked)."""
-    return {
-        key: ("***" if "TOKEN" in key or "KEY" in key else value)
-        for key, value in os.environ.items()
-        if key.startswith("KKT_")
-    }
