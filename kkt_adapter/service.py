@@ -21,8 +21,14 @@ from functools import partial
 from typing import Any, TypeVar, cast
 
 from kkt_adapter.buffer import Buffer, NewReceipt
-from kkt_adapter.buffer.engine import SerialThread, Staged
-from kkt_adapter.device.base import DeviceStatus, FiscalResult, KktDevice, ShiftReport
+from kkt_adapter.buffer.engine import GroupCall, Outcome, SerialThread, Staged
+from kkt_adapter.device.base import (
+    DeviceStatus,
+    FfdDocument,
+    FiscalResult,
+    KktDevice,
+    ShiftReport,
+)
 from kkt_adapter.device.gate import DeviceGate
 from kkt_adapter.domain import parse_receipt, receipt_fingerprint, receipt_to_json, to_ffd
 from kkt_adapter.errors import DeviceError, RequestInProgress, ValidationError
@@ -192,7 +198,9 @@ class IntakeService:
             return Intake(start.replay, replayed=True)
         receipt_id = start.receipt_id
         try:
-            result, stamp = yield partial(self._print_on_device, receipt_id, start.document)
+            result, stamp = yield GroupCall(
+                self._print_group, (receipt_id, start.document), self.device.max_group
+            )
         except DeviceError as exc:
             self.buffer.print_failed_tx(conn, receipt_id, exc.reason)
             return exc
@@ -210,17 +218,23 @@ class IntakeService:
         )
         return Intake(answer, replayed=False)
 
-    def _print_on_device(
-        self, receipt_id: str, document: dict[str, Any]
-    ) -> tuple[FiscalResult, HlcStamp]:
-        """Print under the device gate and stamp before letting go (HLC order = FD order)."""
+    def _print_group(self, items: list[tuple[str, FfdDocument]]) -> list[Outcome]:
+        """Print the receipts queued for the device in one go (one durable write on it), under
+        the gate, stamping each in FD order before letting go (HLC order = FD order)."""
         with self.gate.held():
-            result = self.device.print_receipt(receipt_id, document)
-            stamp = self.gate.stamp(self._clock())
+            printed = self.device.print_receipts(items)
+            outcomes: list[Outcome] = [
+                (False, done) if isinstance(done, DeviceError) else (True, (done, stamp))
+                for done, stamp in zip(printed, self._stamps(printed), strict=True)
+            ]
         if self._crash_after_print:
             log.critical("test fault switch: exiting after print, before record")
             os._exit(CRASH_EXIT_CODE)
-        return result, stamp
+        return outcomes
+
+    def _stamps(self, printed: list[FiscalResult | DeviceError]) -> Iterator[HlcStamp | None]:
+        for done in printed:
+            yield None if isinstance(done, DeviceError) else self.gate.stamp(self._clock())
 
     def _find_stamped(self, receipt_id: str) -> tuple[FiscalResult, HlcStamp] | None:
         with self.gate.held():

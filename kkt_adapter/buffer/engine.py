@@ -26,9 +26,10 @@ import logging
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -53,31 +54,60 @@ Staged = Generator[Callable[[], Any], Any, Any]
 """A staged write: yields a blocking call to run outside the transaction, gets its result."""
 
 
+Outcome = tuple[bool, Any]
+"""How a call ended: ``(True, result)`` or ``(False, exception)``."""
+
+
+@dataclass(frozen=True)
+class GroupCall:
+    """A call that ``SerialThread`` may run in one go with the calls queued right behind it.
+
+    Calls sharing ``run`` (up to ``limit`` of them, in queue order) become one
+    ``run([arg, ...])``, which returns one outcome per argument: the device fiscalizes the
+    receipts that queued up during its last write with one durable write for them all.
+    Called alone, it is an ordinary call.
+    """
+
+    run: Callable[[list[Any]], list[Outcome]]
+    arg: Any
+    limit: int = 1
+
+    def __call__(self) -> Any:
+        ok, value = self.run([self.arg])[0]
+        if ok:
+            return value
+        raise value
+
+
+_Posted = tuple[Callable[[], Any], Callable[[bool, Any], None]]
+
+
 class SerialThread(Executor):
     """One worker thread running calls in order: the executor of a staged write's outside call.
 
     ``post`` is the hand-off the writer uses: no ``Future``, no locks beyond the queue's, so
-    a print costs the device thread and the writer as little as possible around it. ``submit``
-    makes it an ordinary ``Executor`` too (``loop.run_in_executor``), on the same thread.
+    a print costs the device thread and the writer as little as possible around it; queued
+    ``GroupCall``s run together. ``submit`` makes it an ordinary ``Executor`` too
+    (``loop.run_in_executor``), on the same thread.
     """
 
     def __init__(self, name: str) -> None:
-        self._calls: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...]] | None] = (
-            queue.SimpleQueue()
-        )
+        self._calls: queue.SimpleQueue[_Posted | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._shutdown = False
         self._thread.start()
 
-    def post(self, call: Callable[..., Any], *args: Any) -> None:
-        """Run ``call(*args)`` on the thread; exceptions are the caller's to catch inside."""
-        self._calls.put((call, args))
+    def post(self, call: Callable[[], Any], done: Callable[[bool, Any], None]) -> None:
+        """Run ``call()`` on the thread, then ``done(ok, result or exception)`` there."""
+        self._calls.put((call, done))
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
         if self._shutdown:
             raise RuntimeError("cannot schedule new calls after shutdown")
         future: Future[T] = Future()
-        self._calls.put((_run_into, (future, fn, args, kwargs)))
+        self._calls.put(
+            (partial(_start, future, partial(fn, *args, **kwargs)), partial(_settle, future))
+        )
         return future
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
@@ -88,23 +118,74 @@ class SerialThread(Executor):
             self._thread.join()
 
     def _run(self) -> None:
-        while (item := self._calls.get()) is not None:
-            call, args = item
+        stopping = False
+        while not stopping and (first := self._calls.get()) is not None:
+            posted = [first]
+            while True:  # everything that queued up meanwhile, for grouping
+                try:
+                    item = self._calls.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                posted.append(item)
+            for group in _groups(posted):
+                self._run_group(group)
+
+    def _run_group(self, group: list[_Posted]) -> None:
+        call = group[0][0]
+        try:
+            if isinstance(call, GroupCall) and len(group) > 1:
+                outcomes = call.run([c.arg for c, _ in group])  # type: ignore[attr-defined]
+            else:
+                outcomes = [(True, call())]
+        except BaseException as exc:  # the whole group failed: each caller decides
+            outcomes = [(False, exc)] * len(group)
+        for (_, done), (ok, value) in zip(group, outcomes, strict=True):
             try:
-                call(*args)
-            except BaseException:  # a posted call must catch its own errors; never die
-                log.exception("call on %s failed", self._thread.name)
+                done(ok, value)
+            except BaseException:  # a completion must handle its own errors; never die
+                log.exception("completion on %s failed", self._thread.name)
 
 
-def _run_into(future: Future[T], fn: Callable[..., T], args: Any, kwargs: Any) -> None:
+def _groups(posted: list[_Posted]) -> Iterator[list[_Posted]]:
+    """Consecutive ``GroupCall``s sharing a ``run`` (up to its limit); other calls alone."""
+    group: list[_Posted] = []
+    for item in posted:
+        call = item[0]
+        if group:
+            head = group[0][0]
+            if (
+                isinstance(call, GroupCall)
+                and isinstance(head, GroupCall)
+                and call.run == head.run
+                and len(group) < head.limit
+            ):
+                group.append(item)
+                continue
+            yield group
+        group = [item]
+    if group:
+        yield group
+
+
+_CANCELLED = object()
+
+
+def _start(future: Future[T], call: Callable[[], T]) -> Any:
     if not future.set_running_or_notify_cancel():
+        return _CANCELLED
+    return call()
+
+
+def _settle(future: Future[T], ok: bool, value: Any) -> None:
+    if value is _CANCELLED:
         return
-    try:
-        result = fn(*args, **kwargs)
-    except BaseException as exc:
-        future.set_exception(exc)
+    if ok:
+        future.set_result(value)
     else:
-        future.set_result(result)
+        future.set_exception(value)
 
 
 @dataclass
@@ -263,13 +344,11 @@ class Database:
         assert job.outside is not None
         with self._away_lock:
             self._away += 1
-        job.outside.post(self._call_outside, job, call)
+        job.outside.post(call, partial(self._come_back, job))
 
-    def _call_outside(self, job: _Job, call: Callable[[], Any]) -> None:
-        try:
-            job.resume = (True, call())
-        except Exception as exc:  # handed to the staged write, which decides
-            job.resume = (False, exc)
+    def _come_back(self, job: _Job, ok: bool, value: Any) -> None:
+        """On the outside thread: the call's outcome, handed to the staged write, which decides."""
+        job.resume = (ok, value)
         with self._away_lock:
             self._away -= 1
         self._queue.put(job)

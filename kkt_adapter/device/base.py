@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from kkt_adapter.errors import DeviceError
+
 FfdDocument = dict[str, Any]
 """A fiscal document as a JSON object keyed by FFD tag numbers as strings ("1054", ...)."""
 
@@ -74,6 +76,20 @@ class KktDevice(Protocol):
         """Fiscalize and print ``document``; its tag 1192 must hold ``receipt_id``.
 
         Durable on the device before it returns: after a crash ``find_document`` finds it.
+        """
+        ...
+
+    max_group: int
+    """How many receipts ``print_receipts`` takes in one call at most (1: one at a time)."""
+
+    def print_receipts(
+        self, items: Sequence[tuple[str, FfdDocument]]
+    ) -> list[FiscalResult | DeviceError]:
+        """Fiscalize several receipts in order, as ``print_receipt`` would one by one.
+
+        One outcome per item: its result, or the ``DeviceError`` refusing it. All are durable
+        on the device before it returns. Any other exception means the device failed and may
+        have fiscalized some of them: ask ``find_document``.
         """
         ...
 

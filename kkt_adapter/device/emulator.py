@@ -30,6 +30,7 @@ MOSCOW = timezone(timedelta(hours=3), "MSK")
 STATE_FILE = "kkt-emulator.sqlite"
 MODEL = "kkt-adapter emulator"
 FAULTS = frozenset({"out_of_paper", "offline"})
+MAX_GROUP = 64  # receipts fiscalized in one transaction at most
 
 
 class EmulatedKkt:
@@ -62,6 +63,9 @@ class EmulatedKkt:
         self.path = Path(data_dir) / STATE_FILE
         self._key = key
         self._print_delay_s = print_delay_ms / 1000
+        # With a print delay each paper receipt takes that long anyway, and a group would
+        # hold its first answers back until the last is printed: one at a time then.
+        self.max_group = MAX_GROUP if print_delay_ms == 0 else 1
         self._auto_open = auto_open_shift
         self._shift_max = timedelta(hours=shift_max_hours)
         self._offline_limit = timedelta(days=offline_limit_days)
@@ -77,17 +81,24 @@ class EmulatedKkt:
 
     def print_receipt(self, receipt_id: str, document: FfdDocument) -> FiscalResult:
         """Fiscalize ``document`` once; a repeated ``receipt_id`` returns the stored result."""
-        _check_document(receipt_id, document)
+        outcome = self.print_receipts([(receipt_id, document)])[0]
+        if isinstance(outcome, DeviceError):
+            raise outcome
+        return outcome
+
+    def print_receipts(
+        self, items: Sequence[tuple[str, FfdDocument]]
+    ) -> list[FiscalResult | DeviceError]:
+        """Fiscalize each ``(receipt_id, document)`` in order, in one transaction: one fsync
+        for all of them, as a fiscal drive writes a queue of documents in one go. A refused
+        item changes nothing and does not stop the others."""
         with self._print_lock:
             with self._tx() as conn:
-                context = store.read_print_context(conn, receipt_id)
-                if context.existing_fd is not None:
-                    row = store.find_by_fd(conn, context.existing_fd)
-                    assert row is not None  # found by the query above, in this transaction
-                    return store.result_from_row(row)
-                result = self._fiscalize(conn, context, receipt_id, document)
-            self._simulate_printing()
-        return result
+                outcomes = [self._print_one(conn, rid, doc) for rid, doc in items]
+            for outcome in outcomes:
+                if not isinstance(outcome, DeviceError):
+                    self._simulate_printing()
+        return outcomes
 
     def find_document(self, receipt_id: str) -> FiscalResult | None:
         """The fiscalized receipt whose tag 1192 is ``receipt_id``, if any."""
@@ -226,6 +237,30 @@ class EmulatedKkt:
             state = store.read_state(conn)
         if fn is not None and fn != state.fn:
             raise ConfigError(f"{self.path} holds the emulator with FN {state.fn}, not {fn}")
+
+    def _print_one(
+        self, conn: sqlite3.Connection, receipt_id: str, document: FfdDocument
+    ) -> FiscalResult | DeviceError:
+        """One receipt inside the print transaction, in a savepoint of its own."""
+        try:
+            _check_document(receipt_id, document)
+        except DeviceError as refused:
+            return refused
+        conn.execute("SAVEPOINT print")
+        try:
+            context = store.read_print_context(conn, receipt_id)
+            if context.existing_fd is not None:
+                row = store.find_by_fd(conn, context.existing_fd)
+                assert row is not None  # found by the query above, in this transaction
+                result = store.result_from_row(row)
+            else:
+                result = self._fiscalize(conn, context, receipt_id, document)
+        except DeviceError as refused:
+            conn.execute("ROLLBACK TO print")
+            conn.execute("RELEASE print")
+            return refused
+        conn.execute("RELEASE print")
+        return result
 
     def _fiscalize(
         self,

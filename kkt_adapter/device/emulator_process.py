@@ -42,6 +42,8 @@ class EmulatorProcess:
     ``ConfigError`` here with the child's message.
     """
 
+    max_group = 1  # each receipt is its own request over the pipe
+
     def __init__(
         self,
         data_dir: Path,
@@ -94,6 +96,18 @@ class EmulatorProcess:
         result = wire.fiscal_result(self._call("print_receipt", receipt_id, document))
         assert result is not None  # a print answers with its result or an error
         return result
+
+    def print_receipts(
+        self, items: Sequence[tuple[str, FfdDocument]]
+    ) -> list[FiscalResult | DeviceError]:
+        """One request per receipt (``max_group`` is 1): refusals are outcomes."""
+        outcomes: list[FiscalResult | DeviceError] = []
+        for receipt_id, document in items:
+            try:
+                outcomes.append(self.print_receipt(receipt_id, document))
+            except DeviceError as refused:
+                outcomes.append(refused)
+        return outcomes
 
     def find_document(self, receipt_id: str) -> FiscalResult | None:
         """The fiscalized receipt whose tag 1192 is ``receipt_id``, if any."""

@@ -108,16 +108,16 @@ def printing_fills_disk(fault: InjectedFull, times: int = 1) -> Any:
 
     def factory(settings: Settings) -> KktDevice:
         device = build_device(settings)
-        real_print = device.print_receipt
+        real_print = device.print_receipts
 
-        def print_receipt(receipt_id: str, document: dict[str, Any]) -> Any:
-            result = real_print(receipt_id, document)
+        def print_receipts(items: Any) -> Any:
+            results = real_print(items)
             if left[0] > 0:
                 left[0] -= 1
                 fault.on = True
-            return result
+            return results
 
-        device.print_receipt = print_receipt  # type: ignore[method-assign]
+        device.print_receipts = print_receipts  # type: ignore[method-assign]
         return device
 
     return factory

@@ -62,6 +62,31 @@ async def test_hlc_stamps_increase_with_each_receipt(api: httpx.AsyncClient) -> 
     assert stamps == sorted(stamps) and len(set(stamps)) == 5
 
 
+async def test_concurrent_receipts_get_distinct_fds_and_hlc_stamps_in_fd_order(
+    api: httpx.AsyncClient,
+) -> None:
+    # Concurrent receipts reach the KKT in groups (one durable device write per group): each
+    # still gets its own FD, and the stamps rise with the FDs (promise I5).
+    answers = await asyncio.gather(
+        *(
+            api.post("/v1/kkt/receipt", json=priced_receipt(100 + n), headers=new_key())
+            for n in range(40)
+        )
+    )
+    assert [a.status_code for a in answers] == [200] * 40
+    rows = await asyncio.gather(
+        *(api.get(f"/v1/kkt/receipt/{a.json()['receipt_id']}") for a in answers)
+    )
+    stamped = sorted(
+        (row.json()["fiscal"]["fd"], tuple(map(int, row.json()["hlc"].split(".", 2)[:2])))
+        for row in rows
+    )
+    fds = [fd for fd, _ in stamped]
+    assert len(set(fds)) == 40
+    stamps = [stamp for _, stamp in stamped]
+    assert stamps == sorted(stamps) and len(set(stamps)) == 40
+
+
 async def test_same_key_same_body_replays_the_stored_answer(api: httpx.AsyncClient) -> None:
     key = new_key()
     first = await api.post("/v1/kkt/receipt", json=receipt(), headers=key)

@@ -325,7 +325,8 @@ def test_printing_reads_only_the_oldest_unconfirmed_receipt(kkt: EmulatedKkt) ->
     kkt.print_receipt("r1", receipt("r1"))
     kkt._conn.set_trace_callback(None)
     assert not any("count(" in statement for statement in statements)
-    assert len(statements) <= 5  # BEGIN, one read, insert, state update, COMMIT
+    # BEGIN, SAVEPOINT, one read, insert, state update, RELEASE, COMMIT
+    assert len(statements) <= 7
 
 
 def test_result_document_shares_nothing_with_the_callers(kkt: EmulatedKkt) -> None:
@@ -416,3 +417,55 @@ def test_two_processes_on_one_dir_share_one_fd_sequence(tmp_path: Path) -> None:
         assert (kkt.status().shift, kkt.status().last_fd) == (1, 81)
     finally:
         kkt.close()
+
+
+def test_a_group_of_receipts_is_one_transaction_in_order(
+    kkt: EmulatedKkt, tmp_path: Path, clock: Clock
+) -> None:
+    first = kkt.print_receipt("r0", receipt("r0"))
+    statements: list[str] = []
+    kkt._conn.set_trace_callback(statements.append)
+    outcomes = kkt.print_receipts([(f"g{n}", receipt(f"g{n}")) for n in range(10)])
+    kkt._conn.set_trace_callback(None)
+    assert [s for s in statements if s.split()[0] in {"BEGIN", "COMMIT"}] == [
+        "BEGIN IMMEDIATE",
+        "COMMIT",
+    ]
+    assert all(not isinstance(o, DeviceError) for o in outcomes)
+    assert [o.fd for o in outcomes] == list(range(first.fd + 1, first.fd + 11))  # type: ignore[union-attr]
+    assert [o.number_in_shift for o in outcomes] == list(range(2, 12))  # type: ignore[union-attr]
+    kkt.close()
+    reopened = EmulatedKkt(tmp_path, key=KEY, clock=clock)
+    try:
+        assert [reopened.find_document(f"g{n}") for n in range(10)] == outcomes
+    finally:
+        reopened.close()
+
+
+def test_a_refused_receipt_in_a_group_changes_nothing_and_stops_nothing(kkt: EmulatedKkt) -> None:
+    bad = receipt("bad")
+    bad["1192"] = "someone-else"
+    outcomes = kkt.print_receipts(
+        [("a", receipt("a")), ("bad", bad), ("a", receipt("a")), ("b", receipt("b"))]
+    )
+    a, refused, again, b = outcomes
+    assert isinstance(refused, DeviceError) and refused.reason == "invalid_document"
+    assert again == a  # the same id twice in one group is fiscalized once
+    assert not isinstance(b, DeviceError) and not isinstance(a, DeviceError)
+    assert b.fd == a.fd + 1
+    assert kkt.find_document("bad") is None
+
+
+def test_a_fault_refuses_every_receipt_of_a_group(kkt: EmulatedKkt) -> None:
+    kkt.set_fault("out_of_paper")
+    outcomes = kkt.print_receipts([("a", receipt("a")), ("b", receipt("b"))])
+    assert [getattr(o, "reason", None) for o in outcomes] == ["out_of_paper"] * 2
+    assert kkt.last_document() is None
+
+
+def test_a_print_delay_means_one_receipt_at_a_time(tmp_path: Path) -> None:
+    delayed = EmulatedKkt(tmp_path, key=KEY, print_delay_ms=5)
+    try:
+        assert delayed.max_group == 1
+    finally:
+        delayed.close()
