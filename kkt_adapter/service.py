@@ -221,20 +221,17 @@ class IntakeService:
     def _print_group(self, items: list[tuple[str, FfdDocument]]) -> list[Outcome]:
         """Print the receipts queued for the device in one go (one durable write on it), under
         the gate, stamping each in FD order before letting go (HLC order = FD order)."""
+        outcomes: list[Outcome] = []
         with self.gate.held():
-            printed = self.device.print_receipts(items)
-            outcomes: list[Outcome] = [
-                (False, done) if isinstance(done, DeviceError) else (True, (done, stamp))
-                for done, stamp in zip(printed, self._stamps(printed), strict=True)
-            ]
+            for done in self.device.print_receipts(items):
+                if isinstance(done, DeviceError):
+                    outcomes.append((False, done))
+                else:
+                    outcomes.append((True, (done, self.gate.stamp(self._clock()))))
         if self._crash_after_print:
             log.critical("test fault switch: exiting after print, before record")
             os._exit(CRASH_EXIT_CODE)
         return outcomes
-
-    def _stamps(self, printed: list[FiscalResult | DeviceError]) -> Iterator[HlcStamp | None]:
-        for done in printed:
-            yield None if isinstance(done, DeviceError) else self.gate.stamp(self._clock())
 
     def _find_stamped(self, receipt_id: str) -> tuple[FiscalResult, HlcStamp] | None:
         with self.gate.held():
