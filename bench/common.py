@@ -90,7 +90,6 @@ def machine_info(data_dir: Path | None = None) -> dict[str, Any]:
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "platform": platform.platform(),
         "kernel": platform.release(),
-        "hostname": platform.node(),
     }
     if data_dir is not None:
         info["data_dir"] = str(data_dir)
