@@ -56,7 +56,13 @@ class Settings(BaseSettings):
         default=200, ge=1, le=10_000_000, description="Receipts not yet synced the buffer holds."
     )
     print_delay_ms: int = Field(
-        default=0, ge=0, le=60_000, description="Emulated KKT print time per receipt."
+        default=0,
+        ge=0,
+        le=60_000,
+        description=(
+            "Emulated KKT print time per receipt. At 0 the emulator fiscalizes the receipts"
+            " queued for it in one durable write; above 0, one receipt at a time."
+        ),
     )
     auto_open_shift: bool = Field(
         default=True, description="Open a shift automatically on the first receipt."
