@@ -224,7 +224,7 @@ class IntakeService:
         outcomes: list[Outcome] = []
         with self.gate.held():
             for done in self.device.print_receipts(items):
-                if isinstance(done, DeviceError):
+                if isinstance(done, Exception):
                     outcomes.append((False, done))
                 else:
                     outcomes.append((True, (done, self.gate.stamp(self._clock()))))

@@ -1,10 +1,18 @@
-"""Receipt bodies shared by the test suites."""
+"""Receipt bodies, and the adapter app in-process, shared by the test suites."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
+
+import httpx
+
+from kkt_adapter.api import create_app
+from kkt_adapter.api.app import build_device
+from kkt_adapter.settings import Settings
 
 SAMPLE_RECEIPT: dict[str, Any] = {
     "pos_id": "POS-001",
@@ -64,3 +72,16 @@ async def fiscalized(buffer: Any, n: int) -> str:
     )  # fmt: skip
     await buffer.record_fiscal(rid, result, lambda: {})
     return rid
+
+
+@contextlib.asynccontextmanager
+async def adapter(
+    settings: Settings, device: Any = build_device
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The adapter app in-process with a device factory of the test's choosing."""
+    app = create_app(settings, device_factory=device)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://adapter") as client:
+            client.app = app  # type: ignore[attr-defined]
+            yield client

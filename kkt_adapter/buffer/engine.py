@@ -85,35 +85,45 @@ _Posted = tuple[Callable[[], Any], Callable[[bool, Any], None]]
 class SerialThread(Executor):
     """One worker thread running calls in order: the executor of a staged write's outside call.
 
-    ``post`` is the hand-off the writer uses: no ``Future``, no locks beyond the queue's, so
-    a print costs the device thread and the writer as little as possible around it; queued
-    ``GroupCall``s run together. ``submit`` makes it an ordinary ``Executor`` too
-    (``loop.run_in_executor``), on the same thread.
+    ``post`` is the hand-off the writer uses: no ``Future``, so a print costs the device
+    thread and the writer as little as possible around it; queued ``GroupCall``s run together.
+    ``submit`` makes it an ordinary ``Executor`` too (``loop.run_in_executor``), on the same
+    thread. The thread survives any failure of a call or a completion, and every posted call
+    gets its ``done``: a post after shutdown gets a failure at once (a staged write waiting
+    for it must not wait forever).
     """
 
     def __init__(self, name: str) -> None:
         self._calls: queue.SimpleQueue[_Posted | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._shutdown = False
+        self._lock = threading.Lock()  # no post slips in behind the stop sentinel
         self._thread.start()
 
     def post(self, call: Callable[[], Any], done: Callable[[bool, Any], None]) -> None:
         """Run ``call()`` on the thread, then ``done(ok, result or exception)`` there."""
-        self._calls.put((call, done))
+        with self._lock:
+            if not self._shutdown:
+                self._calls.put((call, done))
+                return
+        done(False, RuntimeError(f"{self._thread.name} is stopped"))
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
-        if self._shutdown:
-            raise RuntimeError("cannot schedule new calls after shutdown")
         future: Future[T] = Future()
-        self._calls.put(
-            (partial(_start, future, partial(fn, *args, **kwargs)), partial(_settle, future))
-        )
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError("cannot schedule new calls after shutdown")
+            self._calls.put(
+                (partial(_start, future, partial(fn, *args, **kwargs)), partial(_settle, future))
+            )
         return future
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        if not self._shutdown:
-            self._shutdown = True
-            self._calls.put(None)
+        """Stop after the calls posted so far have run."""
+        with self._lock:
+            if not self._shutdown:
+                self._shutdown = True
+                self._calls.put(None)
         if wait:
             self._thread.join()
 
@@ -134,19 +144,42 @@ class SerialThread(Executor):
                 self._run_group(group)
 
     def _run_group(self, group: list[_Posted]) -> None:
-        call = group[0][0]
-        try:
-            if isinstance(call, GroupCall) and len(group) > 1:
-                outcomes = call.run([c.arg for c, _ in group])  # type: ignore[attr-defined]
-            else:
-                outcomes = [(True, call())]
-        except BaseException as exc:  # the whole group failed: each caller decides
-            outcomes = [(False, exc)] * len(group)
-        for (_, done), (ok, value) in zip(group, outcomes, strict=True):
+        for (_, done), (ok, value) in zip(group, _outcomes(group), strict=True):
             try:
                 done(ok, value)
             except BaseException:  # a completion must handle its own errors; never die
                 log.exception("completion on %s failed", self._thread.name)
+
+
+def _outcomes(group: list[_Posted]) -> list[Outcome]:
+    """Run a group (or a lone call): one outcome per call, whatever happens."""
+    call = group[0][0]
+    try:
+        if not (isinstance(call, GroupCall) and len(group) > 1):
+            return [(True, call())]
+        outcomes = call.run([posted[0].arg for posted in group])  # type: ignore[attr-defined]
+        if len(outcomes) != len(group):
+            raise RuntimeError(f"{call.run!r} gave {len(outcomes)} outcomes for {len(group)}")
+        return outcomes
+    except Exception as exc:  # the whole group failed: each caller decides for itself
+        failure = exc
+    except BaseException as exc:  # (SystemExit and the like) must not unwind a caller's thread
+        failure = RuntimeError(f"the call ended with {exc!r}")
+        failure.__cause__ = exc
+    # Each caller gets an exception of its own: a thrown exception collects its catcher's
+    # traceback, and sixty-four of them in one object would log as one tangle.
+    return [(False, failure)] + [(False, _twin(failure)) for _ in group[1:]]
+
+
+def _twin(exc: Exception) -> Exception:
+    """A fresh exception like ``exc`` (same type and attributes), caused by it."""
+    try:  # without calling __init__, whose signature may not take ``args`` back
+        twin = type(exc).__new__(type(exc), *exc.args)
+        twin.__dict__.update(vars(exc))
+    except Exception:  # a type that cannot be rebuilt this way
+        twin = RuntimeError(str(exc))
+    twin.__cause__ = exc
+    return twin
 
 
 def _groups(posted: list[_Posted]) -> Iterator[list[_Posted]]:

@@ -12,8 +12,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from kkt_adapter.errors import DeviceError
-
 FfdDocument = dict[str, Any]
 """A fiscal document as a JSON object keyed by FFD tag numbers as strings ("1054", ...)."""
 
@@ -84,12 +82,13 @@ class KktDevice(Protocol):
 
     def print_receipts(
         self, items: Sequence[tuple[str, FfdDocument]]
-    ) -> list[FiscalResult | DeviceError]:
+    ) -> list[FiscalResult | Exception]:
         """Fiscalize several receipts in order, as ``print_receipt`` would one by one.
 
-        One outcome per item: its result, or the ``DeviceError`` refusing it. All are durable
-        on the device before it returns. Any other exception means the device failed and may
-        have fiscalized some of them: ask ``find_document``.
+        One outcome per item: its result, the ``DeviceError`` refusing it, or the exception
+        it failed with (then it was not fiscalized). All results are durable on the device
+        before it returns. An exception raised instead means the device failed and may have
+        fiscalized some of them: ask ``find_document``.
         """
         ...
 

@@ -82,21 +82,22 @@ class EmulatedKkt:
     def print_receipt(self, receipt_id: str, document: FfdDocument) -> FiscalResult:
         """Fiscalize ``document`` once; a repeated ``receipt_id`` returns the stored result."""
         outcome = self.print_receipts([(receipt_id, document)])[0]
-        if isinstance(outcome, DeviceError):
+        if isinstance(outcome, Exception):
             raise outcome
         return outcome
 
     def print_receipts(
         self, items: Sequence[tuple[str, FfdDocument]]
-    ) -> list[FiscalResult | DeviceError]:
+    ) -> list[FiscalResult | Exception]:
         """Fiscalize each ``(receipt_id, document)`` in order, in one transaction: one fsync
-        for all of them, as a fiscal drive writes a queue of documents in one go. A refused
-        item changes nothing and does not stop the others."""
+        for all of them, as a fiscal drive writes a queue of documents in one go. A receipt
+        that fails changes nothing and does not stop the others; a storage failure fails all.
+        """
         with self._print_lock:
             with self._tx() as conn:
                 outcomes = [self._print_one(conn, rid, doc) for rid, doc in items]
             for outcome in outcomes:
-                if not isinstance(outcome, DeviceError):
+                if not isinstance(outcome, Exception):
                     self._simulate_printing()
         return outcomes
 
@@ -240,7 +241,7 @@ class EmulatedKkt:
 
     def _print_one(
         self, conn: sqlite3.Connection, receipt_id: str, document: FfdDocument
-    ) -> FiscalResult | DeviceError:
+    ) -> FiscalResult | Exception:
         """One receipt inside the print transaction, in a savepoint of its own."""
         try:
             _check_document(receipt_id, document)
@@ -255,10 +256,12 @@ class EmulatedKkt:
                 result = store.result_from_row(row)
             else:
                 result = self._fiscalize(conn, context, receipt_id, document)
-        except DeviceError as refused:
+        except sqlite3.Error:
+            raise  # the state file failed: the whole transaction fails
+        except Exception as failed:  # a refusal, or this document could not be stored
             conn.execute("ROLLBACK TO print")
             conn.execute("RELEASE print")
-            return refused
+            return failed
         conn.execute("RELEASE print")
         return result
 

@@ -99,9 +99,9 @@ class EmulatorProcess:
 
     def print_receipts(
         self, items: Sequence[tuple[str, FfdDocument]]
-    ) -> list[FiscalResult | DeviceError]:
+    ) -> list[FiscalResult | Exception]:
         """One request per receipt (``max_group`` is 1): refusals are outcomes."""
-        outcomes: list[FiscalResult | DeviceError] = []
+        outcomes: list[FiscalResult | Exception] = []
         for receipt_id, document in items:
             try:
                 outcomes.append(self.print_receipt(receipt_id, document))

@@ -15,15 +15,14 @@ import sqlite3
 import subprocess
 import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from helpers import priced_receipt
+from helpers import adapter, priced_receipt
 
-from kkt_adapter.api import create_app
 from kkt_adapter.api.app import build_device
 from kkt_adapter.buffer import engine
 from kkt_adapter.buffer.retention import Retention, quick_check
@@ -68,18 +67,6 @@ def injected(monkeypatch: pytest.MonkeyPatch) -> InjectedFull:
     return fault
 
 
-@contextlib.asynccontextmanager
-async def adapter(
-    settings: Settings, device: Any = build_device
-) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, device_factory=device)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://adapter") as client:
-            client.app = app  # type: ignore[attr-defined]
-            yield client
-
-
 def runtime(client: httpx.AsyncClient) -> Any:
     return client.app.state.runtime  # type: ignore[attr-defined]
 
@@ -103,7 +90,7 @@ def exact_counts(path: Path) -> tuple[dict[str, int], dict[str, int]]:
 
 
 def printing_fills_disk(fault: InjectedFull, times: int = 1) -> Any:
-    """A device factory whose next ``times`` prints fill the disk right after printing."""
+    """A device factory whose next ``times`` print calls fill the disk right after printing."""
     left = [times]
 
     def factory(settings: Settings) -> KktDevice:

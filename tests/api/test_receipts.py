@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import httpx
 import pytest
-from helpers import new_key, priced_receipt, receipt
+from helpers import adapter, new_key, priced_receipt, receipt
+
+from kkt_adapter.api.app import build_device
+from kkt_adapter.device.base import KktDevice
+from kkt_adapter.errors import DeviceError
+from kkt_adapter.settings import Settings
 
 
 async def test_create_receipt_answers_with_fiscal_attributes(api: httpx.AsyncClient) -> None:
@@ -62,29 +71,124 @@ async def test_hlc_stamps_increase_with_each_receipt(api: httpx.AsyncClient) -> 
     assert stamps == sorted(stamps) and len(set(stamps)) == 5
 
 
-async def test_concurrent_receipts_get_distinct_fds_and_hlc_stamps_in_fd_order(
-    api: httpx.AsyncClient,
+class HeldKkt:
+    """The emulator behind a wrapper: the first print call waits for ``release``, every call's
+    size is recorded, receipts of ``refused_total`` kopecks are refused (out of paper), and
+    the second call fails with ``OSError`` ``before`` or ``after`` printing, if asked."""
+
+    def __init__(self, refused_total: int | None = None, second_fails: str | None = None) -> None:
+        self.release = threading.Event()
+        self.groups: list[int] = []
+        self.refused_total = refused_total
+        self.second_fails = second_fails
+
+    def __call__(self, settings: Settings) -> KktDevice:
+        device = build_device(settings)
+        real_print = device.print_receipts
+
+        def print_receipts(items: Any) -> list[Any]:
+            self.groups.append(len(items))
+            if len(self.groups) == 1:
+                self.release.wait(10)
+            failing = len(self.groups) == 2 and self.second_fails
+            if failing == "before":
+                raise OSError("the KKT's link dropped before the print")
+            printed = iter(real_print([i for i in items if i[1]["1020"] != self.refused_total]))
+            if failing == "after":
+                raise OSError("the KKT's link dropped before its answer")
+            return [
+                DeviceError("out of paper", reason="out_of_paper")
+                if document["1020"] == self.refused_total
+                else next(printed)
+                for _, document in items
+            ]
+
+        device.print_receipts = print_receipts  # type: ignore[method-assign]
+        return device
+
+
+async def until(check: Callable[[], Awaitable[bool]]) -> None:
+    deadline = time.monotonic() + 10
+    while not await check():
+        assert time.monotonic() < deadline, "condition not reached in 10 s"
+        await asyncio.sleep(0.01)
+
+
+async def sell_behind_a_held_print(
+    api: httpx.AsyncClient, kkt: HeldKkt, count: int
+) -> list[httpx.Response]:
+    """Receipt 1 is held at the KKT until receipts 2..count are committed and queued behind
+    it; then the KKT goes on. Prices 100, 101, ... kopecks; the answers in that order."""
+
+    async def sell(kopecks: int) -> httpx.Response:
+        return await api.post("/v1/kkt/receipt", json=priced_receipt(kopecks), headers=new_key())
+
+    async def all_accepted() -> bool:
+        # From the buffer itself: the status endpoint also asks the (held) KKT.
+        counts = await api.app.state.runtime.intake.buffer.counts()  # type: ignore[attr-defined]
+        return bool(counts.get("accepted") == count)
+
+    first = asyncio.create_task(sell(100))
+    await until(lambda: asyncio.sleep(0, bool(kkt.groups)))
+    rest = [asyncio.create_task(sell(kopecks)) for kopecks in range(101, 100 + count)]
+    await until(all_accepted)
+    kkt.release.set()
+    return [await first] + [await task for task in rest]
+
+
+async def test_receipts_queued_for_the_kkt_print_as_one_group_in_fd_and_hlc_order(
+    settings: Settings,
 ) -> None:
-    # Concurrent receipts reach the KKT in groups (one durable device write per group): each
-    # still gets its own FD, and the stamps rise with the FDs (promise I5).
-    answers = await asyncio.gather(
-        *(
-            api.post("/v1/kkt/receipt", json=priced_receipt(100 + n), headers=new_key())
-            for n in range(40)
-        )
-    )
-    assert [a.status_code for a in answers] == [200] * 40
-    rows = await asyncio.gather(
-        *(api.get(f"/v1/kkt/receipt/{a.json()['receipt_id']}") for a in answers)
-    )
+    kkt = HeldKkt(refused_total=107)
+    async with adapter(settings, kkt) as api:
+        answers = await sell_behind_a_held_print(api, kkt, 40)
+        refused = answers[7]
+        assert refused.status_code == 503 and refused.json()["code"] == "kkt_unavailable"
+        sold = answers[:7] + answers[8:]
+        assert [a.status_code for a in sold] == [200] * 39
+        assert kkt.groups[0] == 1 and max(kkt.groups[1:]) > 1
+        rows = [(await api.get(f"/v1/kkt/receipt/{a.json()['receipt_id']}")).json() for a in sold]
     stamped = sorted(
-        (row.json()["fiscal"]["fd"], tuple(map(int, row.json()["hlc"].split(".", 2)[:2])))
-        for row in rows
+        (row["fiscal"]["fd"], tuple(map(int, row["hlc"].split(".", 2)[:2]))) for row in rows
     )
     fds = [fd for fd, _ in stamped]
-    assert len(set(fds)) == 40
+    assert fds == list(range(fds[0], fds[0] + 39))  # the refusal took no FD
     stamps = [stamp for _, stamp in stamped]
-    assert stamps == sorted(stamps) and len(set(stamps)) == 40
+    assert stamps == sorted(stamps) and len(set(stamps)) == 39
+
+
+async def test_a_group_whose_answer_is_lost_is_recorded_from_the_kkt_log(
+    settings: Settings,
+) -> None:
+    kkt = HeldKkt(second_fails="after")
+    async with adapter(settings, kkt) as api:
+        answers = await sell_behind_a_held_print(api, kkt, 6)
+        assert [a.status_code for a in answers] == [200] * 6, answers[-1].text
+        assert kkt.groups[:2] == [1, 5]
+        fds = sorted(a.json()["fiscal"]["fd"] for a in answers)
+        assert fds == list(range(fds[0], fds[0] + 6))
+        status = await api.app.state.runtime.intake.device_status()  # type: ignore[attr-defined]
+        assert status.last_fd == fds[-1]  # each printed once: nothing printed again
+
+
+async def test_a_group_failing_before_the_print_is_print_failed_and_a_retry_prints(
+    settings: Settings,
+) -> None:
+    kkt = HeldKkt(second_fails="before")
+    async with adapter(settings, kkt) as api:
+        answers = await sell_behind_a_held_print(api, kkt, 4)
+        assert answers[0].status_code == 200
+        assert [a.json()["code"] for a in answers[1:]] == ["kkt_unavailable"] * 3
+        assert kkt.groups[:2] == [1, 3]
+        counts = await api.app.state.runtime.intake.buffer.counts()  # type: ignore[attr-defined]
+        assert counts["print_failed"] == 3
+        retried = await api.post(
+            "/v1/kkt/receipt",
+            json=priced_receipt(101),
+            headers={"Idempotency-Key": answers[1].request.headers["Idempotency-Key"]},
+        )
+        assert retried.status_code == 200
+        assert retried.json()["fiscal"]["fd"] == answers[0].json()["fiscal"]["fd"] + 1
 
 
 async def test_same_key_same_body_replays_the_stored_answer(api: httpx.AsyncClient) -> None:

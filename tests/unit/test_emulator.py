@@ -456,6 +456,20 @@ def test_a_refused_receipt_in_a_group_changes_nothing_and_stops_nothing(kkt: Emu
     assert kkt.find_document("bad") is None
 
 
+def test_a_receipt_that_cannot_be_stored_fails_alone(kkt: EmulatedKkt) -> None:
+    unstorable = receipt("odd")
+    unstorable["1227"] = {"not", "json"}  # a set: neither signable nor storable
+    a, failed, b = kkt.print_receipts(
+        [("a", receipt("a")), ("odd", unstorable), ("b", receipt("b"))]
+    )
+    assert isinstance(failed, TypeError)
+    assert not isinstance(a, Exception) and not isinstance(b, Exception)
+    assert b.fd == a.fd + 1
+    assert kkt.find_document("odd") is None
+    with pytest.raises(TypeError):
+        kkt.print_receipt("odd", unstorable)
+
+
 def test_a_fault_refuses_every_receipt_of_a_group(kkt: EmulatedKkt) -> None:
     kkt.set_fault("out_of_paper")
     outcomes = kkt.print_receipts([("a", receipt("a")), ("b", receipt("b"))])

@@ -69,7 +69,12 @@ def test_other_calls_split_groups_and_keep_their_place(thread: SerialThread) -> 
     order: list[str] = []
     release = blocked(thread)
     thread.post(GroupCall(recorder.run, 1, limit=8), recorder.done)
-    thread.post(lambda: order.append("between") or "x", recorder.done)
+
+    def between() -> str:
+        order.append("between")
+        return "x"
+
+    thread.post(between, recorder.done)
     thread.post(GroupCall(recorder.run, 2, limit=8), recorder.done)
     thread.post(GroupCall(recorder.run, -3, limit=8), recorder.done)
     release.set()
@@ -93,6 +98,73 @@ def test_a_failing_group_hands_each_caller_the_exception(thread: SerialThread) -
     release.set()
     wait_for(recorder, thread, 3)
     assert [(ok, str(value)) for ok, value in recorder.outcomes] == [(False, "device gone")] * 3
+    errors = [value for _, value in recorder.outcomes]
+    assert all(type(error) is OSError for error in errors)
+    assert len({id(error) for error in errors}) == 3  # each caller its own exception
+
+
+def test_a_group_answering_for_the_wrong_number_of_calls_fails_each_call(
+    thread: SerialThread,
+) -> None:
+    recorder = Recorder()
+
+    def miscounts(args: list[Any]) -> list[Outcome]:
+        return [(True, 1)]
+
+    release = blocked(thread)
+    for n in range(3):
+        thread.post(GroupCall(miscounts, n, limit=8), recorder.done)
+    release.set()
+    wait_for(recorder, thread, 3)
+    assert [ok for ok, _ in recorder.outcomes] == [False] * 3
+    assert "1 outcomes for 3" in str(recorder.outcomes[0][1])
+
+
+def test_the_thread_survives_system_exit_and_failing_completions(thread: SerialThread) -> None:
+    recorder = Recorder()
+
+    def exits() -> None:
+        raise SystemExit(3)
+
+    def broken_done(ok: bool, value: Any) -> None:
+        raise RuntimeError("completion bug")
+
+    thread.post(lambda: 1, broken_done)
+    thread.post(exits, recorder.done)
+    wait_for(recorder, thread, 1)
+    ok, error = recorder.outcomes[0]
+    assert not ok and isinstance(error, RuntimeError) and "SystemExit" in str(error)
+    assert thread.submit(lambda: "alive").result(5) == "alive"
+
+
+def test_a_post_after_shutdown_fails_at_once_and_queued_posts_still_run() -> None:
+    serial = SerialThread("test-serial-stop")
+    recorder = Recorder()
+    release = blocked(serial)
+    serial.post(lambda: "queued", recorder.done)
+    stopper = threading.Thread(target=serial.shutdown)
+    stopper.start()
+    while not serial._shutdown:  # shutdown has put its sentinel behind the queued post
+        threading.Event().wait(0.001)
+    serial.post(lambda: "late", recorder.done)
+    assert len(recorder.outcomes) == 1
+    ok, error = recorder.outcomes[0]
+    assert not ok and "stopped" in str(error)
+    release.set()
+    stopper.join(5)
+    assert not stopper.is_alive()
+    assert recorder.outcomes[1] == (True, "queued")
+    with pytest.raises(RuntimeError):
+        serial.submit(lambda: None)
+
+
+def test_a_cancelled_submit_does_not_run(thread: SerialThread) -> None:
+    ran: list[int] = []
+    release = blocked(thread)
+    future = thread.submit(ran.append, 1)
+    assert future.cancel()
+    release.set()
+    assert thread.submit(lambda: len(ran)).result(5) == 0
 
 
 def test_submit_is_an_ordinary_executor(thread: SerialThread) -> None:
