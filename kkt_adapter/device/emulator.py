@@ -243,12 +243,9 @@ class EmulatedKkt:
         self, conn: sqlite3.Connection, receipt_id: str, document: FfdDocument
     ) -> FiscalResult | Exception:
         """One receipt inside the print transaction, in a savepoint of its own."""
-        try:
-            _check_document(receipt_id, document)
-        except DeviceError as refused:
-            return refused
         conn.execute("SAVEPOINT print")
         try:
+            _check_document(receipt_id, document)
             context = store.read_print_context(conn, receipt_id)
             if context.existing_fd is not None:
                 row = store.find_by_fd(conn, context.existing_fd)
