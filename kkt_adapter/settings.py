@@ -76,6 +76,12 @@ class Settings(BaseSettings):
         default=SecretStr(DEFAULT_EMULATOR_KEY),
         description="Key of the emulated fiscal sign; the OFD emulator verifies with the same key.",
     )
+    emulator_strict: bool = Field(
+        default=False,
+        description="The KKT emulator refuses a print request for a receipt it has fiscalized "
+        "already (`repeat_print`) instead of answering with the stored document. Either way it "
+        "counts and logs such a request: a real register would print a second document.",
+    )
     node_id: str | None = Field(
         default=None,
         max_length=64,

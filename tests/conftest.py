@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -20,6 +21,11 @@ from kkt_adapter.api import create_app
 from kkt_adapter.settings import Settings
 
 STARTUP_DEADLINE_S = 15.0
+# The KKT emulator of every adapter the tests build refuses a print request for a receipt it
+# has printed already (and counts it): a lenient emulator answers it with the stored document,
+# which would hide exactly the bug promise I2 is about.
+STRICT_EMULATOR = {"KKT_EMULATOR_STRICT": "true"}
+os.environ.update(STRICT_EMULATOR)
 
 
 def free_port() -> int:
@@ -91,6 +97,18 @@ class Process:
     def output(self) -> str:
         return "\n".join(self.lines)
 
+    def log_records(self) -> list[dict[str, Any]]:
+        """The JSON log lines so far, parsed (plain lines, such as "listening on", left out)."""
+        return [json.loads(line) for line in list(self.lines) if line.startswith("{")]
+
+    def messages(self, logger: str | None = None) -> list[str]:
+        """The log messages so far, of ``logger`` only if given."""
+        return [
+            record["message"]
+            for record in self.log_records()
+            if logger is None or record["logger"] == logger
+        ]
+
     def terminate(self, timeout: float = 15) -> int:
         """SIGTERM and wait for a clean exit; returns the exit code."""
         assert self.proc is not None
@@ -114,6 +132,7 @@ class Process:
 
 def adapter_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KKT_")}
+    env.update(STRICT_EMULATOR)
     env.update(extra)
     return env
 

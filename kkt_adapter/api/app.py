@@ -101,6 +101,7 @@ def build_device(settings: Settings) -> KktDevice:
             print_delay_ms=settings.print_delay_ms,
             auto_open_shift=settings.auto_open_shift,
             tz=settings.timezone,
+            strict=settings.emulator_strict,
         )
     return EmulatedKkt(
         settings.data_dir,
@@ -108,6 +109,7 @@ def build_device(settings: Settings) -> KktDevice:
         print_delay_ms=settings.print_delay_ms,
         auto_open_shift=settings.auto_open_shift,
         tz=ZoneInfo(settings.timezone),
+        strict=settings.emulator_strict,
     )
 
 

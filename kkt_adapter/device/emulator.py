@@ -1,13 +1,21 @@
 """The bundled KKT emulator: a cash register and its fiscal drive kept in their own SQLite file.
 
 It behaves like a separate device so the adapter's promises can be tested for real: the FN
-number, FD counter, shift and document log survive restarts (I4), a receipt id is fiscalized
-at most once (I2), and two processes sharing a data dir are serialized by SQLite's write lock,
-because every state change runs in ``BEGIN IMMEDIATE`` and re-reads the state inside it.
+number, FD counter, shift and document log survive restarts (I4), and two processes sharing a
+data dir are serialized by SQLite's write lock, because every state change runs in
+``BEGIN IMMEDIATE`` and re-reads the state inside it.
+
+A real register prints a second document when asked twice to print the same receipt, so the
+adapter must never ask twice (I2). The emulator cannot print twice either, and a lenient
+answer would hide such a request: every print request naming a receipt id that was fiscalized
+already is counted in the state file (``repeat_prints``) and logged as an error; in ``strict``
+mode (the tests run in it) it is refused with ``DeviceError(reason="repeat_print")``, else it
+gets the stored result.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
 import sqlite3
 import threading
@@ -32,6 +40,8 @@ MODEL = "kkt-adapter emulator"
 FAULTS = frozenset({"out_of_paper", "offline"})
 MAX_GROUP = 64  # receipts fiscalized in one transaction at most
 
+log = logging.getLogger(__name__)
+
 
 class EmulatedKkt:
     """A faithful software KKT (``KktDevice``), labelled as an emulator in its status.
@@ -54,6 +64,7 @@ class EmulatedKkt:
         offline_limit_days: int = 30,
         clock: Callable[[], datetime] | None = None,
         tz: tzinfo = MOSCOW,
+        strict: bool = False,
     ) -> None:
         if not key:
             raise ConfigError("the emulator's fiscal sign key must not be empty")
@@ -70,6 +81,7 @@ class EmulatedKkt:
         self._shift_max = timedelta(hours=shift_max_hours)
         self._offline_limit = timedelta(days=offline_limit_days)
         self._tz = tz
+        self._strict = strict
         self._clock = clock or (lambda: datetime.now(tz))
         # One receipt printed at a time per instance; the connection has its own guard so
         # reads and confirms need not wait for a (simulated) printout.
@@ -80,7 +92,8 @@ class EmulatedKkt:
         self._init_state(fn, registration_number)
 
     def print_receipt(self, receipt_id: str, document: FfdDocument) -> FiscalResult:
-        """Fiscalize ``document`` once; a repeated ``receipt_id`` returns the stored result."""
+        """Fiscalize ``document``; a ``receipt_id`` fiscalized already is a repeat print request
+        (counted; refused in strict mode, else answered with the stored result)."""
         outcome = self.print_receipts([(receipt_id, document)])[0]
         if isinstance(outcome, Exception):
             raise outcome
@@ -191,6 +204,11 @@ class EmulatedKkt:
         with self._tx() as conn:
             store.confirm(conn, [(fd,) for fd in fds])
 
+    def repeat_prints(self) -> int:
+        """Print requests so far that named a receipt id fiscalized already (I2: must stay 0)."""
+        with self._tx("DEFERRED") as conn:
+            return store.repeat_prints(conn)
+
     def close(self) -> None:
         """Close the state file."""
         with self._conn_lock:
@@ -233,8 +251,10 @@ class EmulatedKkt:
                 store.create_schema(
                     conn, fn or "9999" + _digits(12), registration_number or _digits(16)
                 )
-            elif version != store.SCHEMA_VERSION:
+            elif version > store.SCHEMA_VERSION:
                 raise ConfigError(f"{self.path}: unsupported emulator state version {version}")
+            elif version < store.SCHEMA_VERSION:
+                store.upgrade_schema(conn, version)
             state = store.read_state(conn)
         if fn is not None and fn != state.fn:
             raise ConfigError(f"{self.path} holds the emulator with FN {state.fn}, not {fn}")
@@ -244,23 +264,44 @@ class EmulatedKkt:
     ) -> FiscalResult | Exception:
         """One receipt inside the print transaction, in a savepoint of its own."""
         conn.execute("SAVEPOINT print")
+        repeat = False
+        outcome: FiscalResult | Exception
         try:
             _check_document(receipt_id, document)
             context = store.read_print_context(conn, receipt_id)
+            repeat = context.existing_fd is not None
             if context.existing_fd is not None:
-                row = store.find_by_fd(conn, context.existing_fd)
-                assert row is not None  # found by the query above, in this transaction
-                result = store.result_from_row(row)
+                outcome = self._repeat(conn, receipt_id, context.existing_fd)
             else:
-                result = self._fiscalize(conn, context, receipt_id, document)
+                outcome = self._fiscalize(conn, context, receipt_id, document)
         except sqlite3.Error:
             raise  # the state file failed: the whole transaction fails
         except Exception as failed:  # a refusal, or this document could not be stored
             conn.execute("ROLLBACK TO print")
-            conn.execute("RELEASE print")
-            return failed
+            outcome = failed
         conn.execute("RELEASE print")
-        return result
+        if repeat:  # outside the savepoint: a refused repeat is counted too
+            store.count_repeat_print(conn)
+        return outcome
+
+    def _repeat(self, conn: sqlite3.Connection, receipt_id: str, fd: int) -> FiscalResult:
+        """A print request for a receipt fiscalized already as ``fd``: a bug in the caller."""
+        log.error(
+            "KKT emulator: repeat print request for receipt %s, fiscalized already as FD %d"
+            " (a real KKT would print a second document)",
+            receipt_id,
+            fd,
+        )
+        if self._strict:
+            raise DeviceError(
+                f"receipt {receipt_id} was fiscalized already as FD {fd}; refusing to print it"
+                " again (strict emulator)",
+                reason="repeat_print",
+                retry_after=None,
+            )
+        row = store.find_by_fd(conn, fd)
+        assert row is not None  # found by the print context, in this transaction
+        return store.result_from_row(row)
 
     def _fiscalize(
         self,

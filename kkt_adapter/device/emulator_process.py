@@ -8,8 +8,8 @@ the GIL.
 
 No automatic restart: once the child has exited, every call raises
 ``DeviceError(reason="offline")`` until the adapter is restarted, as with an unplugged KKT.
-If the child exits in the middle of a print the outcome is unknown to the adapter; the receipt
-id makes a retry safe (the device returns the stored result instead of printing again).
+If the child exits in the middle of a print the outcome is unknown to the adapter, which asks
+the device's log (``find_document``) before it decides, as with any device failure.
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ class EmulatorProcess:
         shift_max_hours: int = 24,
         offline_limit_days: int = 30,
         tz: str = "Europe/Moscow",
+        strict: bool = False,
         python: str = sys.executable,
         startup_timeout: float = STARTUP_TIMEOUT_S,
     ) -> None:
@@ -69,6 +70,7 @@ class EmulatorProcess:
             "shift_max_hours": shift_max_hours,
             "offline_limit_days": offline_limit_days,
             "tz": tz,
+            "strict": strict,
         }
         # One request in flight: a frame written and its answer read as one step.
         self._lock = threading.Lock()
@@ -92,7 +94,7 @@ class EmulatorProcess:
         return self._proc.pid
 
     def print_receipt(self, receipt_id: str, document: FfdDocument) -> FiscalResult:
-        """Fiscalize ``document`` once; a repeated ``receipt_id`` returns the stored result."""
+        """Fiscalize ``document`` (see ``EmulatedKkt.print_receipt``)."""
         result = wire.fiscal_result(self._call("print_receipt", receipt_id, document))
         assert result is not None  # a print answers with its result or an error
         return result
@@ -145,6 +147,11 @@ class EmulatorProcess:
     def set_fault(self, fault: str | None) -> None:
         """Inject ``"out_of_paper"`` or ``"offline"``, or clear with ``None`` (persisted)."""
         self._call("set_fault", fault)
+
+    def repeat_prints(self) -> int:
+        """Print requests so far that named a receipt id fiscalized already."""
+        count: int = self._call("repeat_prints")
+        return count
 
     def close(self) -> None:
         """Ask the child to close its state file and exit; kill it if it does not in time."""

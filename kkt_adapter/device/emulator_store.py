@@ -17,14 +17,14 @@ from kkt_adapter.device.sign import qr_string
 
 RECEIPT_TYPES = {1: "sale", 2: "refund", 3: "expense", 4: "expense_refund"}
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # Separate statements: executescript() would COMMIT the surrounding BEGIN IMMEDIATE.
 _SCHEMA = (
     """CREATE TABLE device_state (
         id INTEGER PRIMARY KEY CHECK (id = 1), fn TEXT NOT NULL,
         registration_number TEXT NOT NULL, next_fd INTEGER NOT NULL, shift INTEGER NOT NULL,
         shift_open INTEGER NOT NULL, shift_opened_at TEXT, number_in_shift INTEGER NOT NULL,
-        fault TEXT)""",
+        fault TEXT, repeat_prints INTEGER NOT NULL DEFAULT 0)""",
     """CREATE TABLE documents (
         fd INTEGER PRIMARY KEY, kind TEXT NOT NULL, receipt_id TEXT UNIQUE,
         created_at TEXT NOT NULL, shift INTEGER NOT NULL, number_in_shift INTEGER,
@@ -35,6 +35,12 @@ _SCHEMA = (
         WHERE confirmed = 0 AND kind = 'receipt'""",
     "CREATE INDEX documents_shift ON documents (shift, kind)",
 )
+
+# Version n -> n + 1, for state files written by an older emulator.
+_UPGRADES: dict[int, tuple[str, ...]] = {
+    # 2: print requests for a receipt id already fiscalized are counted (see ``repeat_prints``).
+    1: ("ALTER TABLE device_state ADD COLUMN repeat_prints INTEGER NOT NULL DEFAULT 0",),
+}
 
 _STATE_COLUMNS = (
     "fn, registration_number, next_fd, shift, shift_open, shift_opened_at, number_in_shift, fault"
@@ -99,9 +105,17 @@ def create_schema(conn: sqlite3.Connection, fn: str, registration_number: str) -
     for statement in _SCHEMA:
         conn.execute(statement)
     conn.execute(
-        "INSERT INTO device_state VALUES (1, ?, ?, 1, 0, 0, NULL, 0, NULL)",
+        "INSERT INTO device_state VALUES (1, ?, ?, 1, 0, 0, NULL, 0, NULL, 0)",
         (fn, registration_number),
     )
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def upgrade_schema(conn: sqlite3.Connection, version: int) -> None:
+    """Bring a state file of an older ``version`` to ``SCHEMA_VERSION``."""
+    for step in range(version, SCHEMA_VERSION):
+        for statement in _UPGRADES[step]:
+            conn.execute(statement)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
@@ -165,6 +179,17 @@ def insert_document(
             data.decode(),
         ),
     )
+
+
+def count_repeat_print(conn: sqlite3.Connection) -> None:
+    """One more print request for a receipt id that was fiscalized already."""
+    conn.execute("UPDATE device_state SET repeat_prints = repeat_prints + 1 WHERE id = 1")
+
+
+def repeat_prints(conn: sqlite3.Connection) -> int:
+    """How many print requests named a receipt id that was fiscalized already."""
+    count: int = conn.execute("SELECT repeat_prints FROM device_state WHERE id = 1").fetchone()[0]
+    return count
 
 
 def confirm(conn: sqlite3.Connection, fds: list[tuple[int]]) -> None:

@@ -36,6 +36,7 @@ METHODS = frozenset(
         "confirm",
         "confirm_many",
         "set_fault",
+        "repeat_prints",
     }
 )
 
@@ -82,6 +83,7 @@ def _start(requests: IO[bytes], answers: IO[bytes]) -> EmulatedKkt | None:
             shift_max_hours=config["shift_max_hours"],
             offline_limit_days=config["offline_limit_days"],
             tz=ZoneInfo(config["tz"]),
+            strict=config["strict"],
         )
         fn = kkt.status().fn
     except Exception as exc:

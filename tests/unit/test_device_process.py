@@ -250,6 +250,7 @@ def test_the_child_finishes_the_request_in_hand_then_exits_at_end_of_input(
         "shift_max_hours": 24,
         "offline_limit_days": 30,
         "tz": "Europe/Moscow",
+        "strict": True,
     }
     child = subprocess.Popen(
         [sys.executable, "-m", CHILD_MODULE], stdin=subprocess.PIPE, stdout=subprocess.PIPE

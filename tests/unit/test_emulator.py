@@ -70,7 +70,7 @@ def test_state_file_is_wal_and_versioned(kkt: EmulatedKkt, tmp_path: Path) -> No
     conn = sqlite3.connect(tmp_path / STATE_FILE)
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
     finally:
         conn.close()
 
@@ -131,12 +131,59 @@ def test_configured_fn_is_kept_and_a_mismatch_is_refused(tmp_path: Path) -> None
         EmulatedKkt(tmp_path / "other", key=KEY, fn="12345")
 
 
-def test_same_receipt_id_is_fiscalized_once(kkt: EmulatedKkt) -> None:
+def test_a_repeat_print_request_is_counted_and_answered_with_the_stored_result(
+    kkt: EmulatedKkt, caplog: pytest.LogCaptureFixture
+) -> None:
     first = kkt.print_receipt("r1", receipt("r1"))
+    assert kkt.repeat_prints() == 0
     again = kkt.print_receipt("r1", receipt("r1"))
     assert again == first
+    assert kkt.repeat_prints() == 1  # a real KKT would have printed a second document
+    assert "repeat print request for receipt r1" in caplog.text
     assert kkt.status().last_fd == first.fd
     assert kkt.print_receipt("r2", receipt("r2")).fd == first.fd + 1
+    assert kkt.repeat_prints() == 1
+
+
+def test_a_strict_emulator_refuses_a_repeat_print_request_and_counts_it(
+    tmp_path: Path, clock: Clock
+) -> None:
+    kkt = EmulatedKkt(tmp_path, key=KEY, clock=clock, strict=True)
+    try:
+        first = kkt.print_receipt("r1", receipt("r1"))
+        with pytest.raises(DeviceError) as refused:
+            kkt.print_receipt("r1", receipt("r1"))
+        assert refused.value.details == {"reason": "repeat_print"}
+        outcomes = kkt.print_receipts([("r2", receipt("r2")), ("r1", receipt("r1"))])
+        assert isinstance(outcomes[1], DeviceError) and not isinstance(outcomes[0], Exception)
+        assert outcomes[0].fd == first.fd + 1
+        assert kkt.status().last_fd == first.fd + 1  # the refusals took no FD
+        assert kkt.repeat_prints() == 2
+    finally:
+        kkt.close()
+    again = EmulatedKkt(tmp_path, key=KEY, clock=clock)  # the count is kept in the state file
+    try:
+        assert again.repeat_prints() == 2
+    finally:
+        again.close()
+
+
+def test_a_version_1_state_file_is_upgraded_and_keeps_its_documents(
+    tmp_path: Path, clock: Clock
+) -> None:
+    kkt = EmulatedKkt(tmp_path, key=KEY, clock=clock)
+    printed = kkt.print_receipt("r1", receipt("r1"))
+    kkt.close()
+    with sqlite3.connect(tmp_path / STATE_FILE) as conn:  # as the first version wrote it
+        conn.execute("ALTER TABLE device_state DROP COLUMN repeat_prints")
+        conn.execute("PRAGMA user_version = 1")
+    upgraded = EmulatedKkt(tmp_path, key=KEY, clock=clock)
+    try:
+        assert upgraded.find_document("r1") == printed
+        assert upgraded.repeat_prints() == 0
+        assert upgraded.print_receipt("r2", receipt("r2")).fd == printed.fd + 1
+    finally:
+        upgraded.close()
 
 
 def test_find_and_last_document(kkt: EmulatedKkt) -> None:
