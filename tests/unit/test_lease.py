@@ -88,3 +88,57 @@ async def test_fencing_token_survives_a_restart(tmp_path: Path, wall: Wall) -> N
     again = await SqliteLease(second.db, wall).acquire("B", 10)
     second.close()
     assert grant is not None and again is not None and again.fence > grant.fence
+
+
+async def test_after_a_new_leader_reclaims_the_stale_leaders_results_are_refused_by_the_fence(
+    buffer: Buffer,
+) -> None:
+    # The rows are ``syncing`` again (the new leader's claims), so the status check alone
+    # would let the stale leader's results through: only the fencing token stops them.
+    for n in range(1, 4):
+        await fiscalized(buffer, n)
+    outbox = Outbox(buffer)
+    old, new = Grant(1), Grant(2)
+    await outbox.take_over(old.fence)
+    stale = await outbox.claim(limit=3, fence=old.fence, lease_ms=60_000, ignore_timers=False)
+    await outbox.take_over(new.fence)
+    mine = await outbox.claim(limit=3, fence=new.fence, lease_ms=60_000, ignore_timers=False)
+    assert (
+        [c.receipt_id for c in mine]
+        == [c.receipt_id for c in stale]
+        == [
+            "R0001",
+            "R0002",
+            "R0003",
+        ]
+    )
+    assert not await outbox.record_delivered(stale[0], old.fence, "ofd-stale", None)
+    assert not await outbox.record_rejected(stale[1], old.fence, 422, "bad", "stale verdict")
+    assert not await outbox.record_transient(stale[2], old.fence, "stale retry", 60_000)
+    assert (await buffer.counts())["syncing"] == 3
+    assert (await buffer.counts())["dlq"] == 0
+    for item in mine:
+        row = await buffer.get_receipt(item.receipt_id)
+        assert row is not None
+        assert (row["status"], row["fence"], row["ofd_receipt_id"]) == ("syncing", 2, None)
+        assert (row["attempts"], row["last_error"]) == (0, None)
+    assert [await outbox.record_delivered(c, new.fence, "ofd", None) for c in mine] == [True] * 3
+
+
+async def test_a_claim_under_a_token_below_the_highest_seen_cannot_record_a_result(
+    buffer: Buffer,
+) -> None:
+    # The row still carries the stale token and is still ``syncing``: the check that the
+    # token is the highest the buffer has seen is all that refuses the write.
+    for n in range(1, 3):
+        await fiscalized(buffer, n)
+    outbox = Outbox(buffer)
+    await outbox.take_over(1)
+    [stale] = await outbox.claim(limit=1, fence=1, lease_ms=60_000, ignore_timers=False)
+    await outbox.claim(limit=1, fence=2, lease_ms=60_000, ignore_timers=False)  # a newer leader
+    assert await outbox.fence_high() == 2
+    assert not await outbox.record_delivered(stale, 1, "ofd-stale", None)
+    assert not await outbox.record_rejected(stale, 1, 422, "bad", "stale verdict")
+    assert not await outbox.record_transient(stale, 1, "stale retry", 60_000)
+    row = await buffer.get_receipt(stale.receipt_id)
+    assert row is not None and (row["status"], row["fence"], row["attempts"]) == ("syncing", 1, 0)
