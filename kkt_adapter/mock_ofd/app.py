@@ -29,7 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from kkt_adapter.device.sign import verify_sign
 from kkt_adapter.domain.ffd import missing_tags
 from kkt_adapter.errors import KktAdapterError
-from kkt_adapter.hlc import HlcStamp, HybridClock
+from kkt_adapter.hlc import HlcStamp, HybridClock, system_wall_ms
 from kkt_adapter.http_errors import error_response, install_error_handlers
 from kkt_adapter.mock_ofd.modes import Action, Control, InvalidModeSettings, Mode, Random
 from kkt_adapter.mock_ofd.store import Answer, OfdStore, Outcome, Submission
@@ -121,8 +121,12 @@ def create_mock_ofd_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = OfdStore(data_dir)
         last = await asyncio.to_thread(store.open)
-        clock = HybridClock(node_id, last=HlcStamp.parse(last) if last else None)
         control = Control(rand=rand) if rand is not None else Control()
+
+        def wall_ms() -> int:  # this machine's clock, moved as the control says
+            return system_wall_ms() + control.settings.clock_offset_ms
+
+        clock = HybridClock(node_id, last=HlcStamp.parse(last) if last else None, wall=wall_ms)
         app.state.emulator = Emulator(store, control, clock, key)
         try:
             yield

@@ -11,6 +11,8 @@ this order, so the effect of a setting is predictable:
 5. otherwise the submission is validated and stored.
 
 ``latency_ms`` delays every answer, failures included, as a slow network would.
+``clock_offset_ms`` sets the emulator's wall clock that far from this machine's, as the clock
+of a remote OFD may be (its hybrid logical clock stamps follow; they never go back).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ Random = Callable[[], float]
 """Returns a float in [0, 1); ``random.random`` unless a test injects its own."""
 
 MAX_LATENCY_MS = 60_000
+MAX_CLOCK_OFFSET_MS = 86_400_000
 MAX_COUNTER = 1_000_000
 DEFAULT_FAILURE_RATE = 0.3
 
@@ -65,6 +68,7 @@ class ModeSettings:
     latency_ms: int = 0
     fail_next: int = 0
     reject_next: int = 0
+    clock_offset_ms: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """JSON form, as ``POST /_control/mode`` takes it."""
@@ -106,6 +110,10 @@ def apply_update(current: ModeSettings, update: Mapping[str, Any]) -> ModeSettin
     ):
         if name in update:
             changes[name] = _bounded_int(name, update[name], limit)
+    if "clock_offset_ms" in update:
+        changes["clock_offset_ms"] = _bounded_int(
+            "clock_offset_ms", update["clock_offset_ms"], MAX_CLOCK_OFFSET_MS, signed=True
+        )
     return replace(base, **changes)
 
 
@@ -124,9 +132,10 @@ def _rate(value: Any) -> float:
     return float(value)
 
 
-def _bounded_int(name: str, value: Any, limit: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limit:
-        raise InvalidModeSettings(name, f"must be an integer from 0 to {limit}")
+def _bounded_int(name: str, value: Any, limit: int, *, signed: bool = False) -> int:
+    low = -limit if signed else 0
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= limit:
+        raise InvalidModeSettings(name, f"must be an integer from {low} to {limit}")
     return value
 
 

@@ -253,8 +253,8 @@ def _stats(conn: sqlite3.Connection) -> Stats:
 def _received(conn: sqlite3.Connection, page: int, limit: int) -> tuple[list[dict[str, Any]], int]:
     total = int(conn.execute("SELECT COUNT(*) FROM documents").fetchone()[0])
     rows = conn.execute(
-        "SELECT receipt_id, pos_id, fn, fd, fp, hlc, ofd_receipt_id, accepted_at, document"
-        " FROM documents ORDER BY seq LIMIT ? OFFSET ?",
+        "SELECT receipt_id, idempotency_key, pos_id, fn, fd, fp, hlc, ofd_receipt_id,"
+        " accepted_at, document FROM documents ORDER BY seq LIMIT ? OFFSET ?",
         (limit, (page - 1) * limit),
     ).fetchall()
     items = [{**dict(row), "document": orjson.loads(row["document"])} for row in rows]

@@ -375,7 +375,20 @@ async def test_mode_body_with_mode_resets_omitted_fields(ofd: httpx.AsyncClient)
         "latency_ms": 0,
         "fail_next": 0,
         "reject_next": 0,
+        "clock_offset_ms": 0,
     }
+
+
+async def test_clock_offset_moves_the_emulators_stamps(ofd: httpx.AsyncClient) -> None:
+    before = HlcStamp.parse((await ofd.get("/ofd/v1/health")).headers["X-OFD-HLC"])
+    await set_mode(ofd, clock_offset_ms=3_600_000)
+    ahead = HlcStamp.parse((await ofd.get("/ofd/v1/health")).headers["X-OFD-HLC"])
+    assert 3_600_000 <= ahead.wall_ms - before.wall_ms < 3_660_000
+    await set_mode(ofd, clock_offset_ms=-3_600_000)  # back: the stamps still never go back
+    behind = HlcStamp.parse((await ofd.get("/ofd/v1/health")).headers["X-OFD-HLC"])
+    assert behind.wall_ms == ahead.wall_ms and behind.counter > ahead.counter
+    refused = await set_mode(ofd, clock_offset_ms=86_400_001)
+    assert refused.status_code == 422 and refused.json()["details"]["field"] == "clock_offset_ms"
 
 
 @pytest.mark.parametrize(

@@ -103,6 +103,7 @@ def test_defaults() -> None:
         "latency_ms": 0,
         "fail_next": 0,
         "reject_next": 0,
+        "clock_offset_ms": 0,
     }
 
 
