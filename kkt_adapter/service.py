@@ -101,6 +101,23 @@ def check_idempotency_key(key: str | None) -> str:
     return key
 
 
+def new_receipt(key: str, body: bytes, today: date, now_ms: int) -> NewReceipt:
+    """A receipt request, validated, with a new id and its fiscal document."""
+    receipt = parse_receipt(body, today)
+    receipt_id = new_receipt_id(now_ms)
+    payload = receipt_to_json(receipt)
+    return NewReceipt(
+        receipt_id=receipt_id,
+        idempotency_key=key,
+        fingerprint=receipt_fingerprint(receipt, payload),
+        pos_id=receipt.pos_id,
+        type=str(receipt.type),
+        total=receipt.total,
+        payload=payload,
+        document=to_ffd(receipt, receipt_id),
+    )
+
+
 def fiscal_answer(result: FiscalResult, queue_position: int) -> dict[str, Any]:
     """The POS's answer for a fiscalized receipt (DESIGN §4, "Receipt response")."""
     return {
@@ -156,19 +173,7 @@ class IntakeService:
     async def create_receipt(self, key: str | None, body: bytes) -> Intake:
         """Validate, make durable, fiscalize and answer one receipt request."""
         key = check_idempotency_key(key)
-        receipt = parse_receipt(body, self._today())
-        receipt_id = new_receipt_id(self.buffer.now_ms())
-        payload = receipt_to_json(receipt)
-        new = NewReceipt(
-            receipt_id=receipt_id,
-            idempotency_key=key,
-            fingerprint=receipt_fingerprint(receipt, payload),
-            pos_id=receipt.pos_id,
-            type=str(receipt.type),
-            total=receipt.total,
-            payload=payload,
-            document=to_ffd(receipt, receipt_id),
-        )
+        new = new_receipt(key, body, self._today(), self.buffer.now_ms())
         self._inflight[key] = self._inflight.get(key, 0) + 1
         try:
             outcome = await self.buffer.db.staged(
@@ -233,6 +238,11 @@ class IntakeService:
             os._exit(CRASH_EXIT_CODE)
         return outcomes
 
+    def _stamp(self) -> HlcStamp:
+        """A stamp above every stamp taken under the gate, by any process."""
+        with self.gate.held():
+            return self.gate.stamp(self._clock())
+
     def _find_stamped(self, receipt_id: str) -> tuple[FiscalResult, HlcStamp] | None:
         with self.gate.held():
             result = self.device.find_document(receipt_id)
@@ -292,18 +302,23 @@ class IntakeService:
         return await self._record(*found)
 
     async def reconcile(self) -> ReconcileReport:
-        """Settle receipts left ``accepted`` by a crash, from the device's document log."""
-        recovered: list[str] = []
+        """Settle receipts left ``accepted`` by a crash, from the device's document log.
+
+        The ones the device printed are recorded in FD order, each stamped as it is recorded,
+        so their HLC order is their FD order (I5); the others were never printed.
+        """
+        printed: list[FiscalResult] = []
         never_printed: list[str] = []
         for receipt_id in await self.buffer.accepted_ids():
-            found = await self.on_device(self._find_stamped, receipt_id)
-            if found is not None:
-                await self._record(*found)
-                recovered.append(receipt_id)
+            result = await self.on_device(self.device.find_document, receipt_id)
+            if result is not None:
+                printed.append(result)
             else:
                 await self.buffer.record_print_failed(receipt_id, "interrupted_before_print")
                 never_printed.append(receipt_id)
-        return ReconcileReport(recovered, never_printed)
+        for result in sorted(printed, key=lambda result: result.fd):
+            await self._record(result, await self.on_device(self._stamp))
+        return ReconcileReport([result.receipt_id for result in printed], never_printed)
 
     async def device_status(self) -> DeviceStatus:
         return await self.on_device(self.device.status)

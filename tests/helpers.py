@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
+import time
 import uuid
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 import httpx
 
 from kkt_adapter.api import create_app
 from kkt_adapter.api.app import build_device
 from kkt_adapter.settings import Settings
+
+T = TypeVar("T")
 
 SAMPLE_RECEIPT: dict[str, Any] = {
     "pos_id": "POS-001",
@@ -85,3 +89,20 @@ async def adapter(
         async with httpx.AsyncClient(transport=transport, base_url="http://adapter") as client:
             client.app = app  # type: ignore[attr-defined]
             yield client
+
+
+async def eventually(
+    fetch: Callable[[], Awaitable[T]],
+    done: Callable[[T], bool],
+    *,
+    timeout: float = 10.0,
+    what: str = "condition",
+) -> T:
+    """Await ``fetch()`` until ``done`` holds for its value (returned), or fail at ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await fetch()
+        if done(value):
+            return value
+        assert time.monotonic() < deadline, f"timed out after {timeout}s: {what} ({value})"
+        await asyncio.sleep(0.01)
