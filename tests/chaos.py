@@ -7,6 +7,7 @@ Used by ``tests/acceptance/test_crash_suite.py`` (a few dozen rounds in CI) and 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import random
 import sqlite3
@@ -20,7 +21,14 @@ from typing import Any, Protocol
 
 import httpx
 
+from kkt_adapter.hlc import HlcStamp
+
+# The OFD emulator's mode during the rounds: slow and flaky, so deliveries are in flight when
+# the adapter is killed, and its clock ahead of the adapter's, so the adapter's HLC runs ahead
+# of its wall clock and only a clock restored from the buffer keeps I5 across a restart.
+CRASH_OFD_MODE = {"mode": "flaky", "failure_rate": 0.2, "latency_ms": 20, "clock_offset_ms": 5000}
 CRASH_ENV = {
+    "KKT_EMULATOR_STRICT": "true",
     "KKT_LEADERSHIP_TTL_MS": "1000",
     "KKT_DELIVERY_LEASE_MS": "1000",
     "KKT_BACKOFF_BASE_SECONDS": "0.05",
@@ -29,6 +37,7 @@ CRASH_ENV = {
     "KKT_DELIVERY_SWEEP_SECONDS": "0.05",
 }
 SELLERS = 3
+FISCALIZED = ("pending", "syncing", "synced")
 
 
 class Adapter(Protocol):
@@ -61,6 +70,7 @@ class Report:
     printed_receipts: int = 0
     ofd_unique: int = 0
     ofd_duplicate_submissions: int = 0
+    repeat_prints: int = 0
     violations: list[str] = field(default_factory=list)
 
 
@@ -109,36 +119,72 @@ def crash_round(
 
 
 def check_files(data: Path, ledger: Ledger, *, settled: bool) -> list[str]:
-    """I1, I2, I4 from the buffer and the KKT's own files (right after a restart)."""
+    """I1, I2, I4, I5 and I8 from the buffer and the KKT's own files (right after a restart)."""
     problems: list[str] = []
-    with sqlite3.connect(data / "buffer.sqlite", timeout=30) as buffer:
-        rows = {r[0]: (r[1], r[2]) for r in buffer.execute("SELECT id, status, fd FROM receipts")}
-    with sqlite3.connect(data / "kkt-emulator.sqlite", timeout=30) as device:
-        documents = device.execute("SELECT fd, receipt_id FROM documents ORDER BY fd").fetchall()
+    with contextlib.closing(sqlite3.connect(data / "buffer.sqlite", timeout=30)) as buffer:
+        rows = {
+            r[0]: (r[1], r[2], r[3], HlcStamp(r[4], r[5], r[6]))
+            for r in buffer.execute(
+                "SELECT id, status, fd, fn, hlc_wall, hlc_counter, hlc_node FROM receipts"
+            )
+        }
+    documents, repeats = device_log(data)
+    if repeats:
+        problems.append(f"I2: the KKT was asked {repeats} times to print a receipt it had printed")
     with ledger.lock:
         acknowledged = dict(ledger.acknowledged)
     for key, (receipt_id, fd) in acknowledged.items():
         row = rows.get(receipt_id)
         if row is None:
             problems.append(f"I1: acknowledged receipt {receipt_id} (key {key}) is lost")
-        elif row[1] != fd or row[0] not in ("pending", "syncing", "synced"):
-            problems.append(f"I1: {receipt_id} is {row} but was answered with FD {fd}")
+        elif row[1] != fd or row[0] not in FISCALIZED:
+            problems.append(f"I1: {receipt_id} is {row[:2]} but was answered with FD {fd}")
     fds = [fd for fd, _ in documents]
     if fds != list(range(1, len(fds) + 1)):
         problems.append(f"I4: the KKT's FD numbers are not 1..n without gaps or reuse: {fds[-5:]}")
     printed = {rid: fd for fd, rid in documents if rid is not None}
-    for receipt_id, (status, fd) in rows.items():
+    for receipt_id, (status, fd, _, _) in rows.items():
         if fd is not None and printed.get(receipt_id) != fd:
             problems.append(
                 f"I2: buffer says {receipt_id} is FD {fd}, KKT says {printed.get(receipt_id)}"
             )
         if status == "accepted":
             problems.append(f"I2: {receipt_id} left 'accepted' after a restart (not reconciled)")
-        if status in ("pending", "syncing", "synced") and receipt_id not in printed:
+        if status in FISCALIZED and receipt_id not in printed:
             problems.append(f"I2: {receipt_id} is {status} but the KKT never printed it")
-    if settled and any(status == "syncing" for status, _ in rows.values()):
+    for receipt_id, fd in printed.items():
+        row = rows.get(receipt_id)
+        if row is None or row[0] not in FISCALIZED:
+            problems.append(f"I8: the KKT printed {receipt_id} (FD {fd}); the buffer has {row}")
+    by_fn: dict[str, list[tuple[int, HlcStamp]]] = {}
+    for _, fd, fn, stamp in rows.values():
+        if fd is not None:
+            by_fn.setdefault(fn, []).append((fd, stamp))
+    for fn, stamped in by_fn.items():
+        problems.extend(f"I5 (buffer, FN {fn}): {p}" for p in hlc_out_of_fd_order(stamped))
+    if settled and any(row[0] == "syncing" for row in rows.values()):
         problems.append("I3: receipts still 'syncing' after the lease time")
     return problems
+
+
+def hlc_out_of_fd_order(stamped: list[tuple[int, HlcStamp]]) -> list[str]:
+    """Where the HLC stamps of one FN's documents do not rise with their FD numbers."""
+    ordered = sorted(stamped)
+    return [
+        f"FD {fd_b} is stamped {b}, not above FD {fd_a}'s {a}"
+        for (fd_a, a), (fd_b, b) in itertools.pairwise(ordered)
+        if not a < b
+    ][:5]
+
+
+def device_log(data: Path) -> tuple[list[tuple[int, str | None]], int]:
+    """The KKT emulator's documents (FD, receipt id) in FD order, and its count of print
+    requests that named a receipt it had printed already (each one a second document on a
+    real register)."""
+    with contextlib.closing(sqlite3.connect(data / "kkt-emulator.sqlite", timeout=30)) as kkt:
+        documents = kkt.execute("SELECT fd, receipt_id FROM documents ORDER BY fd").fetchall()
+        repeats = int(kkt.execute("SELECT repeat_prints FROM device_state").fetchone()[0])
+    return documents, repeats
 
 
 def ofd_documents(ofd: httpx.Client) -> list[dict[str, Any]]:
@@ -172,6 +218,19 @@ def final_check(
         documents = ofd_documents(ofd)
         stats = ofd.get("/_control/stats").json()
     ids = [d["receipt_id"] for d in documents]
+    for document in documents:
+        if document["idempotency_key"] != document["receipt_id"]:
+            report.violations.append(
+                f"I3: {document['receipt_id']} reached the OFD under Idempotency-Key "
+                f"{document['idempotency_key']!r}, not its receipt id"
+            )
+    by_fn: dict[str, list[tuple[int, HlcStamp]]] = {}
+    for document in documents:
+        by_fn.setdefault(document["fn"], []).append(
+            (document["fd"], HlcStamp.parse(document["hlc"]))
+        )
+    for fn, stamped in by_fn.items():
+        report.violations.extend(f"I5 (OFD, FN {fn}): {p}" for p in hlc_out_of_fd_order(stamped))
     report.synced = status["synced"]
     report.ofd_unique = stats["unique_documents"]
     report.ofd_duplicate_submissions = stats["duplicate_submissions"]
@@ -183,8 +242,6 @@ def final_check(
             f"I3: OFD unique documents {stats['unique_documents']} != synced {status['synced']}"
         )
     report.violations.extend(check_files(data, ledger, settled=True))
-    with sqlite3.connect(data / "kkt-emulator.sqlite", timeout=30) as device:
-        report.device_documents = device.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
-        report.printed_receipts = device.execute(
-            "SELECT COUNT(*) FROM documents WHERE receipt_id IS NOT NULL"
-        ).fetchone()[0]
+    device_documents, report.repeat_prints = device_log(data)
+    report.device_documents = len(device_documents)
+    report.printed_receipts = sum(1 for _, rid in device_documents if rid is not None)

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import itertools
+import os
 import sqlite3
 import statistics
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-from conftest import Process
+from chaos import device_log
+from conftest import Process, wait_until
 from helpers import new_key, priced_receipt, receipt
 
 pytestmark = pytest.mark.acceptance
@@ -19,10 +25,23 @@ pytestmark = pytest.mark.acceptance
 Start = Callable[..., Process]
 
 
+def kkt_emulator_warnings(adapter: Process) -> list[str]:
+    """The KKT's own start-up line saying it is an emulator (I7), not the OFD emulator's."""
+    return [
+        record["message"]
+        for record in adapter.log_records()
+        if record["logger"] == "kkt_adapter"
+        and record["level"] == "warning"
+        and record["message"].startswith("KKT: EMULATOR (")
+    ]
+
+
 def test_poc1_fifty_receipts(start_adapter: Start, capsys: pytest.CaptureFixture[str]) -> None:
     adapter = start_adapter()
-    assert adapter.startup_seconds < 2.0, f"start-up took {adapter.startup_seconds:.2f}s"
-    assert "EMULATOR" in adapter.output()  # I7: the emulator says what it is
+    with adapter.client() as http:
+        fn = http.get("/v1/health").json()["components"]["kkt"]["fn"]
+    [warning] = kkt_emulator_warnings(adapter)  # I7: the KKT emulator says what it is
+    assert f"FN {fn}" in warning and "not a real cash register" in warning
     latencies, fds, ids = [], [], []
     with adapter.client() as http:
         for n in range(50):
@@ -88,7 +107,7 @@ def test_crash_between_print_and_record_is_reconciled_not_reprinted(
     assert list(buffer_rows.values()) == ["accepted"]  # recorded as accepted, never as pending
 
     restarted = start_adapter(data)
-    assert "found on the KKT" in restarted.output()
+    assert RECONCILED.format(found=1, never=0) in restarted.messages("kkt_adapter")
     with restarted.client() as http:
         replay = http.post("/v1/kkt/receipt", json=body, headers=key)
         status = http.get("/v1/kkt/buffer/status").json()
@@ -99,16 +118,68 @@ def test_crash_between_print_and_record_is_reconciled_not_reprinted(
     assert replay.json()["fiscal"]["fd"] == fd
     assert (status["total"], status["accepted"], status["print_failed"]) == (1, 0, 0)
     assert _device_receipts(data) == device_docs  # not printed again
+    assert device_log(data)[1] == 0  # and never asked to (the strict emulator counts it)
+
+
+def test_crash_before_the_print_is_not_printed_behind_the_cashiers_back(
+    start_adapter: Start, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    key, body = new_key(), receipt()
+    crashing = start_adapter(data)
+    # Another holder of the KKT's gate: the adapter commits the receipt, then waits to print.
+    with held_device_gate(data), crashing.client() as http:
+        waiting = threading.Thread(target=_post_ignoring_the_kill, args=(http, body, key))
+        waiting.start()
+        [receipt_id] = wait_until(
+            lambda: [rid for rid, status in _buffer_statuses(data).items() if status == "accepted"],
+            timeout=15,
+            what="the receipt committed as accepted",
+        )
+        crashing.kill()  # SIGKILL between the accepted commit and the print
+        waiting.join(timeout=15)
+        assert not waiting.is_alive()
+    assert _device_receipts(data) == []
+
+    restarted = start_adapter(data)
+    assert RECONCILED.format(found=0, never=1) in restarted.messages("kkt_adapter")
+    with restarted.client() as http:
+        row = http.get(f"/v1/kkt/receipt/{receipt_id}").json()
+        assert (row["status"], row["last_error"]) == ("print_failed", "interrupted_before_print")
+        assert _device_receipts(data) == []  # start-up did not print it either
+        retried = http.post("/v1/kkt/receipt", json=body, headers=key)
+    assert retried.status_code == 200, retried.text
+    assert retried.json()["receipt_id"] == receipt_id
+    assert _device_receipts(data) == [(receipt_id, retried.json()["fiscal"]["fd"])]
+    assert device_log(data)[1] == 0
+
+
+RECONCILED = "reconciled receipts left unfinished: {found} found on the KKT, {never} never printed"
+
+
+@contextlib.contextmanager
+def held_device_gate(data: Path) -> Iterator[None]:
+    """Hold the KKT's cross-process gate (``kkt-device.lock``), as a second adapter printing
+    would: the adapter commits its receipt as accepted and waits for the gate to print."""
+    data.mkdir(parents=True, exist_ok=True)
+    fd = os.open(data / "kkt-device.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _post_ignoring_the_kill(http: httpx.Client, body: dict[str, Any], key: dict[str, str]) -> None:
+    with contextlib.suppress(httpx.TransportError):  # the adapter is killed mid-request
+        http.post("/v1/kkt/receipt", json=body, headers=key)
 
 
 def _device_receipts(data: Path) -> list[tuple[str, int]]:
-    with sqlite3.connect(data / "kkt-emulator.sqlite") as conn:
-        rows = conn.execute(
-            "SELECT receipt_id, fd FROM documents WHERE kind = 'receipt' ORDER BY fd"
-        ).fetchall()
-    return [(str(r[0]), int(r[1])) for r in rows]
+    documents, _ = device_log(data)
+    return [(receipt_id, fd) for fd, receipt_id in documents if receipt_id is not None]
 
 
 def _buffer_statuses(data: Path) -> dict[str, str]:
-    with sqlite3.connect(data / "buffer.sqlite") as conn:
+    with contextlib.closing(sqlite3.connect(data / "buffer.sqlite", timeout=10)) as conn:
         return {str(r[0]): str(r[1]) for r in conn.execute("SELECT id, status FROM receipts")}

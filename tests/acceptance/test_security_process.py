@@ -47,8 +47,10 @@ def test_logs_are_json_lines_and_the_listening_line_stays_plain(
     assert listening == [f"kkt-adapter listening on {adapter.url}"]
     records = [json.loads(line) for line in lines if line.startswith("{")]
     assert records and all({"ts", "level", "logger", "message"} <= r.keys() for r in records)
-    messages = " ".join(r["message"] for r in records)
-    assert "EMULATOR" in messages and "stopped cleanly" in messages
+    messages = [r["message"] for r in records if r["logger"] == "kkt_adapter"]
+    assert len([m for m in messages if m.startswith("KKT: EMULATOR (")]) == 1  # the KKT's line
+    assert len([m for m in messages if m.startswith("OFD: EMULATOR, in-process")]) == 1
+    assert messages[-1] == "stopped cleanly"
     assert any(r["logger"].startswith("uvicorn") for r in records)  # uvicorn's lines too
     others = [line for line in lines if not line.startswith("{") and line not in listening]
     assert others == [], others
