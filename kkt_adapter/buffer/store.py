@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from kkt_adapter.buffer.engine import Database
+from kkt_adapter.buffer.engine import Database, connect
 from kkt_adapter.device.base import FfdDocument, FiscalResult
 from kkt_adapter.errors import BufferFull, IdempotencyKeyReused, RequestInProgress
 from kkt_adapter.hlc import HlcStamp, HybridClock, WallClock, system_wall_ms
@@ -87,7 +87,7 @@ class Buffer:
     def open(self) -> None:
         """Open and migrate the file, and restore the HLC (blocking: call off the loop)."""
         self.db.open()
-        conn = sqlite3.connect(self.path, isolation_level=None)
+        conn = connect(self.path)
         try:
             conn.execute("BEGIN IMMEDIATE")
             node = self._node_setting or get_meta(conn, "node_id") or f"n{secrets.token_hex(4)}"
