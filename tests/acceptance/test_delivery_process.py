@@ -192,3 +192,43 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*kkt_adapter_command(), *args], capture_output=True, text=True, timeout=120, env=env
     )
+
+
+def test_a_full_buffer_refuses_sales_with_503_loses_nothing_and_sells_again_after_delivery(
+    start_mock_ofd: Callable[..., Process], start_adapter: Callable[..., Process]
+) -> None:
+    ofd = start_mock_ofd()
+    adapter = start_adapter(
+        env={"KKT_OFD_URL": ofd.url, "KKT_BUFFER_CAPACITY": "5", **FAST_RETRIES}
+    )
+    with ofd.client() as ofd_http, adapter.client() as http:
+        assert ofd_http.post("/_control/mode", json={"mode": "fail"}).status_code == 200
+        sold = []
+        for n in range(5):
+            answer = http.post("/v1/kkt/receipt", json=priced_receipt(100 + n), headers=new_key())
+            assert answer.status_code == 200, answer.text
+            sold.append(answer.json()["receipt_id"])
+        key = new_key()
+        refused = http.post("/v1/kkt/receipt", json=priced_receipt(999), headers=key)
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["code"] == "buffer_full"
+        assert refused.headers["Retry-After"] == "30"
+        full = status(http)
+        assert (full["total"], full["pending"] + full["syncing"]) == (5, 5)
+        assert full["percent_full"] == 100.0
+        assert "buffer_full" in [alert["code"] for alert in full["alerts"]]
+        assert (
+            http.post("/v1/kkt/receipt", json=priced_receipt(999), headers=key).status_code == 503
+        )
+
+        assert ofd_http.post("/_control/mode", json={"mode": "success"}).status_code == 200
+        wait_until(lambda: status(http)["synced"] == 5, timeout=30, what="the five delivered")
+        again = http.post("/v1/kkt/receipt", json=priced_receipt(999), headers=key)
+        assert again.status_code == 200, again.text
+        wait_until(lambda: status(http)["synced"] == 6, timeout=30, what="the sixth delivered")
+        received = ofd_http.get("/_control/received").json()["items"]
+    delivered = sorted(item["receipt_id"] for item in received)
+    assert delivered == sorted([*sold, again.json()["receipt_id"]])  # nothing lost, none twice
+    assert [item["idempotency_key"] for item in received] == [
+        item["receipt_id"] for item in received
+    ]
