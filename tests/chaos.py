@@ -112,10 +112,19 @@ def crash_round(
         thread.start()
     time.sleep(rng.uniform(0.02, 0.6))
     adapter.kill()
+    if rng.random() < 0.5:
+        lose_the_gates_stamp(data)
     stop.set()
     for thread in sellers:
         thread.join(timeout=10)
     report.rounds += 1
+
+
+def lose_the_gates_stamp(data: Path) -> None:
+    """Empty the KKT gate's lock file, as a power loss may: the last HLC stamp it keeps is not
+    fsync'd by design, so after a restart only the buffer's own stamps keep the clock from
+    going back (I5)."""
+    (data / "kkt-device.lock").write_bytes(b"")
 
 
 def check_files(data: Path, ledger: Ledger, *, settled: bool) -> list[str]:

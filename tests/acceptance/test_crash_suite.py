@@ -5,6 +5,7 @@ A longer run is ``bench/crash.py --rounds 500``.
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +16,8 @@ from conftest import Process
 
 pytestmark = pytest.mark.acceptance
 
-ROUNDS = 30
+# 30 in the test run; the mutation check (scripts/mutants.py) runs fewer.
+ROUNDS = int(os.environ.get("CRASH_SUITE_ROUNDS", "30"))
 
 
 def test_crash_rounds_keep_promises_i1_to_i4(
@@ -33,7 +35,7 @@ def test_crash_rounds_keep_promises_i1_to_i4(
     rng = random.Random(20261125)
     for _ in range(ROUNDS):
         crash_round(lambda: start_adapter(data, env=env), data, ledger, rng, report)
-        assert report.violations == [], f"after round {report.rounds}"  # stop at the first
+        assert report.violations == [], f"round {report.rounds}: {report.violations[:2]}"
     final_check(start_adapter(data, env=env), data, ofd.url, ledger, report)
     with capsys.disabled():
         print(
