@@ -49,16 +49,26 @@ class Adapter(Protocol):
         """SIGKILL."""
 
 
+# Refusals a round may see: a full buffer and a busy client are honest answers (I6).
+EXPECTED_REFUSALS = frozenset({(503, "buffer_full"), (429, "rate_limited")})
+
+
 @dataclass
 class Ledger:
-    """Every receipt the adapter acknowledged with a 2xx: key -> (receipt id, FD)."""
+    """Every receipt the adapter acknowledged with a 2xx: key -> (receipt id, FD); and what
+    the sellers saw that they should not have (any other answer, a seller's own failure)."""
 
     acknowledged: dict[str, tuple[str, int]] = field(default_factory=dict)
+    unexpected: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def record(self, key: str, receipt_id: str, fd: int) -> None:
         with self.lock:
             self.acknowledged[key] = (receipt_id, fd)
+
+    def note(self, problem: str) -> None:
+        with self.lock:
+            self.unexpected.append(problem)
 
 
 @dataclass
@@ -76,6 +86,13 @@ class Report:
 
 def sell_until(stop: threading.Event, url: str, ledger: Ledger, seed: int) -> None:
     """Post receipts until stopped or the connection dies; keep the acknowledged ones."""
+    try:
+        _sell_until(stop, url, ledger, seed)
+    except Exception as exc:  # noted, not lost with the thread: the round reports it
+        ledger.note(f"seller failed: {exc!r}")
+
+
+def _sell_until(stop: threading.Event, url: str, ledger: Ledger, seed: int) -> None:
     rng = random.Random(seed)
     with httpx.Client(base_url=url, timeout=5) as http:
         while not stop.is_set():
@@ -95,6 +112,8 @@ def sell_until(stop: threading.Event, url: str, ledger: Ledger, seed: int) -> No
             if answer.status_code == 200:
                 fiscal = answer.json()["fiscal"]
                 ledger.record(key, answer.json()["receipt_id"], int(fiscal["fd"]))
+            elif (answer.status_code, answer.json().get("code")) not in EXPECTED_REFUSALS:
+                ledger.note(f"answer {answer.status_code}: {answer.text[:200]}")
 
 
 def crash_round(
@@ -117,6 +136,11 @@ def crash_round(
     stop.set()
     for thread in sellers:
         thread.join(timeout=10)
+    if any(thread.is_alive() for thread in sellers):
+        report.violations.append("a seller did not stop within 10 s of the kill")
+    with ledger.lock:
+        report.violations.extend(f"API: {problem}" for problem in ledger.unexpected)
+        ledger.unexpected.clear()
     report.rounds += 1
 
 

@@ -47,7 +47,7 @@ def test_crash_rounds_keep_promises_i1_to_i4(
         )
     assert report.violations == []
     assert report.repeat_prints == 0
-    assert report.rounds == ROUNDS and report.acknowledged > 0
+    assert report.rounds == ROUNDS and report.acknowledged >= ROUNDS  # sales in every round
     # Every receipt the KKT printed reached the OFD, acknowledged ones and those whose answer
     # the kill cut off alike.
     assert report.synced == report.printed_receipts >= report.acknowledged

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import itertools
 import os
 import sqlite3
 import statistics
@@ -36,6 +35,13 @@ def kkt_emulator_warnings(adapter: Process) -> list[str]:
     ]
 
 
+def synced(http: httpx.Client, count: int) -> dict[str, Any] | None:
+    """The buffer status once ``count`` receipts are synced and nothing is left to send."""
+    status: dict[str, Any] = http.get("/v1/kkt/buffer/status").json()
+    done = status["synced"] == count and status["pending"] + status["syncing"] == 0
+    return status if done else None
+
+
 def test_poc1_fifty_receipts(start_adapter: Start, capsys: pytest.CaptureFixture[str]) -> None:
     adapter = start_adapter()
     with adapter.client() as http:
@@ -51,12 +57,12 @@ def test_poc1_fifty_receipts(start_adapter: Start, capsys: pytest.CaptureFixture
             assert answer.status_code == 200, answer.text
             fds.append(answer.json()["fiscal"]["fd"])
             ids.append(answer.json()["receipt_id"])
-        status = http.get("/v1/kkt/buffer/status").json()
-        stored = [http.get(f"/v1/kkt/receipt/{rid}").json()["status"] for rid in ids]
-    assert all(b > a for a, b in itertools.pairwise(fds)), fds
-    assert status["total"] == 50 and status["accepted"] == status["print_failed"] == 0
-    # Fiscalized and in the buffer; the embedded OFD emulator may already have them.
-    assert set(stored) <= {"pending", "syncing", "synced"} and len(stored) == 50
+        # Fiscalized, in the buffer, and delivered to the embedded OFD emulator.
+        status = wait_until(lambda: synced(http, 50), timeout=30, what="50 receipts synced")
+        stored = [http.get(f"/v1/kkt/receipt/{rid}").json()["fiscal"]["fd"] for rid in ids]
+    assert fds == list(range(2, 52))  # FD 1 is the shift the first receipt opened
+    assert (status["total"], status["accepted"], status["print_failed"]) == (50, 0, 0)
+    assert stored == fds
     p95 = statistics.quantiles(latencies, n=20)[18]
     with capsys.disabled():
         print(
@@ -79,10 +85,10 @@ def test_restart_keeps_receipts_and_continues_fd(start_adapter: Start, tmp_path:
     assert "stopped cleanly" in first.output()
     second = start_adapter(data)
     with second.client() as http:
+        wait_until(lambda: synced(http, 5), timeout=30, what="the five receipts synced")
         for answer in answers:
             row = http.get(f"/v1/kkt/receipt/{answer['receipt_id']}").json()
-            assert row["status"] in {"pending", "syncing", "synced"}
-            assert row["fiscal"]["fd"] == answer["fiscal"]["fd"]
+            assert (row["status"], row["fiscal"]) == ("synced", answer["fiscal"])
         after = http.post("/v1/kkt/receipt", json=priced_receipt(999), headers=new_key()).json()
         total = http.get("/v1/kkt/buffer/status").json()["total"]
     assert after["fiscal"]["fd"] == answers[-1]["fiscal"]["fd"] + 1

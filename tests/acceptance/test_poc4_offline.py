@@ -71,10 +71,16 @@ def _offline_phase(ofd: httpx.Client, http: httpx.Client) -> dict[str, Any]:
     print(f"\n✅ All {NUM_RECEIPTS} receipts buffered (status=pending)")
 
     print("\nStep 4: Verifying no OFD calls succeeded during the offline period...")
-    stats = ofd.get("/_control/stats").json()
+    # The adapter did try (and every try was refused): offline, not idle.
+    stats = wait_until(
+        lambda: (s := ofd.get("/_control/stats").json())["failed"] >= 1 and s,
+        timeout=30,
+        what="a delivery attempt refused by the OFD",
+    )
     print(f"  Mock OFD: {stats['submissions']} submissions, {stats['failed']} answered 503,")
     print(f"            {stats['unique_documents']} documents stored")
-    assert stats["unique_documents"] == 0
+    assert (stats["unique_documents"], stats["duplicate_submissions"]) == (0, 0)
+    assert stats["failed"] == stats["submissions"]
     health = http.get("/v1/health").json()
     print(f"  Circuit breaker: {health['components']['ofd']['circuit_breaker']}")
     print("\n✅ No successful OFD syncs during offline (synced=0)")
@@ -127,6 +133,7 @@ def _recovery_phase(ofd: httpx.Client, http: httpx.Client) -> dict[str, Any]:
     print(f"  OFD received receipts: {len(ids)}\n  Unique receipt IDs: {len(set(ids))}")
     assert len(ids) == len(set(ids)) == NUM_RECEIPTS
     assert stats["unique_documents"] == NUM_RECEIPTS
+    assert [item["idempotency_key"] for item in received] == ids  # I3: keyed by receipt id
     print(f"\n✅ No duplicates in OFD ({NUM_RECEIPTS} unique receipts)")
     return {
         "sync_duration": sync_duration,
