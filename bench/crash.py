@@ -2,12 +2,15 @@
 
     .venv/bin/python bench/crash.py --rounds 500
 
-Each round starts ``kkt-adapter serve`` on one data dir, checks promises I1, I2 and I4 from the
-buffer's and the KKT's files, sells from three POS threads while the adapter delivers to a
-flaky ``kkt-adapter mock-ofd`` (20% failures, 20 ms latency), and SIGKILLs it 0.02-0.6 s in.
-At the end the last instance drains and I3 is checked at the OFD. The same rounds run in CI,
-30 of them (``tests/acceptance/test_crash_suite.py``); the code is shared (``tests/chaos.py``).
-Prints a JSON summary; exit code 1 if any promise was broken.
+Each round starts ``kkt-adapter serve`` on one data dir, checks promises I1, I2, I4, I5 and I8
+from the buffer's and the KKT's files, sells from three POS threads while the adapter delivers
+to a flaky ``kkt-adapter mock-ofd`` (20% failures, 20 ms latency, its clock 5 s ahead), and
+SIGKILLs it 0.02-0.6 s in (in half the rounds also emptying the KKT gate's unsynced stamp file,
+as a power loss may). At the end the last instance drains and I3 and I5 are checked at the OFD.
+The same rounds run in CI, 30 of them (``tests/acceptance/test_crash_suite.py``); the code is
+shared (``tests/chaos.py``). Prints a JSON summary; exit code 1 if any promise was broken or
+nothing was acknowledged (a run that sold nothing proves nothing); then the data dir is kept
+and its path printed.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from chaos import CRASH_ENV, Ledger, Report, crash_round, final_check
+from chaos import CRASH_ENV, CRASH_OFD_MODE, Ledger, Report, crash_round, final_check
 from common import http_json, log, machine_info, start_adapter, start_mock_ofd, stop
 
 
@@ -51,8 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     report, ledger = Report(), Ledger()
     try:
-        http_json("POST", f"{ofd_url}/_control/mode", {"mode": "flaky", "failure_rate": 0.2,
-                                                       "latency_ms": 20})  # fmt: skip
+        http_json("POST", f"{ofd_url}/_control/mode", CRASH_OFD_MODE)
         env = {"KKT_OFD_URL": ofd_url, **CRASH_ENV}
         data = base / "data"
         rng = random.Random(args.seed)
@@ -65,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
             final_check(last, data, ofd_url, ledger, report, timeout=600)
         finally:
             stop(last.proc)
+    except BaseException:
+        log(f"failed; the data dirs and logs are kept in {base}")
+        raise
     finally:
         stop(ofd_proc)
     summary: dict[str, Any] = {
@@ -78,15 +83,23 @@ def main(argv: list[str] | None = None) -> int:
         "synced": report.synced,
         "ofd_unique_documents": report.ofd_unique,
         "ofd_duplicate_submissions": report.ofd_duplicate_submissions,
+        "repeat_print_requests": report.repeat_prints,
         "violations": report.violations[:50],
         "violation_count": len(report.violations),
-        "promises_kept": not report.violations and report.synced == report.printed_receipts,
+        "promises_kept": (
+            not report.violations
+            and report.acknowledged > 0
+            and report.synced == report.printed_receipts
+        ),
     }
     text = json.dumps(summary, indent=2, ensure_ascii=False)
     print(text)
     if args.out:
         args.out.write_text(text + "\n")
-    shutil.rmtree(base, ignore_errors=True)
+    if summary["promises_kept"]:
+        shutil.rmtree(base, ignore_errors=True)
+    else:
+        log(f"promises not kept: the data dirs and logs are kept in {base}")
     return 0 if summary["promises_kept"] else 1
 
 

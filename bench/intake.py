@@ -1,6 +1,6 @@
 """Intake benchmark: receipts/s and latency of ``POST /v1/kkt/receipt`` on this machine.
 
-    python bench/intake.py [--requests N] [--concurrency C] [--warmup W]
+    python bench/intake.py [--requests N] [--concurrency C] [--warmup W] [--cases LIST]
                            [--duration-cap 120s] [--out FILE] [--tmp-dir DIR]
 
 Measures, in one run:
@@ -8,17 +8,24 @@ Measures, in one run:
 1. this machine's raw fsync'd SQLite commit rate (WAL, synchronous=FULL, one INSERT per
    committed transaction) in a temporary directory on the same filesystem as the adapter's
    data dir;
-2. the real ``kkt-adapter serve`` (console script of this venv) on 127.0.0.1, a fresh data dir,
-   print delay 0 and a buffer large enough never to refuse: after a warm-up, exactly N
-   receipts over C persistent keep-alive HTTP/1.1 connections, each a unique receipt with a
-   unique ``Idempotency-Key``; per-request latency from the first byte written to the last
-   byte of the response read.
+2. the real ``kkt-adapter serve`` (console script of this venv) on 127.0.0.1, print delay 0
+   and a buffer large enough never to refuse, in three cases, each with a fresh adapter and
+   data dir, the delivering ones first:
+   - ``separate-ofd``: the OFD emulator in a process of its own takes every delivery while the
+     receipts come in (production: delivery runs beside intake);
+   - ``embedded-ofd``: the OFD emulator inside the adapter takes them (``serve`` without
+     ``--ofd-url``: the emulator's work shares the adapter's process);
+   - ``ofd-unreachable``: nothing listens at the OFD address (the shop is offline: the breaker
+     opens and intake runs alone);
+   after a warm-up, exactly N receipts over C persistent keep-alive HTTP/1.1 connections, each a
+   unique receipt with a unique ``Idempotency-Key``; per-request latency from the first byte
+   written to the last byte of the response read.
 
-Prints one JSON summary on stdout (and to ``--out``); human progress goes to stderr. Target:
-receipts/s ≥ 0.25 × the raw commit rate and p99 ≤ 50 ms. Stops at N requests or at the
-duration cap, whichever comes first. Exit code 0 when the run completed and the correctness
-guard (buffer total and receipts readable back) held, 1 otherwise; missing the targets is
-reported in the JSON, not as an exit code.
+Prints one JSON summary on stdout (and to ``--out``); human progress goes to stderr. Target
+(per case): receipts/s ≥ 0.25 × the raw commit rate and p99 ≤ 50 ms. Stops at N requests or at
+the duration cap, whichever comes first. Exit code 0 when every case completed and its
+correctness guard (buffer total and receipts readable back) held, 1 otherwise; missing the
+targets is reported in the JSON, not as an exit code.
 """
 
 from __future__ import annotations
@@ -45,12 +52,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (
     free_port,
+    http_json,
     log,
     machine_info,
     percentile,
     process_cpu_seconds,
     raw_commit_rate,
     start_adapter,
+    start_mock_ofd,
     stop,
 )
 
@@ -58,6 +67,7 @@ TARGET_RATIO_MIN = 0.25
 TARGET_P99_MAX_MS = 50.0
 REQUEST_TIMEOUT_S = 30.0
 SAMPLED_RECEIPTS = 5
+CASES = ("separate-ofd", "embedded-ofd", "ofd-unreachable")
 
 # ---------------------------------------------------------------------------------------------
 # The load generator.
@@ -278,7 +288,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Intake benchmark of kkt-adapter: receipts/s, p50/p99 vs raw commit rate."
     )
-    parser.add_argument("--requests", type=int, default=20_000, help="measured requests")
+    parser.add_argument("--requests", type=int, default=20_000, help="measured requests a case")
     parser.add_argument("--concurrency", type=int, default=16, help="keep-alive connections")
     parser.add_argument("--warmup", type=int, default=500, help="requests before measuring")
     parser.add_argument(
@@ -289,17 +299,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--tmp-dir", type=Path, help="where the temporary data dir goes (default: system temp)"
     )
-    parser.add_argument("--keep", action="store_true", help="keep the data dir and server log")
+    parser.add_argument("--keep", action="store_true", help="keep the data dirs and server logs")
     parser.add_argument(
-        "--ofd",
-        choices=["offline", "embedded"],
-        default="offline",
-        help="offline: the OFD is unreachable (the shop is offline; intake alone is measured); "
-        "embedded: the in-process OFD emulator takes deliveries during the run",
+        "--cases",
+        type=lambda text: [c.strip() for c in text.split(",") if c.strip()],
+        default=list(CASES),
+        help=f"comma list of cases to run, in this order (default: {','.join(CASES)})",
     )
     args = parser.parse_args(argv)
     if args.requests < 1 or args.concurrency < 1 or args.warmup < 0 or args.duration_cap <= 0:
         parser.error("--requests and --concurrency must be ≥ 1, --warmup ≥ 0, the cap > 0")
+    unknown = [c for c in args.cases if c not in CASES]
+    if unknown or not args.cases:
+        parser.error(f"--cases takes some of {', '.join(CASES)}; got {unknown or 'none'}")
     return args
 
 
@@ -307,95 +319,96 @@ def ms(ns: float) -> float:
     return round(ns / 1e6, 3)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    base = Path(tempfile.mkdtemp(prefix="kkt-bench-intake-", dir=args.tmp_dir))
-    data_dir = base / "data"
+def run_case(case: str, args: argparse.Namespace, base: Path) -> dict[str, Any]:
+    """One case: its own adapter (and OFD emulator), warm-up, the measured load, the guard."""
+    data_dir = base / case / "data"
+    ofd_proc = None
+    ofd_url = None
+    env: dict[str, str] = {}
+    if case == "separate-ofd":
+        ofd_proc, ofd_url = start_mock_ofd(base / case / "ofd")
+        env["KKT_OFD_URL"] = ofd_url
+    elif case == "ofd-unreachable":
+        env["KKT_OFD_URL"] = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     run_id = uuid.uuid4().hex[:12]
     try:
-        # The disk's commit rate wanders between runs (here 4,500-7,000/s): two samples
-        # before the load and one after it, and the median is the one the ratio uses.
-        log(f"raw SQLite commit rate ({args.raw_commits} fsync'd commits, x2) in {base}")
-        raw_samples = [raw_commit_rate(base / "raw", args.raw_commits) for _ in range(2)]
-        log(f"raw commit rate before the load: {[round(r) for r in raw_samples]} commits/s")
-
-        ofd_env = (
-            {"KKT_OFD_URL": f"http://127.0.0.1:{free_port()}"} if args.ofd == "offline" else {}
-        )
-        proc, url = start_adapter(data_dir, ofd_env)
-        log(f"kkt-adapter (pid {proc.pid}) listening on {url}")
+        proc, url = start_adapter(data_dir, env)
+        log(f"[{case}] kkt-adapter (pid {proc.pid}) listening on {url}")
         try:
             parts = urlsplit(url)
             host, port = parts.hostname or "127.0.0.1", parts.port or 80
             host_header = f"{host}:{port}"
             warm = build_requests(host_header, run_id, 0, args.warmup)
             measured = build_requests(host_header, run_id, args.warmup, args.requests)
-
             warm_result = LoadResult()
             if warm:
-                log(f"warm-up: {args.warmup} requests")
+                log(f"[{case}] warm-up: {args.warmup} requests")
                 warm_result = run_async(
                     run_load(host, port, warm, args.concurrency, args.duration_cap)
                 )
-                if warm_result.errors:
-                    log(f"warm-up errors: {dict(warm_result.errors)} {warm_result.error_samples}")
-
-            log(f"measuring: {args.requests} requests over {args.concurrency} connections")
+            log(f"[{case}] measuring: {args.requests} requests over {args.concurrency} connections")
             server_cpu_started = process_cpu_seconds(proc.pid)
             result: LoadResult = run_async(
                 run_load(host, port, measured, args.concurrency, args.duration_cap)
             )
             server_cpu_ended = process_cpu_seconds(proc.pid)
+            _, buffer = http_json("GET", f"{url}/v1/kkt/buffer/status")
             log(
-                f"done: {result.completed} requests, {result.ok} ok, "
-                f"{sum(result.errors.values())} errors in {result.wall_s:.2f}s"
+                f"[{case}] done: {result.completed} requests, {result.ok} ok, "
+                f"{sum(result.errors.values())} errors in {result.wall_s:.2f}s; "
+                f"{buffer.get('synced')} delivered by the end"
             )
             guard = verify(url, warm_result.ok + result.ok, result.sampled_ids)
             if not guard["ok"]:
-                log(f"correctness guard FAILED: {guard['problems']}")
+                log(f"[{case}] correctness guard FAILED: {guard['problems']}")
         finally:
             exit_code = stop(proc)
-            log(f"kkt-adapter stopped (exit {exit_code})")
-        raw_samples.append(raw_commit_rate(base / "raw", args.raw_commits))
-        raw_rate = statistics.median(raw_samples)
-        log(f"raw commit rate samples {[round(r) for r in raw_samples]}, median {raw_rate:.0f}")
-        machine = machine_info(data_dir)
-    except BaseException:
-        log(f"failed; data dir and server log kept in {base}")
-        raise
-    if not args.keep:
-        shutil.rmtree(base, ignore_errors=True)
-    else:
-        log(f"kept {base}")
+            log(f"[{case}] kkt-adapter stopped (exit {exit_code})")
+    finally:
+        if ofd_proc is not None:
+            stop(ofd_proc)
+    server_cpu = (
+        round(server_cpu_ended - server_cpu_started, 3)
+        if server_cpu_started is not None and server_cpu_ended is not None
+        else None
+    )
+    return {
+        "case": case,
+        "ofd": ofd_url or env.get("KKT_OFD_URL", "embedded emulator"),
+        "warm": warm_result,
+        "result": result,
+        "guard": guard,
+        "server_cpu": server_cpu,
+        "delivered_by_end": buffer.get("synced"),
+        "breaker_at_end": buffer.get("circuit_breaker"),
+        "machine": machine_info(data_dir),
+    }
 
+
+def case_summary(run: dict[str, Any], args: argparse.Namespace, raw_rate: float) -> dict[str, Any]:
+    result: LoadResult = run["result"]
+    warm: LoadResult = run["warm"]
+    guard = run["guard"]
     latencies = sorted(result.latencies_ns)
-    errors = sum(result.errors.values())
+    # Warm-up failures are failures too: a run that only works once warm is not a good run.
+    errors = sum(result.errors.values()) + sum(warm.errors.values())
     receipts_per_s = result.ok / result.wall_s if result.wall_s > 0 else 0.0
     ratio = receipts_per_s / raw_rate if raw_rate > 0 else 0.0
     p99_ms = ms(percentile(latencies, 99)) if latencies else None
     ratio_met = ratio >= TARGET_RATIO_MIN
     p99_met = p99_ms is not None and p99_ms <= TARGET_P99_MAX_MS
     complete = result.completed == args.requests and errors == 0
-    server_cpu = (
-        round(server_cpu_ended - server_cpu_started, 3)
-        if server_cpu_started is not None and server_cpu_ended is not None
-        else None
-    )
-    summary = {
-        "benchmark": "intake",
-        "machine": machine,
-        "raw_commit_rate_per_s": round(raw_rate, 1),
-        "raw_commit_rate_samples": [round(r, 1) for r in raw_samples],
+    return {
+        "case": run["case"],
+        "ofd": run["ofd"],
         "requests": args.requests,
         "requests_completed": result.completed,
         "requests_ok": result.ok,
         "warmup": args.warmup,
-        "concurrency": args.concurrency,
-        "ofd": args.ofd,
-        "print_delay_ms": 0,
+        "warmup_errors": dict(warm.errors),
         "errors": errors,
-        "errors_by_kind": dict(result.errors),
-        "error_samples": result.error_samples,
+        "errors_by_kind": dict(result.errors + warm.errors),
+        "error_samples": (warm.error_samples + result.error_samples)[:5],
         "stopped_by": result.stopped_by,
         "duration_s": round(result.wall_s, 3),
         "receipts_per_s": round(receipts_per_s, 1),
@@ -407,7 +420,9 @@ def main(argv: list[str] | None = None) -> int:
             "mean": ms(sum(latencies) / len(latencies)) if latencies else None,
         },
         "ratio_to_raw_commit_rate": round(ratio, 3),
-        "cpu_seconds": {"adapter": server_cpu, "load_generator": round(result.cpu_s, 3)},
+        "delivered_by_end": run["delivered_by_end"],
+        "breaker_at_end": run["breaker_at_end"],
+        "cpu_seconds": {"adapter": run["server_cpu"], "load_generator": round(result.cpu_s, 3)},
         "correctness_guard": guard,
         "targets": {
             "ratio_min": TARGET_RATIO_MIN,
@@ -418,11 +433,48 @@ def main(argv: list[str] | None = None) -> int:
             "met": ratio_met and p99_met and complete and guard["ok"],
         },
     }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    base = Path(tempfile.mkdtemp(prefix="kkt-bench-intake-", dir=args.tmp_dir))
+    runs: list[dict[str, Any]] = []
+    try:
+        # The disk's commit rate wanders between runs (here 4,500-7,000/s): two samples
+        # before the load and one after it, and the median is the one the ratio uses.
+        log(f"raw SQLite commit rate ({args.raw_commits} fsync'd commits, x2) in {base}")
+        raw_samples = [raw_commit_rate(base / "raw", args.raw_commits) for _ in range(2)]
+        log(f"raw commit rate before the load: {[round(r) for r in raw_samples]} commits/s")
+        for case in args.cases:
+            runs.append(run_case(case, args, base))
+        raw_samples.append(raw_commit_rate(base / "raw", args.raw_commits))
+        raw_rate = statistics.median(raw_samples)
+        log(f"raw commit rate samples {[round(r) for r in raw_samples]}, median {raw_rate:.0f}")
+    except BaseException:
+        log(f"failed; data dirs and server logs kept in {base}")
+        raise
+    cases = [case_summary(run, args, raw_rate) for run in runs]
+    summary = {
+        "benchmark": "intake",
+        "machine": runs[0]["machine"],
+        "raw_commit_rate_per_s": round(raw_rate, 1),
+        "raw_commit_rate_samples": [round(r, 1) for r in raw_samples],
+        "concurrency": args.concurrency,
+        "print_delay_ms": 0,
+        "cases": cases,
+    }
     text = json.dumps(summary, indent=2, ensure_ascii=False)
     print(text)
     if args.out:
         args.out.write_text(text + "\n")
-    return 0 if guard["ok"] and result.completed == args.requests else 1
+    failed = [c["case"] for c in cases if not c["correctness_guard"]["ok"]] + [
+        c["case"] for c in cases if c["requests_completed"] != args.requests
+    ]
+    if failed or args.keep:
+        log(f"data dirs and server logs kept in {base}" + (f" ({failed} failed)" if failed else ""))
+    else:
+        shutil.rmtree(base, ignore_errors=True)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
