@@ -143,7 +143,8 @@ async def test_capacity_counts_everything_not_synced(buffer: Buffer) -> None:
         await buffer.begin_intake(new(n))
     with pytest.raises(BufferFull) as caught:
         await buffer.begin_intake(new(5))
-    assert caught.value.retry_after
+    assert caught.value.retry_after == 30  # the POS is told when to try again
+    assert caught.value.details == {"capacity": 5, "unsynced": 5}
     assert (await buffer.counts())["total"] == 5
 
 

@@ -66,13 +66,11 @@ def local(tmp_path: Path, device: EmulatorProcess) -> Iterator[EmulatedKkt]:
     kkt.close()
 
 
-def test_implements_the_device_protocol_and_starts_fast(tmp_path: Path) -> None:
-    started = time.monotonic()
+def test_implements_the_device_protocol_in_a_running_child(tmp_path: Path) -> None:
+    # How fast the child starts is measured by a benchmark, not asserted here.
     process = EmulatorProcess(tmp_path, key=KEY)
-    elapsed = time.monotonic() - started
     try:
         typed: KktDevice = process
-        assert elapsed < 1.0
         assert typed.status().emulator is True
         assert process.fn == typed.status().fn and alive(process.pid)
     finally:
@@ -152,17 +150,23 @@ def test_confirm_many_and_confirm(device: EmulatorProcess) -> None:
 
 def test_concurrent_callers_are_served_one_at_a_time(device: EmulatorProcess) -> None:
     fds: list[int] = []
+    errors: list[BaseException] = []
 
     def work(worker: int) -> None:
-        for n in range(10):
-            fds.append(device.print_receipt(f"t{worker}-{n}", receipt(f"t{worker}-{n}")).fd)
-            device.status()
+        try:
+            for n in range(10):
+                fds.append(device.print_receipt(f"t{worker}-{n}", receipt(f"t{worker}-{n}")).fd)
+                device.status()
+        except BaseException as exc:  # surfaced by the assertion below
+            errors.append(exc)
 
     threads = [threading.Thread(target=work, args=(w,)) for w in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join()
+        thread.join(timeout=30)
+    assert not any(thread.is_alive() for thread in threads), "a caller hangs"
+    assert errors == []
     assert sorted(fds) == list(range(2, 42))
 
 
@@ -225,16 +229,28 @@ def test_close_leaves_no_child_process(tmp_path: Path) -> None:
     process.close()
     process.close()  # idempotent
     assert not alive(pid)
-    with pytest.raises(DeviceError):
+    with pytest.raises(DeviceError) as err:
         process.status()
+    assert err.value.reason == "offline"
+
+
+def ignored_signals(pid: int) -> int:
+    """The mask of signals ``pid`` ignores (bit ``1 << (n - 1)`` is signal ``n``)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigIgn:"):
+            return int(line.split()[1], 16)
+    raise AssertionError(f"no SigIgn line for process {pid}")
 
 
 def test_the_child_ignores_terminal_and_service_signals(device: EmulatorProcess) -> None:
     # SIGINT/SIGTERM to the process group must not take the device away mid-shutdown.
+    mask = ignored_signals(device.pid)
+    assert mask & (1 << (signal.SIGINT - 1)), "SIGINT is not ignored"
+    assert mask & (1 << (signal.SIGTERM - 1)), "SIGTERM is not ignored"
     os.kill(device.pid, signal.SIGTERM)
     os.kill(device.pid, signal.SIGINT)
-    time.sleep(0.1)
-    assert alive(device.pid) and device.status().emulator
+    # The child has to run to answer, so a fatal signal would have ended it by then.
+    assert device.status().emulator and alive(device.pid)
 
 
 def test_the_child_finishes_the_request_in_hand_then_exits_at_end_of_input(
@@ -266,7 +282,8 @@ def test_the_child_finishes_the_request_in_hand_then_exits_at_end_of_input(
     assert read_frame(child.stdout)["ok"]["fd"] == 2
     child.stdout.close()
     kkt = EmulatedKkt(tmp_path, key=KEY)
-    assert kkt.find_document("e1") is not None
+    found = kkt.find_document("e1")
+    assert found is not None and found.fd == 2  # the print it answered is in the state file
     kkt.close()
 
 

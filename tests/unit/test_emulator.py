@@ -5,7 +5,6 @@ from __future__ import annotations
 import multiprocessing
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -125,9 +124,9 @@ def test_configured_fn_is_kept_and_a_mismatch_is_refused(tmp_path: Path) -> None
     kkt = EmulatedKkt(tmp_path, key=KEY, fn="9999078900001234", registration_number="0" * 16)
     assert kkt.status().fn == "9999078900001234"
     kkt.close()
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="FN 9999078900001234, not 9999000000000009"):
         EmulatedKkt(tmp_path, key=KEY, fn="9999000000000009")
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="must be 16 digits"):
         EmulatedKkt(tmp_path / "other", key=KEY, fn="12345")
 
 
@@ -233,19 +232,20 @@ def test_fd_strictly_increases_across_shift_documents(kkt: EmulatedKkt) -> None:
 def test_faults_refuse_printing_and_persist(
     tmp_path: Path, kkt: EmulatedKkt, fault: str, flag: str
 ) -> None:
-    kkt.print_receipt("r1", receipt("r1"))
+    printed = kkt.print_receipt("r1", receipt("r1"))
     kkt.set_fault(fault)
     with pytest.raises(DeviceError) as err:
         kkt.print_receipt("r2", receipt("r2"))
     assert err.value.reason == fault
     for operation in (kkt.close_shift, kkt.x_report):
-        with pytest.raises(DeviceError):
+        with pytest.raises(DeviceError) as err:
             operation()
+        assert err.value.details == {"reason": fault}
     # Another instance on the same dir (another process, or after restart) sees the fault.
     other = EmulatedKkt(tmp_path, key=KEY)
     assert getattr(other.status(), flag) is False
     # Reconciliation still works: the document log is readable.
-    assert other.find_document("r1") is not None
+    assert other.find_document("r1") == printed
     other.set_fault(None)
     other.close()
     assert kkt.print_receipt("r2", receipt("r2")).fd == 3
@@ -253,15 +253,15 @@ def test_faults_refuse_printing_and_persist(
 
 
 def test_unknown_fault_is_a_programming_error(kkt: EmulatedKkt) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown fault 'on_fire'"):
         kkt.set_fault("on_fire")
 
 
 def test_shift_operations_check_state(kkt: EmulatedKkt) -> None:
-    with pytest.raises(ShiftError):
-        kkt.close_shift()
-    with pytest.raises(ShiftError):
-        kkt.x_report()
+    for operation in (kkt.close_shift, kkt.x_report):
+        with pytest.raises(ShiftError) as closed:
+            operation()
+        assert closed.value.details == {"reason": "shift_not_open"}
     opened = kkt.open_shift("Ivanova A.")
     assert (opened.kind, opened.shift, opened.fd, opened.receipts) == ("open", 1, 1, 0)
     with pytest.raises(ShiftError) as err:
@@ -373,7 +373,8 @@ def test_printing_reads_only_the_oldest_unconfirmed_receipt(kkt: EmulatedKkt) ->
     kkt._conn.set_trace_callback(None)
     assert not any("count(" in statement for statement in statements)
     # BEGIN, SAVEPOINT, one read, insert, state update, RELEASE, COMMIT
-    assert len(statements) <= 7
+    kinds = [statement.split()[0] for statement in statements]
+    assert kinds == ["BEGIN", "SAVEPOINT", "SELECT", "INSERT", "UPDATE", "RELEASE", "COMMIT"]
 
 
 def test_result_document_shares_nothing_with_the_callers(kkt: EmulatedKkt) -> None:
@@ -384,23 +385,42 @@ def test_result_document_shares_nothing_with_the_callers(kkt: EmulatedKkt) -> No
     assert result == kkt.find_document("r1")
 
 
-def test_print_delay_is_simulated_outside_the_transaction(tmp_path: Path) -> None:
-    slow = EmulatedKkt(tmp_path, key=KEY, print_delay_ms=500)
+def test_print_delay_is_simulated_outside_the_transaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    printing = EmulatedKkt(tmp_path, key=KEY)
     other = EmulatedKkt(tmp_path, key=KEY)
+    entered, release = threading.Event(), threading.Event()
+
+    def printout() -> None:  # the print delay, held for exactly as long as the test needs
+        entered.set()
+        release.wait(timeout=5)
+
+    monkeypatch.setattr(printing, "_simulate_printing", printout)
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(printing.print_receipt("r1", receipt("r1")))
+        except BaseException as exc:  # surfaced by the assertion below
+            outcome.append(exc)
+
+    printer = threading.Thread(target=run)
+    printer.start()
     try:
-        printer = threading.Thread(target=slow.print_receipt, args=("r1", receipt("r1")))
-        started = time.monotonic()
-        printer.start()
-        while other.find_document("r1") is None and time.monotonic() - started < 5:
-            time.sleep(0.005)
+        assert entered.wait(timeout=5), "the printout never started"
         # Committed and durable while the printout is still running; the file is not locked.
-        other.set_fault(None)
-        assert printer.is_alive()
-        printer.join()
-        assert time.monotonic() - started >= 0.5
+        found = other.find_document("r1")
+        assert found is not None and outcome == []
+        other.set_fault(None)  # a write: it would wait for the lock if the print held it
     finally:
-        slow.close()
+        release.set()
+        printer.join(timeout=5)
+        stopped = not printer.is_alive()
+        printing.close()
         other.close()
+    assert stopped, "the print did not finish after the printout"
+    assert outcome == [found]
 
 
 def test_two_instances_on_one_dir_never_repeat_an_fd(tmp_path: Path) -> None:
@@ -421,8 +441,9 @@ def test_two_instances_on_one_dir_never_repeat_an_fd(tmp_path: Path) -> None:
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join()
+        thread.join(timeout=60)
     try:
+        assert not any(thread.is_alive() for thread in threads), "a printing thread hangs"
         assert errors == []
         for fds in results:
             assert fds == sorted(fds) and len(set(fds)) == len(fds)

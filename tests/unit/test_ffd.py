@@ -159,12 +159,35 @@ def test_item_payment_methods_are_1_to_7() -> None:
     assert codes == [1, 2, 3, 4, 5, 6, 7]
 
 
-def test_every_subject_has_a_code() -> None:
+# FFD 1.2 tag 1212 values, written out here rather than read from SUBJECT_CODES so a wrong
+# code in the mapping fails the test (30..33: marked goods, excise or not, with or without a code).
+SUBJECT_1212 = {
+    "goods": 1,
+    "excise": 2,
+    "work": 3,
+    "service": 4,
+    "intellectual_property": 9,
+    "payment": 10,
+    "agent_commission": 11,
+    "other": 13,
+    "property_right": 14,
+    "pledge": 19,
+    "excise_marked_no_code": 30,
+    "excise_marked": 31,
+    "goods_marked_no_code": 32,
+    "goods_marked": 33,
+}
+
+
+def test_every_subject_has_its_ffd_code() -> None:
+    assert {subject.value for subject in Subject} == SUBJECT_1212.keys()
+    codes = {}
     for subject in Subject:
         item = Item(
             "x", Kopecks(100), 1000, Vat.NONE, subject, ItemPaymentMethod.FULL_PAYMENT, None, None
         )
-        assert 1 <= to_ffd(make_receipt(items=(item,)), "r")["1059"][0]["1212"] <= 33
+        codes[subject.value] = to_ffd(make_receipt(items=(item,)), "r")["1059"][0]["1212"]
+    assert codes == SUBJECT_1212
 
 
 def test_phone_is_used_when_no_email() -> None:

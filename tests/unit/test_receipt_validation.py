@@ -246,13 +246,31 @@ def test_storage_round_trip() -> None:
     assert stored["items"][1]["price"] == 1050
 
 
+# Every code the receipt parser reports (never the bare "validation_error" default).
+ERROR_CODES = {
+    "malformed_json",
+    "unknown_field",
+    "missing_field",
+    "invalid_type",
+    "invalid_value",
+    "invalid_receipt_type",
+    "invalid_vat",
+    "invalid_money",
+    "invalid_quantity",
+    "empty_items",
+    "empty_payments",
+    "vat_rate_retired",
+    "payment_mismatch",
+}
+
+
 @settings(max_examples=300)
 @given(st.binary(max_size=300))
 def test_arbitrary_bytes_give_receipt_or_validation_error(raw: bytes) -> None:
     try:
         parse_receipt(raw, TODAY)
     except ValidationError as exc:
-        assert exc.code and "field" in exc.details
+        assert exc.code in ERROR_CODES and exc.details["field"]
 
 
 _json = st.recursive(
@@ -289,7 +307,21 @@ def test_arbitrary_json_gives_receipt_or_validation_error(data: dict[str, Any]) 
     try:
         parse_receipt(raw, TODAY)
     except ValidationError as exc:
-        assert exc.code and "field" in exc.details
+        assert exc.code in ERROR_CODES and exc.details["field"]
+
+
+# The codes a value put into a field of the example can be reported with; a key that is not a
+# field of that object is always ``unknown_field``. A valid price, quantity or amount can still
+# break the total, which is reported on "payments".
+_CODES_FOR_A_VALUE = {
+    ("items", "price"): {"invalid_money", "payment_mismatch"},
+    ("items", "quantity"): {"invalid_quantity", "payment_mismatch"},
+    ("items", "vat"): {"invalid_vat", "vat_rate_retired"},
+    ("items", "name"): {"invalid_type", "invalid_value"},
+    ("items", "sku"): {"invalid_type", "invalid_value"},
+    ("payments", "amount"): {"invalid_money", "payment_mismatch"},
+    ("payments", "method"): {"invalid_value"},
+}
 
 
 @settings(max_examples=200)
@@ -301,15 +333,25 @@ def test_arbitrary_json_gives_receipt_or_validation_error(data: dict[str, Any]) 
 def test_arbitrary_values_in_a_valid_receipt(where: str, key: str, value: Any) -> None:
     body = example()
     body[where][0][key] = value
+    expected = _CODES_FOR_A_VALUE.get((where, key), {"unknown_field"})
     try:
         parse(body)
     except ValidationError as exc:
-        assert exc.code != "internal_error"
+        assert exc.code in expected
+        field = "payments" if exc.code == "payment_mismatch" else f"{where}[0].{key}"
+        assert exc.details["field"] == field
+    else:
+        assert expected != {"unknown_field"}  # an unknown key is never accepted
 
 
-def test_huge_json_integer_is_invalid_money_not_a_crash() -> None:
-    raw = json.dumps(example()).replace('"7990.00"', "9" * 5000, 1).encode()
-    assert error_of(raw).code in {"invalid_money", "malformed_json"}
+def test_huge_json_integer_is_a_validation_error_not_a_crash() -> None:
+    body = json.dumps(example())
+    # past the JSON parser's number limit (about 4300 digits) the body itself is refused
+    error = error_of(body.replace('"7990.00"', "9" * 5000, 1).encode())
+    assert (error.code, error.details["field"]) == ("malformed_json", "body")
+    # a huge number the parser reads is checked as money
+    error = error_of(body.replace('"7990.00"', "9" * 20, 1).encode())
+    assert (error.code, error.details["field"]) == ("invalid_money", "items[0].price")
 
 
 def test_fingerprint_bytes_are_the_json_module_form() -> None:

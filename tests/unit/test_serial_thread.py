@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -144,7 +145,9 @@ def test_a_post_after_shutdown_fails_at_once_and_queued_posts_still_run() -> Non
     serial.post(lambda: "queued", recorder.done)
     stopper = threading.Thread(target=serial.shutdown)
     stopper.start()
+    deadline = time.monotonic() + 5
     while not serial._shutdown:  # shutdown has put its sentinel behind the queued post
+        assert time.monotonic() < deadline, "shutdown() did not mark the thread stopped in 5 s"
         threading.Event().wait(0.001)
     serial.post(lambda: "late", recorder.done)
     assert len(recorder.outcomes) == 1
