@@ -87,6 +87,13 @@ async def set_mode(client: httpx.AsyncClient, **body: Any) -> httpx.Response:
     return await client.post("/_control/mode", json=body)
 
 
+def ofd_stamp(answer: httpx.Response) -> HlcStamp:
+    """The emulator's clock in ``X-OFD-HLC``: a well-formed stamp of the emulator's node."""
+    stamp = HlcStamp.parse(answer.headers["X-OFD-HLC"])
+    assert stamp.node == "ofd-emulator"
+    return stamp
+
+
 async def test_first_submission_is_stored_and_answered(
     ofd: httpx.AsyncClient, fiscalize: Callable[..., FiscalResult]
 ) -> None:
@@ -139,18 +146,26 @@ async def test_repeat_by_fn_fd_under_a_new_key_replays(
     assert again.status_code == 200
     assert again.json() == first.json()
     assert again.headers["Idempotent-Replayed"] == "true"
-    assert (await stats(ofd))["unique_documents"] == 1
+    # The replay carries the first answer's stamp; its header, the emulator's clock now.
+    assert ofd_stamp(again) > HlcStamp.parse(first.json()["hlc"])
+    assert await stats(ofd) == {
+        "submissions": 2,
+        "unique_documents": 1,
+        "duplicate_submissions": 1,
+        "rejected": 0,
+        "failed": 0,
+    }
 
 
 async def test_different_document_under_a_stored_key_is_a_conflict(
     ofd: httpx.AsyncClient, fiscalize: Callable[..., FiscalResult]
 ) -> None:
     first = submission(fiscalize())
-    await post(ofd, first)
+    stored = await post(ofd, first)
     answer = await post(ofd, submission(fiscalize(priced_receipt(500))), key=first["receipt_id"])
     assert answer.status_code == 409
     assert answer.json()["code"] == "conflict"
-    assert "X-OFD-HLC" in answer.headers
+    assert ofd_stamp(answer) > HlcStamp.parse(stored.json()["hlc"])  # the clock moved on
     counters = await stats(ofd)
     assert (counters["unique_documents"], counters["rejected"]) == (1, 1)
 
@@ -220,7 +235,7 @@ async def test_idempotency_key_is_required(
     answer = await ofd.post("/ofd/v1/receipts", json=submission(fiscalize()))
     assert answer.status_code == 422
     assert answer.json()["code"] == "idempotency_key_missing"
-    assert answer.json()["request_id"]
+    assert answer.json()["request_id"] == answer.headers["X-Request-ID"]
 
 
 @pytest.mark.parametrize("hlc", ["yesterday", "", None])
@@ -252,12 +267,14 @@ async def test_malformed_bodies_are_invalid_requests(
 async def test_fail_mode_answers_503_with_retry_after(
     ofd: httpx.AsyncClient, fiscalize: Callable[..., FiscalResult]
 ) -> None:
-    assert (await set_mode(ofd, mode="fail")).json()["mode"] == "fail"
+    mode = await set_mode(ofd, mode="fail")
+    assert mode.json()["mode"] == "fail"
     answer = await post(ofd, submission(fiscalize()))
     assert answer.status_code == 503
     assert answer.headers["Retry-After"] == "1"
     assert answer.json()["code"] == "ofd_unavailable"
-    assert "X-OFD-HLC" in answer.headers
+    assert "hlc" not in answer.json()  # an error body: the stamp is in the header only
+    assert ofd_stamp(answer) > ofd_stamp(mode)
     health = await ofd.get("/ofd/v1/health")
     assert health.status_code == 503 and health.json()["emulator"] is True
     counters = await stats(ofd)
@@ -313,9 +330,13 @@ async def test_concurrent_identical_submissions_store_once(
     assert {a.status_code for a in answers} == {200}
     assert len({a.text for a in answers}) == 1
     assert sum("Idempotent-Replayed" in a.headers for a in answers) == 49
-    counters = await stats(ofd)
-    assert counters["unique_documents"] == 1
-    assert (counters["submissions"], counters["duplicate_submissions"]) == (50, 49)
+    assert await stats(ofd) == {
+        "submissions": 50,
+        "unique_documents": 1,
+        "duplicate_submissions": 49,
+        "rejected": 0,
+        "failed": 0,
+    }
 
 
 async def test_received_lists_documents_in_arrival_order_by_page(
@@ -349,7 +370,13 @@ async def test_reset_forgets_documents_counters_and_mode(
     await set_mode(ofd, mode="flaky", failure_rate=0.5, latency_ms=5)
     answer = await ofd.post("/_control/reset")
     assert answer.status_code == 200
-    assert all(value == 0 for value in (await stats(ofd)).values())
+    assert await stats(ofd) == {
+        "submissions": 0,
+        "unique_documents": 0,
+        "duplicate_submissions": 0,
+        "rejected": 0,
+        "failed": 0,
+    }
     assert (await ofd.get("/_control/received")).json()["total"] == 0
     assert (await ofd.get("/ofd/v1/health")).json()["mode"] == "success"
     assert (await post(ofd, body)).headers.get("Idempotent-Replayed") is None
@@ -360,7 +387,7 @@ async def test_health_is_labelled_as_an_emulator(ofd: httpx.AsyncClient) -> None
     assert answer.status_code == 200
     body = answer.json()
     assert (body["status"], body["emulator"], body["mode"]) == ("ok", True, "success")
-    assert "X-OFD-HLC" in answer.headers
+    ofd_stamp(answer)
     openapi = (await ofd.get("/openapi.json")).json()
     assert openapi["info"]["title"] == "kkt-adapter OFD emulator"
 

@@ -13,6 +13,8 @@ STATUS_FIELDS = {
 }  # fmt: skip
 
 
+# Failures while the OFD emulator fails must not open the breaker mid-test.
+@pytest.mark.parametrize("settings", [{"breaker_failures": 100}], indirect=True)
 async def test_buffer_status_counts_and_oldest_pending(api: httpx.AsyncClient) -> None:
     await api.post("/ofd-emulator/_control/mode", json={"mode": "fail"})  # keep them pending
     empty = (await api.get("/v1/kkt/buffer/status")).json()
@@ -27,14 +29,14 @@ async def test_buffer_status_counts_and_oldest_pending(api: httpx.AsyncClient) -
     assert status["oldest_pending"]["receipt_id"] == first["receipt_id"]
     assert 0 <= status["oldest_pending"]["age_hours"] < 1
     assert status["alerts"] == []
-    assert status["circuit_breaker"] in {"CLOSED", "OPEN"}
+    assert status["circuit_breaker"] == "CLOSED"
 
 
 async def test_health_reports_the_emulated_kkt_and_the_buffer(api: httpx.AsyncClient) -> None:
     answer = await api.get("/v1/health")
     assert answer.status_code == 200
     body = answer.json()
-    assert body["status"] in {"healthy", "degraded"}
+    assert body["status"] == "healthy"  # every component ok, the ERP not configured
     assert set(body["components"]) == {"kkt", "ofd", "buffer", "erp"}
     kkt = body["components"]["kkt"]
     assert kkt["status"] == "ok" and kkt["emulator"] is True  # I7
