@@ -3,8 +3,8 @@ written or printed twice, and everything recovers when space returns.
 
 Two ways to fill the disk: an injected ``database or disk is full`` on the buffer writer's
 COMMIT (exactly when the test says, e.g. right after the KKT printed), and a real, small tmpfs
-filled with a file (when this process may mount one, as root in CI; otherwise that test uses
-the injected error, so it never skips).
+filled with a file. The same scenario runs on both, as two tests; the tmpfs one needs root to
+mount (CI runs as root) and is skipped, with that reason, only where the tests are not root.
 """
 
 from __future__ import annotations
@@ -235,7 +235,7 @@ class RealFullDisk:
 
 
 class InjectedFullDisk:
-    """Stand-in when no tmpfs can be mounted here: the injected SQLite error."""
+    """The injected SQLite error, filled and freed like a disk."""
 
     def __init__(self, fault: InjectedFull) -> None:
         self.fault = fault
@@ -248,33 +248,44 @@ class InjectedFullDisk:
 
 
 @pytest.fixture
-def full_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+def small_filesystem(tmp_path: Path) -> Iterator[RealFullDisk]:
+    """A 4 MiB tmpfs. Mounting needs root (CI runs as root): elsewhere the test is skipped,
+    saying so; as root, a mount that fails is a failure, never a silent swap for a fake."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root; CI runs this test as root")
     mount = tmp_path / "small-fs"
     mount.mkdir()
-    mounted = (
-        subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True
-        ).returncode
-        == 0
-        if os.geteuid() == 0
-        else False
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
     )
-    if mounted:
+    assert mounted.returncode == 0, f"cannot mount a tmpfs as root: {mounted.stderr}"
+    try:
         yield RealFullDisk(mount)
+    finally:
         subprocess.run(["umount", "-l", str(mount)], check=True)
-    else:
-        fault = InjectedFull()
-        real_connect = engine.connect
-        monkeypatch.setattr(
-            engine, "connect", lambda path: _FaultyConnection(real_connect(path), fault)
-        )
-        yield InjectedFullDisk(fault)
 
 
 async def test_intake_on_a_really_full_filesystem_refuses_then_recovers(
-    full_disk: Any, tmp_path: Path
+    small_filesystem: RealFullDisk, tmp_path: Path
 ) -> None:
-    data = (full_disk.mount if isinstance(full_disk, RealFullDisk) else tmp_path) / "data"
+    await refuses_while_full_then_recovers(small_filesystem, small_filesystem.mount, tmp_path)
+
+
+async def test_intake_with_injected_disk_full_errors_refuses_then_recovers(
+    injected: InjectedFull, tmp_path: Path
+) -> None:
+    await refuses_while_full_then_recovers(InjectedFullDisk(injected), tmp_path, tmp_path)
+    assert injected.failures >= 3  # each refused receipt met the injected error
+
+
+async def refuses_while_full_then_recovers(
+    full_disk: RealFullDisk | InjectedFullDisk, buffer_dir: Path, tmp_path: Path
+) -> None:
+    """Three sales, the disk fills, a sale is refused three times and nothing is printed or
+    half written; the disk frees, the same sale goes through, and the buffer is sound."""
+    data = buffer_dir / "data"
     settings = Settings(data_dir=data, delivery_sweep_seconds=60)
 
     def device_elsewhere(settings: Settings) -> KktDevice:
