@@ -270,7 +270,8 @@ def _client(url: str | None, config: Path | None) -> Any:
 @app.command()
 def status(url: UrlOpt = None, config: ConfigOpt = None) -> None:
     """Show the buffer, the OFD link and the alerts of a running adapter."""
-    from kkt_adapter.client_cli import AdapterUnreachable, show_status
+    from kkt_adapter.client_cli import show_status
+    from kkt_adapter.errors import AdapterUnreachable
 
     with _client(url, config) as http:
         try:
@@ -287,7 +288,8 @@ def sync(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the drain.")] = 600,
 ) -> None:
     """Deliver everything pending now, with a progress bar while the buffer drains."""
-    from kkt_adapter.client_cli import AdapterUnreachable, run_sync
+    from kkt_adapter.client_cli import run_sync
+    from kkt_adapter.errors import AdapterUnreachable
 
     with _client(url, config) as http:
         try:

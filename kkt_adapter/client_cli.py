@@ -11,11 +11,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from kkt_adapter.errors import AdapterUnreachable
+
 console = Console()
-
-
-class AdapterUnreachable(Exception):
-    """The adapter did not answer (not running, wrong URL)."""
 
 
 def fetch(http: httpx.Client, method: str, path: str) -> dict[str, Any]:

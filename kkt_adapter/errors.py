@@ -101,3 +101,56 @@ class ConfigError(KktAdapterError):
     """Bad configuration: the commands exit non-zero with this one-line message."""
 
     code = "config_error"
+
+
+class BodyTooLarge(Exception):
+    """A chunked request body grew past the limit while being read (answered 413)."""
+
+
+class StaleLeader(Exception):
+    """A claim with a fencing token lower than the buffer's highest: leadership was lost."""
+
+
+class AdapterUnreachable(Exception):
+    """The client commands could not reach a running adapter (not running, wrong URL), or it
+    answered with an error."""
+
+
+# -- the OFD emulator's answers (kkt-adapter mock-ofd) ----------------------------------------
+
+
+class OfdUnavailable(KktAdapterError):
+    """The OFD emulator was told to fail this submission."""
+
+    code = "ofd_unavailable"
+    http_status = 503
+
+
+class DocumentRejected(KktAdapterError):
+    """The submission is invalid (or the OFD emulator was told to reject it): do not retry."""
+
+    code = "document_rejected"
+    http_status = 422
+
+
+class PayloadTooLarge(KktAdapterError):
+    """The request body is over the OFD emulator's limit."""
+
+    code = "payload_too_large"
+    http_status = 413
+
+
+class IdentityConflict(KktAdapterError):
+    """A different document claims an Idempotency-Key or (FN, FD) the OFD emulator stored."""
+
+    code = "conflict"
+    http_status = 409
+
+
+class InvalidModeSettings(ValueError):
+    """A control request to the OFD emulator names an unknown field or a value out of range."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -16,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Send
 
 from kkt_adapter.errors import KktAdapterError
 
@@ -46,35 +48,78 @@ ERROR_SCHEMA: dict[str, Any] = {
 """The error body as an OpenAPI schema."""
 
 
-def error_payload(code: str, message: str, details: Any, request_id: str) -> bytes:
-    """The one error body shape: ``{code, message, details, request_id}``."""
-    return orjson.dumps(
-        {"code": code, "message": message, "details": details, "request_id": request_id}
-    )
+@dataclass(frozen=True)
+class ErrorAnswer:
+    """An error as every HTTP path of this package answers it: the status, the body
+    ``{code, message, details, request_id}`` and its headers (``Retry-After`` among them).
+
+    The one place error answers are written: FastAPI's handlers (``response``), the plain ASGI
+    intake endpoint and the request middleware (``send``) all go through it.
+    """
+
+    status: int
+    code: str
+    message: str
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+    details: Any = None
+
+    @classmethod
+    def of(cls, exc: KktAdapterError) -> ErrorAnswer:
+        """The answer to a raised error; ``Retry-After`` when it says when to try again."""
+        retry = (
+            () if exc.retry_after is None else ((b"retry-after", str(exc.retry_after).encode()),)
+        )
+        return cls(exc.http_status, exc.code, exc.message, retry, exc.details)
+
+    def body(self, request_id: str) -> bytes:
+        return orjson.dumps(
+            {
+                "code": self.code,
+                "message": self.message,
+                "details": self.details,
+                "request_id": request_id,
+            }
+        )
+
+    def response(self, request_id: str) -> Response:
+        """As a Starlette response (FastAPI's exception handlers)."""
+        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in self.headers}
+        return Response(self.body(request_id), self.status, headers, media_type="application/json")
+
+    async def send(self, send: Send, request_id: str) -> None:
+        """As raw ASGI messages (the intake endpoint and the middleware, ahead of FastAPI)."""
+        body = self.body(request_id)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": self.status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    *self.headers,
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def answer_for(exc: KktAdapterError, method: str, path: str) -> ErrorAnswer:
+    """The answer to ``exc`` raised on ``method path``; a server-side refusal is logged."""
+    if exc.http_status >= 500:
+        log.warning("%s %s -> %s %s", method, path, exc.code, exc.message)
+    return ErrorAnswer.of(exc)
+
+
+UNEXPECTED = ErrorAnswer(500, "internal_error", "unexpected error; see the adapter's log")
 
 
 def request_id(request: Request) -> str:
     return str(request.scope.get("state", {}).get("request_id", ""))
 
 
-def error_response(
-    request: Request,
-    status: int,
-    code: str,
-    message: str,
-    details: Any = None,
-    headers: dict[str, str] | None = None,
-) -> Response:
-    body = error_payload(code, message, details, request_id(request))
-    return Response(body, status_code=status, media_type="application/json", headers=headers)
-
-
 async def _adapter_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, KktAdapterError)
-    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
-    if exc.http_status >= 500:
-        log.warning("%s %s -> %s %s", request.method, request.url.path, exc.code, exc.message)
-    return error_response(request, exc.http_status, exc.code, exc.message, exc.details, headers)
+    return answer_for(exc, request.method, request.url.path).response(request_id(request))
 
 
 def _validation_error(code: str) -> Callable[[Request, Exception], Awaitable[Response]]:
@@ -88,7 +133,8 @@ def _validation_error(code: str) -> Callable[[Request, Exception], Awaitable[Res
         ]
         field = errors[0]["field"] if errors else None
         details = {"field": field, "errors": errors}
-        return error_response(request, 422, code, "the request is invalid", details)
+        answer = ErrorAnswer(422, code, "the request is invalid", details=details)
+        return answer.response(request_id(request))
 
     return handle
 
@@ -96,13 +142,17 @@ def _validation_error(code: str) -> Callable[[Request, Exception], Awaitable[Res
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     code = HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
-    headers = dict(exc.headers) if exc.headers else None
-    return error_response(request, exc.status_code, code, str(exc.detail), None, headers)
+    headers = tuple(
+        (k.encode("latin-1"), v.encode("latin-1")) for k, v in (exc.headers or {}).items()
+    )
+    return ErrorAnswer(exc.status_code, code, str(exc.detail), headers).response(
+        request_id(request)
+    )
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unexpected error on %s %s", request.method, request.url.path)
-    return error_response(request, 500, "internal_error", "unexpected error; see the log")
+    return UNEXPECTED.response(request_id(request))
 
 
 def install_error_handlers(app: FastAPI, *, validation_code: str = "validation_error") -> None:

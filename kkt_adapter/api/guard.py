@@ -19,12 +19,11 @@ import ipaddress
 import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from starlette.types import Scope
 
-from kkt_adapter.http_errors import ERROR_SCHEMA
+from kkt_adapter.http_errors import ERROR_SCHEMA, ErrorAnswer
 from kkt_adapter.settings import Settings
 
 
@@ -59,15 +58,8 @@ def access_for(method: str, path: str) -> Access:
     return Access.POS
 
 
-@dataclass(frozen=True)
-class Refusal:
-    """An answer given instead of running the handler."""
-
-    status: int
-    code: str
-    message: str
-    headers: tuple[tuple[bytes, bytes], ...] = ()
-    details: Any = None
+Refusal = ErrorAnswer
+"""An answer given instead of running the handler."""
 
 
 MISSING_TOKEN = Refusal(

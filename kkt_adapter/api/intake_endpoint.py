@@ -16,7 +16,7 @@ import orjson
 from starlette.types import Receive, Scope, Send
 
 from kkt_adapter.errors import DeviceError, KktAdapterError
-from kkt_adapter.http_errors import error_payload
+from kkt_adapter.http_errors import UNEXPECTED, answer_for
 from kkt_adapter.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -47,19 +47,12 @@ class ReceiptEndpoint:
         except KktAdapterError as exc:
             if isinstance(exc, DeviceError) and self._metrics is not None:
                 self._metrics.device_error(exc.reason)
-            headers = [(b"retry-after", str(exc.retry_after).encode())] if exc.retry_after else []
-            if exc.http_status >= 500:
-                log.warning("POST %s -> %s %s", RECEIPT_PATH, exc.code, exc.message)
-            payload = error_payload(exc.code, exc.message, exc.details, request_id)
-            await _send_json(send, exc.http_status, payload, headers)
+            await answer_for(exc, "POST", RECEIPT_PATH).send(send, request_id)
             self._observe(started)
             return
         except Exception:
             log.exception("unexpected error on POST %s", RECEIPT_PATH)
-            payload = error_payload(
-                "internal_error", "unexpected error; see the adapter's log", None, request_id
-            )
-            await _send_json(send, 500, payload, [])
+            await UNEXPECTED.send(send, request_id)
             self._observe(started)
             return
         headers = [(b"idempotent-replayed", b"true")] if intake.replayed else []

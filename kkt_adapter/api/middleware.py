@@ -6,11 +6,12 @@ import itertools
 import secrets
 from typing import Any
 
-import orjson
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kkt_adapter.api.guard import Access, Gate, Refusal
+from kkt_adapter.api.guard import Access, Gate
+from kkt_adapter.errors import BodyTooLarge
+from kkt_adapter.http_errors import ErrorAnswer
 from kkt_adapter.logs import REQUEST_ID
 
 REQUEST_ID_HEADER = b"x-request-id"
@@ -45,15 +46,6 @@ class RequestContext:
             return
         request_id = _request_id(scope)
         scope.setdefault("state", {})["request_id"] = request_id
-        if self.gate is not None:
-            refusal = self.gate.refuse(scope, self.access)
-            if refusal is not None:
-                await _refuse(send, request_id, refusal)
-                return
-        declared = _content_length(scope)
-        if declared is not None and declared > self.max_body_bytes:
-            await _too_large(send, request_id, self.max_body_bytes)
-            return
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -61,6 +53,16 @@ class RequestContext:
                 headers.append((REQUEST_ID_HEADER, request_id.encode()))
                 message["headers"] = headers
             await send(message)
+
+        if self.gate is not None:
+            refusal = self.gate.refuse(scope, self.access)
+            if refusal is not None:
+                await refusal.send(send_with_id, request_id)
+                return
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_body_bytes:
+            await too_large(self.max_body_bytes).send(send_with_id, request_id)
+            return
 
         received = 0
 
@@ -77,13 +79,9 @@ class RequestContext:
         try:
             await self.app(scope, limited_receive, send_with_id)
         except BodyTooLarge:
-            await _too_large(send, request_id, self.max_body_bytes)
+            await too_large(self.max_body_bytes).send(send_with_id, request_id)
         finally:
             REQUEST_ID.reset(context)
-
-
-class BodyTooLarge(Exception):
-    """A chunked body grew past the limit while being read."""
 
 
 # A random prefix per process and a counter: unique, cheap (no syscall per request), and
@@ -109,39 +107,14 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-async def _too_large(send: Send, request_id: str, limit: int) -> None:
-    refusal = Refusal(
+def too_large(limit: int) -> ErrorAnswer:
+    return ErrorAnswer(
         413,
         "payload_too_large",
         f"the request body is larger than {limit} bytes",
         ((b"connection", b"close"),),
         {"limit_bytes": limit},
     )
-    await _refuse(send, request_id, refusal)
-
-
-async def _refuse(send: Send, request_id: str, refusal: Refusal) -> None:
-    body = orjson.dumps(
-        {
-            "code": refusal.code,
-            "message": refusal.message,
-            "details": refusal.details,
-            "request_id": request_id,
-        }
-    )
-    await send(
-        {
-            "type": "http.response.start",
-            "status": refusal.status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (REQUEST_ID_HEADER, request_id.encode()),
-                *refusal.headers,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 def with_cors(app: ASGIApp, origins: list[str]) -> ASGIApp:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kkt_adapter.buffer.store import Buffer, append_event, set_meta
+from kkt_adapter.errors import StaleLeader
 from kkt_adapter.hlc import HlcStamp
 
 LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -302,10 +303,6 @@ class Outbox:
         params.extend([limit, (page - 1) * limit])
         rows = await self.db.read(lambda conn: conn.execute(sql, params).fetchall())
         return [dict(row) for row in rows]
-
-
-class StaleLeader(Exception):
-    """A claim with a fencing token lower than the buffer's highest: leadership was lost."""
 
 
 def _check_fence(conn: sqlite3.Connection, fence: int) -> None:

@@ -18,11 +18,11 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from kkt_adapter.buffer.outbox import Claimed, Outbox, StaleLeader
+from kkt_adapter.buffer.outbox import Claimed, Outbox
 from kkt_adapter.delivery.backoff import Backoff
 from kkt_adapter.delivery.breaker import BreakerState, CircuitBreaker
 from kkt_adapter.delivery.lease import Grant, LeaseBackend
-from kkt_adapter.errors import NotSyncLeader
+from kkt_adapter.errors import NotSyncLeader, StaleLeader
 from kkt_adapter.ofd import Delivered, OfdClient, Outcome, Rejected, Submission, Transient
 
 log = logging.getLogger(__name__)

@@ -28,10 +28,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kkt_adapter.device.sign import verify_sign
 from kkt_adapter.domain.ffd import missing_tags
-from kkt_adapter.errors import KktAdapterError
+from kkt_adapter.errors import (
+    DocumentRejected,
+    IdentityConflict,
+    InvalidModeSettings,
+    KktAdapterError,
+    OfdUnavailable,
+    PayloadTooLarge,
+)
 from kkt_adapter.hlc import HlcStamp, HybridClock, system_wall_ms
-from kkt_adapter.http_errors import error_response, install_error_handlers
-from kkt_adapter.mock_ofd.modes import Action, Control, InvalidModeSettings, Mode, Random
+from kkt_adapter.http_errors import ErrorAnswer, install_error_handlers, request_id
+from kkt_adapter.mock_ofd.modes import Action, Control, Mode, Random
 from kkt_adapter.mock_ofd.store import Answer, OfdStore, Outcome, Submission
 
 TITLE = "kkt-adapter OFD emulator"
@@ -43,35 +50,7 @@ MAX_KEY_LENGTH = 200
 MAX_PAGE_LIMIT = 1000
 
 
-class OfdUnavailable(KktAdapterError):
-    """The emulator was told to fail this submission."""
-
-    code = "ofd_unavailable"
-    http_status = 503
-
-
 _RETRY = {"Retry-After": "1"}
-
-
-class DocumentRejected(KktAdapterError):
-    """The submission is invalid (or the emulator was told to reject it): do not retry."""
-
-    code = "document_rejected"
-    http_status = 422
-
-
-class PayloadTooLarge(KktAdapterError):
-    """The request body is over ``MAX_BODY_BYTES``."""
-
-    code = "payload_too_large"
-    http_status = 413
-
-
-class IdentityConflict(KktAdapterError):
-    """A different document claims an Idempotency-Key or (FN, FD) already stored."""
-
-    code = "conflict"
-    http_status = 409
 
 
 class SubmissionIn(pydantic.BaseModel):
@@ -299,14 +278,16 @@ async def set_mode(request: Request) -> Response:
     except orjson.JSONDecodeError:
         update = None
     if not isinstance(update, dict):
-        return error_response(
-            request, 422, "invalid_request", "the body must be a JSON object", {"field": "body"}
+        refusal = ErrorAnswer(
+            422, "invalid_request", "the body must be a JSON object", details={"field": "body"}
         )
+        return refusal.response(request_id(request))
     try:
         settings = _emulator(request).control.update(update)
     except InvalidModeSettings as exc:
-        return error_response(
-            request, 422, "invalid_request", str(exc), {"field": exc.field, "reason": exc.reason}
+        details = {"field": exc.field, "reason": exc.reason}
+        return ErrorAnswer(422, "invalid_request", str(exc), details=details).response(
+            request_id(request)
         )
     return _json(settings.as_dict())
 

@@ -23,6 +23,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from kkt_adapter.errors import InvalidModeSettings
+
 Random = Callable[[], float]
 """Returns a float in [0, 1); ``random.random`` unless a test injects its own."""
 
@@ -75,15 +77,6 @@ class ModeSettings:
         settings = asdict(self)
         settings["mode"] = self.mode.value
         return settings
-
-
-class InvalidModeSettings(ValueError):
-    """A control request names an unknown field or a value out of range."""
-
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
-        self.field = field
-        self.reason = reason
 
 
 def apply_update(current: ModeSettings, update: Mapping[str, Any]) -> ModeSettings:

@@ -19,7 +19,7 @@ async def test_log_lines_in_a_request_carry_its_request_id(api: httpx.AsyncClien
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger("kkt_adapter.api.intake_endpoint")
+    logger = logging.getLogger("kkt_adapter.http_errors")  # where refusals are logged
     logger.addHandler(handler)
     try:
         await api.post("/v1/kkt/receipt", json=priced_receipt(100), headers=new_key())

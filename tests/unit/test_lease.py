@@ -9,8 +9,9 @@ import pytest
 from helpers import fiscalized
 
 from kkt_adapter.buffer import Buffer
-from kkt_adapter.buffer.outbox import Outbox, StaleLeader
+from kkt_adapter.buffer.outbox import Outbox
 from kkt_adapter.delivery.lease import Grant, SqliteLease
+from kkt_adapter.errors import StaleLeader
 
 
 class Wall:

@@ -6,11 +6,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from kkt_adapter.errors import InvalidModeSettings
 from kkt_adapter.mock_ofd.modes import (
     DEFAULT_FAILURE_RATE,
     Action,
     Control,
-    InvalidModeSettings,
     Mode,
     ModeSettings,
     apply_update,
