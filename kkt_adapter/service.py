@@ -21,7 +21,6 @@ from functools import partial
 from typing import Any, TypeVar, cast
 
 from kkt_adapter.buffer import Buffer, NewReceipt
-from kkt_adapter.buffer.engine import GroupCall, Outcome, SerialThread, Staged
 from kkt_adapter.device.base import (
     DeviceStatus,
     FfdDocument,
@@ -33,6 +32,8 @@ from kkt_adapter.device.gate import DeviceGate
 from kkt_adapter.domain import parse_receipt, receipt_fingerprint, receipt_to_json, to_ffd
 from kkt_adapter.errors import DeviceError, RequestInProgress, ValidationError
 from kkt_adapter.hlc import HlcStamp, HybridClock
+from kkt_adapter.serial import CallResult, GroupCall, SerialThread
+from kkt_adapter.sqlite import Staged
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -223,10 +224,10 @@ class IntakeService:
         )
         return Intake(answer, replayed=False)
 
-    def _print_group(self, items: list[tuple[str, FfdDocument]]) -> list[Outcome]:
+    def _print_group(self, items: list[tuple[str, FfdDocument]]) -> list[CallResult]:
         """Print the receipts queued for the device in one go (one durable write on it), under
         the gate, stamping each in FD order before letting go (HLC order = FD order)."""
-        outcomes: list[Outcome] = []
+        outcomes: list[CallResult] = []
         with self.gate.held():
             for done in self.device.print_receipts(items):
                 if isinstance(done, Exception):

@@ -7,9 +7,8 @@ newer version is refused instead of being misread.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
 
-from kkt_adapter.errors import ConfigError
+from kkt_adapter.sqlite import apply_migrations, split_statements
 
 _SCRIPTS: tuple[str, ...] = (
     # 1: receipts, idempotency keys, audit events, DLQ, metadata, exact status counters.
@@ -119,60 +118,10 @@ _SCRIPTS: tuple[str, ...] = (
 )
 
 
-def configure(conn: sqlite3.Connection) -> None:
-    """Durability and concurrency settings every connection to the buffer uses."""
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
-    conn.execute("PRAGMA busy_timeout=10000")
-    conn.execute("PRAGMA foreign_keys=ON")
-
-
-def apply_migrations(
-    conn: sqlite3.Connection, migrations: Sequence[Sequence[str]], what: str
-) -> int:
-    """Bring a file's schema to ``len(migrations)``; returns the version found before.
-
-    Each migration runs in one transaction with its ``PRAGMA user_version`` bump; a file
-    written by a newer version is refused instead of being misread.
-    """
-    latest = len(migrations)
-    found = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    if found > latest:
-        raise ConfigError(
-            f"{what} schema version {found} is newer than this kkt-adapter ({latest}); "
-            "upgrade kkt-adapter"
-        )
-    for version in range(found, latest):
-        conn.execute("BEGIN IMMEDIATE")
-        for statement in migrations[version]:
-            conn.execute(statement)
-        conn.execute(f"PRAGMA user_version={version + 1}")
-        conn.execute("COMMIT")
-    return found
-
-
 def migrate(conn: sqlite3.Connection) -> int:
-    """Bring the buffer's schema up to date."""
+    """Bring the buffer's schema up to date; returns the version found."""
     return apply_migrations(conn, MIGRATIONS, "buffer")
 
 
-def _statements(script: str) -> list[str]:
-    """Split a migration into statements (``executescript`` would commit on its own)."""
-    statements: list[str] = []
-    current: list[str] = []
-    for line in script.splitlines():
-        stripped = line.split("--", 1)[0].rstrip()
-        if not stripped:
-            continue
-        current.append(stripped)
-        joined = "\n".join(current)
-        if joined.endswith(";") and sqlite3.complete_statement(joined):
-            statements.append(joined)
-            current = []
-    if current:
-        statements.append("\n".join(current))
-    return statements
-
-
-MIGRATIONS: tuple[tuple[str, ...], ...] = tuple(tuple(_statements(script)) for script in _SCRIPTS)
+MIGRATIONS: tuple[tuple[str, ...], ...] = tuple(split_statements(script) for script in _SCRIPTS)
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -18,10 +18,11 @@ from typing import Any
 
 import orjson
 
-from kkt_adapter.buffer.engine import Database, connect
+from kkt_adapter.buffer.schema import migrate
 from kkt_adapter.device.base import FfdDocument, FiscalResult
 from kkt_adapter.errors import BufferFull, IdempotencyKeyReused, RequestInProgress
 from kkt_adapter.hlc import HlcStamp, HybridClock, WallClock, system_wall_ms
+from kkt_adapter.sqlite import Database, connect
 
 STATUSES = ("accepted", "print_failed", "pending", "syncing", "synced", "failed")
 BUFFER_FILE = "buffer.sqlite"
@@ -79,7 +80,7 @@ class Buffer:
     ) -> None:
         self.path = data_dir / BUFFER_FILE
         self.capacity = capacity
-        self.db = Database(self.path)
+        self.db = Database(self.path, migrate=migrate, name="buffer")
         self._wall = wall
         self._node_setting = node_id
         self.clock: HybridClock | None = None

@@ -22,8 +22,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from kkt_adapter.buffer.engine import Database
 from kkt_adapter.buffer.store import append_event
+from kkt_adapter.sqlite import Database
 
 log = logging.getLogger(__name__)
 

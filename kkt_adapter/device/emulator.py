@@ -33,6 +33,7 @@ from kkt_adapter.device.base import DeviceStatus, FfdDocument, FiscalResult, Shi
 from kkt_adapter.device.emulator_store import RECEIPT_TYPES, State
 from kkt_adapter.device.sign import fiscal_sign
 from kkt_adapter.errors import ConfigError, DeviceError, ShiftError
+from kkt_adapter.sqlite import connect
 
 MOSCOW = timezone(timedelta(hours=3), "MSK")
 STATE_FILE = "kkt-emulator.sqlite"
@@ -223,13 +224,12 @@ class EmulatedKkt:
 
     def _connect(self) -> sqlite3.Connection:
         # Autocommit mode: transactions are explicit BEGIN IMMEDIATE / COMMIT below.
-        conn = sqlite3.connect(
-            self.path, timeout=10.0, isolation_level=None, check_same_thread=False
-        )
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA busy_timeout = 10000")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = FULL")
+        conn = connect(self.path)
+        try:
+            store.migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     @contextmanager
@@ -246,16 +246,9 @@ class EmulatedKkt:
 
     def _init_state(self, fn: str | None, registration_number: str | None) -> None:
         with self._tx() as conn:
-            version = store.schema_version(conn)
-            if version == 0:
-                store.create_schema(
-                    conn, fn or "9999" + _digits(12), registration_number or _digits(16)
-                )
-            elif version > store.SCHEMA_VERSION:
-                raise ConfigError(f"{self.path}: unsupported emulator state version {version}")
-            elif version < store.SCHEMA_VERSION:
-                store.upgrade_schema(conn, version)
-            state = store.read_state(conn)
+            state = store.ensure_state(
+                conn, fn or "9999" + _digits(12), registration_number or _digits(16)
+            )
         if fn is not None and fn != state.fn:
             raise ConfigError(f"{self.path} holds the emulator with FN {state.fn}, not {fn}")
 

@@ -14,33 +14,32 @@ import orjson
 
 from kkt_adapter.device.base import FiscalResult
 from kkt_adapter.device.sign import qr_string
+from kkt_adapter.sqlite import apply_migrations
 
 RECEIPT_TYPES = {1: "sale", 2: "refund", 3: "expense", 4: "expense_refund"}
 
-SCHEMA_VERSION = 2
-# Separate statements: executescript() would COMMIT the surrounding BEGIN IMMEDIATE.
-_SCHEMA = (
-    """CREATE TABLE device_state (
-        id INTEGER PRIMARY KEY CHECK (id = 1), fn TEXT NOT NULL,
-        registration_number TEXT NOT NULL, next_fd INTEGER NOT NULL, shift INTEGER NOT NULL,
-        shift_open INTEGER NOT NULL, shift_opened_at TEXT, number_in_shift INTEGER NOT NULL,
-        fault TEXT, repeat_prints INTEGER NOT NULL DEFAULT 0)""",
-    """CREATE TABLE documents (
-        fd INTEGER PRIMARY KEY, kind TEXT NOT NULL, receipt_id TEXT UNIQUE,
-        created_at TEXT NOT NULL, shift INTEGER NOT NULL, number_in_shift INTEGER,
-        fp TEXT NOT NULL, total INTEGER, type_code INTEGER, document TEXT NOT NULL,
-        confirmed INTEGER NOT NULL DEFAULT 0)""",
-    # Only receipts are delivered to the OFD, so only they can block the FN.
-    """CREATE INDEX documents_unconfirmed ON documents (fd)
-        WHERE confirmed = 0 AND kind = 'receipt'""",
-    "CREATE INDEX documents_shift ON documents (shift, kind)",
+# One tuple of statements per schema version, applied in order (kkt_adapter.sqlite).
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE device_state (
+            id INTEGER PRIMARY KEY CHECK (id = 1), fn TEXT NOT NULL,
+            registration_number TEXT NOT NULL, next_fd INTEGER NOT NULL, shift INTEGER NOT NULL,
+            shift_open INTEGER NOT NULL, shift_opened_at TEXT, number_in_shift INTEGER NOT NULL,
+            fault TEXT)""",
+        """CREATE TABLE documents (
+            fd INTEGER PRIMARY KEY, kind TEXT NOT NULL, receipt_id TEXT UNIQUE,
+            created_at TEXT NOT NULL, shift INTEGER NOT NULL, number_in_shift INTEGER,
+            fp TEXT NOT NULL, total INTEGER, type_code INTEGER, document TEXT NOT NULL,
+            confirmed INTEGER NOT NULL DEFAULT 0)""",
+        # Only receipts are delivered to the OFD, so only they can block the FN.
+        """CREATE INDEX documents_unconfirmed ON documents (fd)
+            WHERE confirmed = 0 AND kind = 'receipt'""",
+        "CREATE INDEX documents_shift ON documents (shift, kind)",
+    ),
+    # 2: print requests for a receipt id already fiscalized are counted (``repeat_prints``).
+    ("ALTER TABLE device_state ADD COLUMN repeat_prints INTEGER NOT NULL DEFAULT 0",),
 )
-
-# Version n -> n + 1, for state files written by an older emulator.
-_UPGRADES: dict[int, tuple[str, ...]] = {
-    # 2: print requests for a receipt id already fiscalized are counted (see ``repeat_prints``).
-    1: ("ALTER TABLE device_state ADD COLUMN repeat_prints INTEGER NOT NULL DEFAULT 0",),
-}
+SCHEMA_VERSION = len(MIGRATIONS)
 
 _STATE_COLUMNS = (
     "fn, registration_number, next_fd, shift, shift_open, shift_opened_at, number_in_shift, fault"
@@ -100,29 +99,20 @@ class PrintContext:
     oldest_unconfirmed: datetime | None
 
 
-def create_schema(conn: sqlite3.Connection, fn: str, registration_number: str) -> None:
-    """Create the tables and the state row of a new device."""
-    for statement in _SCHEMA:
-        conn.execute(statement)
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the state file's schema up to date; returns the version found (0: a new file)."""
+    return apply_migrations(conn, MIGRATIONS, "KKT emulator state")
+
+
+def ensure_state(conn: sqlite3.Connection, fn: str, registration_number: str) -> State:
+    """The device state row; a new device's (these numbers, FD 1 next, no shift) if none."""
     conn.execute(
-        "INSERT INTO device_state VALUES (1, ?, ?, 1, 0, 0, NULL, 0, NULL, 0)",
+        "INSERT INTO device_state (id, fn, registration_number, next_fd, shift, shift_open,"
+        " shift_opened_at, number_in_shift, fault) VALUES (1, ?, ?, 1, 0, 0, NULL, 0, NULL)"
+        " ON CONFLICT (id) DO NOTHING",
         (fn, registration_number),
     )
-    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
-
-def upgrade_schema(conn: sqlite3.Connection, version: int) -> None:
-    """Bring a state file of an older ``version`` to ``SCHEMA_VERSION``."""
-    for step in range(version, SCHEMA_VERSION):
-        for statement in _UPGRADES[step]:
-            conn.execute(statement)
-    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
-
-def schema_version(conn: sqlite3.Connection) -> int:
-    """The state file's schema version; 0 for a new file."""
-    version: int = conn.execute("PRAGMA user_version").fetchone()[0]
-    return version
+    return read_state(conn)
 
 
 def read_state(conn: sqlite3.Connection) -> State:

@@ -3,7 +3,7 @@
 The emulator is the judge of promise I3 ("the OFD stores each fiscal document once"), so the
 uniqueness of the Idempotency-Key and of the (FN, FD) pair is enforced by UNIQUE constraints,
 and the look-up, the insert and the counter update of one submission run in one transaction.
-Writes go through the buffer's group-commit :class:`~kkt_adapter.buffer.engine.Database`:
+Writes go through the group-committing :class:`~kkt_adapter.sqlite.Database`:
 one writer thread, so two identical submissions can never interleave, and one fsync serves
 every submission that queued up meanwhile.
 """
@@ -18,8 +18,7 @@ from typing import Any
 
 import orjson
 
-from kkt_adapter.buffer.engine import Database, connect
-from kkt_adapter.buffer.schema import apply_migrations
+from kkt_adapter.sqlite import Database, apply_migrations, connect
 
 FILE_NAME = "mock-ofd.sqlite"
 

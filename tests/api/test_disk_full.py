@@ -25,11 +25,11 @@ import pytest
 from helpers import adapter, eventually, priced_receipt
 
 from kkt_adapter.api.app import build_device
-from kkt_adapter.buffer import engine
 from kkt_adapter.buffer.retention import Retention, quick_check
 from kkt_adapter.device.base import KktDevice
 from kkt_adapter.housekeeping import Housekeeper
 from kkt_adapter.settings import Settings
+from kkt_adapter.sqlite import database as engine
 
 
 class InjectedFull:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from kkt_adapter.buffer import Buffer, NewReceipt
-from kkt_adapter.buffer.engine import Database
+from kkt_adapter.buffer.schema import migrate
 from kkt_adapter.device.base import FiscalResult
 from kkt_adapter.errors import (
     BufferFull,
@@ -20,6 +20,7 @@ from kkt_adapter.errors import (
     StorageUnavailable,
 )
 from kkt_adapter.hlc import HlcStamp
+from kkt_adapter.sqlite import Database
 
 
 class Wall:
@@ -66,7 +67,7 @@ def fiscal(receipt_id: str, fd: int) -> FiscalResult:
 
 
 async def test_concurrent_writes_are_group_committed_and_all_durable(tmp_path: Path) -> None:
-    db = Database(tmp_path / "g.sqlite")
+    db = Database(tmp_path / "g.sqlite", migrate=migrate, name="buffer")
     db.open()
     await db.write(lambda c: c.execute("CREATE TABLE t (v INTEGER)"))
     await asyncio.gather(
@@ -78,7 +79,7 @@ async def test_concurrent_writes_are_group_committed_and_all_durable(tmp_path: P
 
 
 async def test_one_failing_write_does_not_undo_its_batch_neighbours(tmp_path: Path) -> None:
-    db = Database(tmp_path / "g.sqlite")
+    db = Database(tmp_path / "g.sqlite", migrate=migrate, name="buffer")
     db.open()
     await db.write(lambda c: c.execute("CREATE TABLE t (v INTEGER)"))
 
@@ -99,7 +100,7 @@ async def test_one_failing_write_does_not_undo_its_batch_neighbours(tmp_path: Pa
 
 
 async def test_a_storage_failure_fails_the_batch_with_storage_unavailable(tmp_path: Path) -> None:
-    db = Database(tmp_path / "g.sqlite")
+    db = Database(tmp_path / "g.sqlite", migrate=migrate, name="buffer")
     db.open()
     with pytest.raises(StorageUnavailable):
         await db.write(lambda c: c.execute("INSERT INTO no_such_table VALUES (1)"))

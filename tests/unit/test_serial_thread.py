@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from kkt_adapter.buffer.engine import GroupCall, Outcome, SerialThread
+from kkt_adapter.serial import CallResult, GroupCall, SerialThread
 
 
 @pytest.fixture
@@ -30,7 +30,7 @@ class Recorder:
     def done(self, ok: bool, value: Any) -> None:
         self.outcomes.append((ok, value))
 
-    def run(self, args: list[Any]) -> list[Outcome]:
+    def run(self, args: list[Any]) -> list[CallResult]:
         self.groups.append(list(args))
         return [(True, arg * 10) if arg >= 0 else (False, ValueError(arg)) for arg in args]
 
@@ -90,7 +90,7 @@ def test_other_calls_split_groups_and_keep_their_place(thread: SerialThread) -> 
 def test_a_failing_group_hands_each_caller_the_exception(thread: SerialThread) -> None:
     recorder = Recorder()
 
-    def broken(args: list[Any]) -> list[Outcome]:
+    def broken(args: list[Any]) -> list[CallResult]:
         raise OSError("device gone")
 
     release = blocked(thread)
@@ -109,7 +109,7 @@ def test_a_group_answering_for_the_wrong_number_of_calls_fails_each_call(
 ) -> None:
     recorder = Recorder()
 
-    def miscounts(args: list[Any]) -> list[Outcome]:
+    def miscounts(args: list[Any]) -> list[CallResult]:
         return [(True, 1)]
 
     release = blocked(thread)

@@ -1,0 +1,7 @@
+"""The one SQLite toolkit of the buffer, the KKT emulator and the OFD emulator: connections
+with the durability settings, versioned migrations, and the group-committing ``Database``."""
+
+from kkt_adapter.sqlite.connection import apply_migrations, configure, connect, split_statements
+from kkt_adapter.sqlite.database import Database, Staged
+
+__all__ = ["Database", "Staged", "apply_migrations", "configure", "connect", "split_statements"]
