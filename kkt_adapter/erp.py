@@ -18,7 +18,7 @@ import aiohttp
 import orjson
 
 from kkt_adapter import __version__
-from kkt_adapter.buffer.store import iso_ms
+from kkt_adapter.domain.dates import iso_ms
 from kkt_adapter.status import ErpFacts, Facts, alerts, oldest_pending, percent_full, unsynced
 
 log = logging.getLogger(__name__)

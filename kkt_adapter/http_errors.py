@@ -48,6 +48,17 @@ ERROR_SCHEMA: dict[str, Any] = {
 """The error body as an OpenAPI schema."""
 
 
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for these error statuses."""
+    return {
+        status: {
+            "description": "Error with a stable machine code",
+            "content": {"application/json": {"schema": ERROR_SCHEMA}},
+        }
+        for status in statuses
+    }
+
+
 @dataclass(frozen=True)
 class ErrorAnswer:
     """An error as every HTTP path of this package answers it: the status, the body

@@ -197,5 +197,3 @@ def _settle(future: Future[T], ok: bool, value: Any) -> None:
         future.set_result(value)
     else:
         future.set_exception(value)
-
-

@@ -16,21 +16,15 @@ import sqlite3
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import date
 from functools import partial
 from typing import Any, TypeVar, cast
 
 from kkt_adapter.buffer import Buffer, NewReceipt
-from kkt_adapter.device.base import (
-    DeviceStatus,
-    FfdDocument,
-    FiscalResult,
-    KktDevice,
-    ShiftReport,
-)
+from kkt_adapter.device.base import DeviceStatus, KktDevice, ShiftReport
 from kkt_adapter.device.gate import DeviceGate
-from kkt_adapter.domain import parse_receipt, receipt_fingerprint, receipt_to_json, to_ffd
-from kkt_adapter.errors import DeviceError, RequestInProgress, ValidationError
+from kkt_adapter.domain import Receipt, receipt_fingerprint, receipt_to_json, to_ffd
+from kkt_adapter.domain.fiscal import FfdDocument, FiscalResult
+from kkt_adapter.errors import DeviceError, RequestInProgress
 from kkt_adapter.hlc import HlcStamp, HybridClock
 from kkt_adapter.serial import CallResult, GroupCall, SerialThread
 from kkt_adapter.sqlite import Staged
@@ -39,7 +33,6 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 CRASH_EXIT_CODE = 70
-MAX_KEY_LENGTH = 255
 
 
 @dataclass(frozen=True)
@@ -85,26 +78,8 @@ def new_receipt_id(now_ms: int) -> str:
     return "".join(CROCKFORD[(value >> shift) & 31] for shift in range(75, -1, -5))
 
 
-def check_idempotency_key(key: str | None) -> str:
-    """The Idempotency-Key header is required: 1-255 printable ASCII characters."""
-    if key is None or not key.strip():
-        raise ValidationError(
-            "the Idempotency-Key header is required",
-            code="idempotency_key_missing",
-            details={"field": "Idempotency-Key"},
-        )
-    if len(key) > MAX_KEY_LENGTH or not key.isascii() or not key.isprintable():
-        raise ValidationError(
-            f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable ASCII characters",
-            code="idempotency_key_invalid",
-            details={"field": "Idempotency-Key"},
-        )
-    return key
-
-
-def new_receipt(key: str, body: bytes, today: date, now_ms: int) -> NewReceipt:
-    """A receipt request, validated, with a new id and its fiscal document."""
-    receipt = parse_receipt(body, today)
+def new_receipt(key: str, receipt: Receipt, now_ms: int) -> NewReceipt:
+    """A validated receipt under ``key``, with a new id and its fiscal document."""
     receipt_id = new_receipt_id(now_ms)
     payload = receipt_to_json(receipt)
     return NewReceipt(
@@ -145,7 +120,6 @@ class IntakeService:
         buffer: Buffer,
         device: KktDevice,
         *,
-        today: Callable[[], date],
         gate: DeviceGate,
         crash_after_print: bool = False,
         on_pending: Callable[[], None] = lambda: None,
@@ -153,7 +127,6 @@ class IntakeService:
         self.buffer = buffer
         self.device = device
         self.gate = gate
-        self._today = today
         self._crash_after_print = crash_after_print
         self.on_pending = on_pending
         # One thread: the device prints one receipt at a time, never on the event loop.
@@ -171,10 +144,9 @@ class IntakeService:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._device_thread, call, *args)
 
-    async def create_receipt(self, key: str | None, body: bytes) -> Intake:
-        """Validate, make durable, fiscalize and answer one receipt request."""
-        key = check_idempotency_key(key)
-        new = new_receipt(key, body, self._today(), self.buffer.now_ms())
+    async def create_receipt(self, key: str, receipt: Receipt) -> Intake:
+        """Make durable, fiscalize and answer one validated receipt under its key."""
+        new = new_receipt(key, receipt, self.buffer.now_ms())
         self._inflight[key] = self._inflight.get(key, 0) + 1
         try:
             outcome = await self.buffer.db.staged(

@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from kkt_adapter.buffer.store import OldestUnsent, iso_ms
+from kkt_adapter.buffer.store import OldestUnsent
 from kkt_adapter.device.base import DeviceStatus
+from kkt_adapter.domain.dates import iso_ms
 
 HOUR_MS = 3_600_000
 FN_LIMIT_DAYS = 30

@@ -65,7 +65,7 @@ async def fiscalized(buffer: Any, n: int) -> str:
     from datetime import datetime
 
     from kkt_adapter.buffer import NewReceipt
-    from kkt_adapter.device.base import FiscalResult
+    from kkt_adapter.domain.fiscal import FiscalResult
 
     rid = f"R{n:04d}"
     doc = {"1192": rid}

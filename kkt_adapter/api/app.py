@@ -14,15 +14,22 @@ from zoneinfo import ZoneInfo
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kkt_adapter import __version__
 from kkt_adapter.api.guard import Access, Gate, document_access
-from kkt_adapter.api.intake_endpoint import ReceiptEndpoint, is_receipt_post
+from kkt_adapter.api.intake_endpoint import (
+    RECEIPT_OPERATION,
+    RECEIPT_PATH,
+    ReceiptEndpoint,
+    is_receipt_post,
+)
 from kkt_adapter.api.middleware import RequestContext, cors_options, with_cors
 from kkt_adapter.api.routes import gather_facts, router
 from kkt_adapter.api.routes_delivery import delivery_router
 from kkt_adapter.api.routes_metrics import metrics_router
+from kkt_adapter.api.schemas import ReceiptIn
 from kkt_adapter.api.ui import ui_router
 from kkt_adapter.buffer import Buffer
 from kkt_adapter.buffer.outbox import Outbox
@@ -39,7 +46,6 @@ from kkt_adapter.device import EmulatedKkt
 from kkt_adapter.device.base import KktDevice
 from kkt_adapter.device.emulator_process import EmulatorProcess
 from kkt_adapter.device.gate import DeviceGate
-from kkt_adapter.domain import ReceiptIn
 from kkt_adapter.erp import ErpHeartbeat, heartbeat_payload
 from kkt_adapter.housekeeping import Housekeeper
 from kkt_adapter.http_errors import install_error_handlers
@@ -87,6 +93,7 @@ class Runtime:
     ofd_emulator: bool
     erp: ErpHeartbeat
     housekeeper: Housekeeper
+    today: Callable[[], date]
 
 
 def build_device(settings: Settings) -> KktDevice:
@@ -155,8 +162,12 @@ def create_app(
     app.state.metrics = metrics
     gate = Gate.from_settings(settings)
     app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes, gate=gate)
+    intake = ReceiptEndpoint(app.state, metrics)
+    # The route table declares the path (its access class, 405 for other methods); requests
+    # to it are served ahead of FastAPI's stack by ``fast_intake``, with the same endpoint.
+    app.router.routes.append(Route(RECEIPT_PATH, intake, methods=["POST"], include_in_schema=False))
     app.fast_intake = RequestContext(
-        ReceiptEndpoint(app.state, metrics),
+        intake,
         max_body_bytes=settings.max_body_bytes,
         gate=gate,
         access=Access.POS,
@@ -209,7 +220,6 @@ async def _build(
     intake = IntakeService(
         buffer,
         device,
-        today=today,
         gate=DeviceGate(settings.data_dir),
         crash_after_print=settings.test_crash_after_print,
     )
@@ -272,6 +282,7 @@ async def _build(
         ofd_emulator is not None,
         erp=erp,
         housekeeper=housekeeper,
+        today=today,
     )
 
 
@@ -322,6 +333,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     components.update(receipt_schema.pop("$defs", {}))
     components["ReceiptIn"] = receipt_schema
+    schema["paths"] = {RECEIPT_PATH: {"post": RECEIPT_OPERATION}, **schema.get("paths", {})}
     document_access(schema)
     app.openapi_schema = schema
     return schema

@@ -11,9 +11,9 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from kkt_adapter.api.views import receipt_view, report_view, shift_view
-from kkt_adapter.buffer import iso_ms
+from kkt_adapter.domain.dates import iso_ms
 from kkt_adapter.errors import NotFound
-from kkt_adapter.http_errors import ERROR_SCHEMA
+from kkt_adapter.http_errors import error_responses
 from kkt_adapter.status import (
     Facts,
     LinkFacts,
@@ -27,33 +27,6 @@ from kkt_adapter.status import (
 )
 
 router = APIRouter()
-
-
-def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {
-        status: {
-            "description": "Error with a stable machine code",
-            "content": {"application/json": {"schema": ERROR_SCHEMA}},
-        }
-        for status in statuses
-    }
-
-
-RECEIPT_OPENAPI: dict[str, Any] = {
-    "parameters": [
-        {
-            "name": "Idempotency-Key",
-            "in": "header",
-            "required": True,
-            "schema": {"type": "string", "minLength": 1, "maxLength": 255},
-            "description": "Unique per receipt; a retry with the same key and body replays.",
-        }
-    ],
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ReceiptIn"}}},
-    },
-}
 
 
 class ShiftAction(BaseModel):
@@ -71,29 +44,11 @@ def _runtime(request: Request) -> Any:
     return request.app.state.runtime
 
 
-@router.post(
-    "/v1/kkt/receipt",
-    tags=["receipts"],
-    summary="Create a receipt: durable, fiscalized, answered",
-    openapi_extra=RECEIPT_OPENAPI,
-    responses={
-        200: {"description": "Fiscalized; `Idempotent-Replayed: true` on a replay"},
-        **_errors(400, 409, 413, 422, 503),
-    },
-)
-async def create_receipt(request: Request) -> Response:
-    runtime = _runtime(request)
-    body = await request.body()
-    intake = await runtime.intake.create_receipt(request.headers.get("idempotency-key"), body)
-    headers = {"Idempotent-Replayed": "true"} if intake.replayed else None
-    return json_response(intake.body, headers=headers)
-
-
 @router.get(
     "/v1/kkt/receipt/{receipt_id}",
     tags=["receipts"],
     summary="One receipt: status, fiscal attributes, delivery attempts, HLC",
-    responses=_errors(404),
+    responses=error_responses(404),
 )
 async def get_receipt(receipt_id: str, request: Request) -> Response:
     row = await _runtime(request).buffer.get_receipt(receipt_id)
@@ -176,7 +131,9 @@ async def get_shift(request: Request) -> Response:
     return json_response(shift_view(status))
 
 
-@router.post("/v1/kkt/shift/open", tags=["shift"], summary="Open a shift", responses=_errors(409))
+@router.post(
+    "/v1/kkt/shift/open", tags=["shift"], summary="Open a shift", responses=error_responses(409)
+)
 async def open_shift(request: Request, action: ShiftAction | None = None) -> Response:
     report = await _runtime(request).intake.open_shift(action.cashier if action else None)
     return json_response(report_view(report))
@@ -186,7 +143,7 @@ async def open_shift(request: Request, action: ShiftAction | None = None) -> Res
     "/v1/kkt/shift/close",
     tags=["shift"],
     summary="Close the shift (Z report)",
-    responses=_errors(409),
+    responses=error_responses(409),
 )
 async def close_shift(request: Request, action: ShiftAction | None = None) -> Response:
     report = await _runtime(request).intake.close_shift(action.cashier if action else None)

@@ -8,10 +8,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from kkt_adapter.api.routes import _errors, _runtime, json_response
-from kkt_adapter.buffer import iso_ms
+from kkt_adapter.api.routes import _runtime, json_response
 from kkt_adapter.buffer.outbox import LEVELS
+from kkt_adapter.domain.dates import iso_ms
 from kkt_adapter.errors import NotFound, ValidationError
+from kkt_adapter.http_errors import error_responses
 
 delivery_router = APIRouter()
 
@@ -32,7 +33,7 @@ async def sync_now(request: Request) -> Response:
     "/v1/kkt/buffer/logs",
     tags=["buffer"],
     summary="Audit events of the buffer, newest first",
-    responses=_errors(422),
+    responses=error_responses(422),
 )
 async def buffer_logs(
     request: Request,
@@ -80,7 +81,7 @@ async def dlq(request: Request, page: Page = 1, limit: Limit = 100) -> Response:
     "/v1/kkt/dlq/{receipt_id}/requeue",
     tags=["dlq"],
     summary="Send a rejected document again (after repair)",
-    responses=_errors(404),
+    responses=error_responses(404),
 )
 async def requeue(receipt_id: str, request: Request) -> Response:
     runtime = _runtime(request)

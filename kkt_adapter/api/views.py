@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from kkt_adapter.buffer import iso_ms
 from kkt_adapter.device.base import DeviceStatus, ShiftReport
+from kkt_adapter.domain.dates import iso_ms
+from kkt_adapter.domain.money import format_money
 from kkt_adapter.hlc import HlcStamp
 
 
@@ -32,7 +33,7 @@ def receipt_view(row: dict[str, Any]) -> dict[str, Any]:
         "status": row["status"],
         "pos_id": row["pos_id"],
         "type": row["type"],
-        "total": _money(row["total"]),
+        "total": format_money(row["total"]),
         "created_at": iso_ms(row["created_ms"]),
         "updated_at": iso_ms(row["updated_ms"]),
         "hlc": str(stamp),
@@ -58,12 +59,6 @@ def _ofd_status(status: str) -> str:
     )
 
 
-def _money(kopecks: int) -> str:
-    sign = "-" if kopecks < 0 else ""
-    rubles, kop = divmod(abs(kopecks), 100)
-    return f"{sign}{rubles}.{kop:02d}"
-
-
 def shift_view(status: DeviceStatus) -> dict[str, Any]:
     return {
         "open": status.shift_open,
@@ -84,5 +79,5 @@ def report_view(report: ShiftReport) -> dict[str, Any]:
         "opened_at": report.opened_at.isoformat() if report.opened_at else None,
         "closed_at": report.closed_at.isoformat() if report.closed_at else None,
         "receipts": report.receipts,
-        "totals": {kind: _money(amount) for kind, amount in report.totals.items()},
+        "totals": {kind: format_money(amount) for kind, amount in report.totals.items()},
     }

@@ -1,5 +1,5 @@
 """The durable SQLite buffer of receipts, keys, events and the DLQ."""
 
-from kkt_adapter.buffer.store import STATUSES, Buffer, IntakeStart, NewReceipt, iso_ms
+from kkt_adapter.buffer.store import STATUSES, Buffer, IntakeStart, NewReceipt
 
-__all__ = ["STATUSES", "Buffer", "IntakeStart", "NewReceipt", "iso_ms"]
+__all__ = ["STATUSES", "Buffer", "IntakeStart", "NewReceipt"]

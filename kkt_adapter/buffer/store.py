@@ -12,14 +12,13 @@ import secrets
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from kkt_adapter.buffer.schema import migrate
-from kkt_adapter.device.base import FfdDocument, FiscalResult
+from kkt_adapter.domain.fiscal import FfdDocument, FiscalResult
 from kkt_adapter.errors import BufferFull, IdempotencyKeyReused, RequestInProgress
 from kkt_adapter.hlc import HlcStamp, HybridClock, WallClock, system_wall_ms
 from kkt_adapter.sqlite import Database, connect
@@ -58,13 +57,6 @@ class IntakeStart:
 class OldestUnsent:
     receipt_id: str
     created_ms: int
-
-
-def iso_ms(ms: int | None) -> str | None:
-    """Milliseconds since the epoch as an ISO 8601 UTC string."""
-    if ms is None:
-        return None
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
 
 
 class Buffer:

@@ -29,9 +29,10 @@ from pathlib import Path
 import orjson
 
 from kkt_adapter.device import emulator_store as store
-from kkt_adapter.device.base import DeviceStatus, FfdDocument, FiscalResult, ShiftReport
+from kkt_adapter.device.base import DeviceStatus, ShiftReport
 from kkt_adapter.device.emulator_store import RECEIPT_TYPES, State
-from kkt_adapter.device.sign import fiscal_sign
+from kkt_adapter.domain.fiscal import FfdDocument, FiscalResult
+from kkt_adapter.domain.sign import fiscal_sign
 from kkt_adapter.errors import ConfigError, DeviceError, ShiftError
 from kkt_adapter.sqlite import connect
 

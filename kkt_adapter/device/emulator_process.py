@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from kkt_adapter.device import wire
-from kkt_adapter.device.base import DeviceStatus, FfdDocument, FiscalResult, ShiftReport
+from kkt_adapter.device.base import DeviceStatus, ShiftReport
+from kkt_adapter.domain.fiscal import FfdDocument, FiscalResult
 from kkt_adapter.errors import ConfigError, DeviceError, KktAdapterError
 
 CHILD_MODULE = "kkt_adapter.device.serve_emulator"

@@ -12,8 +12,8 @@ from typing import Any
 
 import orjson
 
-from kkt_adapter.device.base import FiscalResult
-from kkt_adapter.device.sign import qr_string
+from kkt_adapter.domain.fiscal import FiscalResult
+from kkt_adapter.domain.sign import qr_string
 from kkt_adapter.sqlite import apply_migrations
 
 RECEIPT_TYPES = {1: "sale", 2: "refund", 3: "expense", 4: "expense_refund"}

@@ -15,7 +15,8 @@ from typing import IO, Any
 import orjson
 
 from kkt_adapter import errors
-from kkt_adapter.device.base import DeviceStatus, FiscalResult, ShiftReport
+from kkt_adapter.device.base import DeviceStatus, ShiftReport
+from kkt_adapter.domain.fiscal import FiscalResult
 from kkt_adapter.errors import DeviceError, KktAdapterError
 
 _HEADER = struct.Struct(">I")

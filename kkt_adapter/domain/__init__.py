@@ -1,4 +1,5 @@
-"""The receipt domain: money, the validated receipt and its FFD 1.2 document. No I/O here."""
+"""The receipt domain: money, the validated receipt, its FFD 1.2 document, the fiscal result
+and sign. No I/O and no request models here."""
 
 from kkt_adapter.domain.ffd import REQUIRED_TAGS, ffd_type_code, missing_tags, to_ffd
 from kkt_adapter.domain.money import (
@@ -12,24 +13,17 @@ from kkt_adapter.domain.money import (
     parse_quantity,
 )
 from kkt_adapter.domain.receipt import (
-    CashierIn,
     Correction,
-    CorrectionIn,
-    CustomerIn,
     Item,
-    ItemIn,
     ItemPaymentMethod,
     Payment,
-    PaymentIn,
     PaymentMethod,
     Receipt,
-    ReceiptIn,
     ReceiptType,
     Subject,
     Vat,
-    parse_receipt,
+    check_rules,
     receipt_fingerprint,
-    receipt_from_json,
     receipt_to_json,
 )
 
@@ -37,22 +31,17 @@ __all__ = [
     "MAX_MONEY",
     "MAX_QUANTITY_MILLI",
     "REQUIRED_TAGS",
-    "CashierIn",
     "Correction",
-    "CorrectionIn",
-    "CustomerIn",
     "Item",
-    "ItemIn",
     "ItemPaymentMethod",
     "Kopecks",
     "Payment",
-    "PaymentIn",
     "PaymentMethod",
     "Receipt",
-    "ReceiptIn",
     "ReceiptType",
     "Subject",
     "Vat",
+    "check_rules",
     "ffd_type_code",
     "format_money",
     "format_quantity",
@@ -60,9 +49,7 @@ __all__ = [
     "missing_tags",
     "parse_money",
     "parse_quantity",
-    "parse_receipt",
     "receipt_fingerprint",
-    "receipt_from_json",
     "receipt_to_json",
     "to_ffd",
 ]

@@ -1,10 +1,8 @@
-"""The receipt request: API-edge pydantic models, the validated domain receipt, and the one
-entry point :func:`parse_receipt` that turns request bytes into a domain :class:`Receipt`.
+"""The validated receipt: its vocabulary (types, VAT rates, payment methods, subjects), its
+business rules, its stored JSON and its fingerprint. No I/O, no request models: the API turns
+request bytes into a :class:`Receipt` (``kkt_adapter.api.schemas``).
 
-Money and quantities: the JSON may carry a decimal *string* ("7990.00", "1.5") or a JSON
-*integer* (whole rubles / whole units). JSON numbers with a fraction (``7990.5``) are refused
-with ``invalid_money`` / ``invalid_quantity`` and a hint to send a string, because the JSON
-parser would already have turned them into a float. Nothing is ever computed from a float.
+Money is integer kopecks, quantities integer thousandths; nothing is computed from a float.
 """
 
 from __future__ import annotations
@@ -14,21 +12,11 @@ import json
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator
-from pydantic import ValidationError as PydanticValidationError
-from pydantic_core import PydanticCustomError
 
-from kkt_adapter.domain.money import (
-    MAX_MONEY,
-    Kopecks,
-    format_money,
-    item_total,
-    parse_money,
-    parse_quantity,
-)
+from kkt_adapter.domain.money import MAX_MONEY, Kopecks, format_money, item_total
 from kkt_adapter.errors import ValidationError
 
 VAT_22_SINCE = date(2026, 1, 1)
@@ -106,105 +94,6 @@ class ItemPaymentMethod(StrEnum):
     CREDIT_PAYMENT = "credit_payment"
 
 
-def _edge(parse: Any, code: str) -> PlainValidator:
-    """A validator that parses the raw JSON value to an int, reporting ``code`` on failure."""
-
-    def validate(value: object) -> int:
-        try:
-            return int(parse(value, ""))
-        except ValidationError as exc:
-            reason = exc.details["reason"]
-            raise PydanticCustomError(code, "{reason}", {"reason": reason}) from None
-
-    return PlainValidator(validate, json_schema_input_type=str | int)
-
-
-MoneyIn = Annotated[int, _edge(parse_money, "invalid_money")]
-QuantityIn = Annotated[int, _edge(parse_quantity, "invalid_quantity")]
-_EDGE = ConfigDict(extra="forbid", strict=True)
-
-
-class ItemIn(BaseModel):
-    """One item line of the request; ``price`` in rubles, ``quantity`` in units."""
-
-    model_config = _EDGE
-    name: str = Field(min_length=1, max_length=128, pattern=r"\S")
-    price: MoneyIn
-    quantity: QuantityIn
-    vat: Vat
-    subject: Subject = Subject.GOODS
-    payment_method: ItemPaymentMethod = ItemPaymentMethod.FULL_PAYMENT
-    sku: str | None = Field(default=None, min_length=1, max_length=64)
-    mark_code: str | None = Field(default=None, min_length=1, max_length=256)
-
-
-class PaymentIn(BaseModel):
-    """One payment of the request."""
-
-    model_config = _EDGE
-    method: PaymentMethod
-    amount: MoneyIn
-
-
-class CustomerIn(BaseModel):
-    """Where to send the electronic receipt (FFD tag 1008); both fields optional."""
-
-    model_config = _EDGE
-    email: str | None = Field(default=None, max_length=64, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-    phone: str | None = Field(default=None, pattern=r"^\+?[0-9]{10,15}$")
-
-
-class CashierIn(BaseModel):
-    """The cashier (FFD tags 1021, 1203)."""
-
-    model_config = _EDGE
-    name: str = Field(min_length=1, max_length=64, pattern=r"\S")
-    inn: str | None = Field(default=None, pattern=r"^(?:[0-9]{10}|[0-9]{12})$")
-
-
-class CorrectionIn(BaseModel):
-    """Correction basis (FFD tags 1173, 1174); ``number`` is required when kind is "order"."""
-
-    model_config = _EDGE
-    kind: Literal["self", "order"]
-    date: date
-    number: str | None = Field(default=None, min_length=1, max_length=32)
-
-
-_EXAMPLE: dict[str, Any] = {
-    "pos_id": "POS-001",
-    "type": "sale",
-    "items": [
-        {
-            "name": "Frame Ray-Ban RB5154",
-            "price": "7990.00",
-            "quantity": "1",
-            "vat": "vat22",
-            "subject": "goods",
-            "payment_method": "full_payment",
-            "sku": "RB5154-2000",
-            "mark_code": None,
-        }
-    ],
-    "payments": [{"method": "card", "amount": "7990.00"}],
-    "customer": {"email": "buyer@example.com"},
-    "cashier": {"name": "Ivanova A.", "inn": None},
-}
-
-
-class ReceiptIn(BaseModel):
-    """The body of ``POST /v1/kkt/receipt``."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"example": _EXAMPLE})
-    pos_id: str = Field(min_length=1, max_length=64)
-    type: ReceiptType
-    items: list[ItemIn] = Field(min_length=1, max_length=100)
-    payments: list[PaymentIn] = Field(min_length=1, max_length=10)
-    customer: CustomerIn | None = None
-    cashier: CashierIn | None = None
-    correction: CorrectionIn | None = None
-
-
 @dataclass(frozen=True, slots=True)
 class Item:
     """A validated item line."""
@@ -268,113 +157,18 @@ def invalid(code: str, field: str, reason: str, message: str = "", **extra: Any)
     return ValidationError(message or f"{field}: {reason}", code=code, details=details)
 
 
-# pydantic error type -> our code; anything unlisted ending in "_type" is invalid_type.
-_CODES = {
-    "json_invalid": "malformed_json",
-    "json_type": "malformed_json",
-    "extra_forbidden": "unknown_field",
-    "missing": "missing_field",
-    "invalid_money": "invalid_money",
-    "invalid_quantity": "invalid_quantity",
-}
-_ENUM_CODES = {"type": "invalid_receipt_type", "vat": "invalid_vat"}
-_EMPTY_CODES = {"items": "empty_items", "payments": "empty_payments"}
-_MAX_LISTED_ERRORS = 5
-
-
-def _field_path(loc: tuple[int | str, ...]) -> str:
-    path = ""
-    for part in loc:
-        path += f"[{part}]" if isinstance(part, int) else f".{part}" if path else part
-    return path or "body"
-
-
-def _code(error: Any) -> str:
-    kind, loc = error["type"], error["loc"]
-    last = loc[-1] if loc else None
-    if kind in _CODES:
-        return _CODES[kind]
-    if not loc and kind.endswith("_type"):
-        return "malformed_json"  # the body is JSON but not an object
-    if kind == "enum" and last in _ENUM_CODES:
-        return _ENUM_CODES[str(last)]
-    if kind == "too_short" and len(loc) == 1 and last in _EMPTY_CODES:
-        return _EMPTY_CODES[str(last)]
-    return "invalid_type" if kind.endswith("_type") else "invalid_value"
-
-
-def from_pydantic(exc: PydanticValidationError) -> ValidationError:
-    """Map pydantic's errors to one ``ValidationError``; the first error sets the code."""
-    errors = [
-        {"field": _field_path(e["loc"]), "code": _code(e), "reason": e["msg"]}
-        for e in exc.errors(include_url=False, include_input=False)
-    ]
-    first = errors[0]
-    message = "malformed JSON body" if first["code"] == "malformed_json" else ""
-    return invalid(
-        first["code"],
-        first["field"],
-        first["reason"],
-        message,
-        errors=errors[:_MAX_LISTED_ERRORS],
-    )
-
-
-def parse_receipt(body: bytes, today: date) -> Receipt:
-    """Validate raw request bytes into a :class:`Receipt` dated ``today``.
-
-    Raises only :class:`~kkt_adapter.errors.ValidationError`, whose ``code`` says what is wrong
-    and whose ``details["field"]`` names the field (``"items[0].price"``).
-    """
-    try:
-        model = ReceiptIn.model_validate_json(body)
-    except PydanticValidationError as exc:
-        raise from_pydantic(exc) from None
-    receipt = _to_domain(model, today)
-    _check_rules(receipt)
-    return receipt
-
-
-def _to_domain(model: ReceiptIn, today: date) -> Receipt:
-    customer = model.customer or CustomerIn()
-    cashier = model.cashier
-    return Receipt(
-        pos_id=model.pos_id,
-        type=model.type,
-        items=tuple(
-            Item(
-                i.name,
-                Kopecks(i.price),
-                i.quantity,
-                i.vat,
-                i.subject,
-                i.payment_method,
-                i.sku,
-                i.mark_code,
-            )
-            for i in model.items
-        ),
-        payments=tuple(Payment(p.method, Kopecks(p.amount)) for p in model.payments),
-        customer_email=customer.email,
-        customer_phone=customer.phone,
-        cashier_name=cashier.name if cashier else None,
-        cashier_inn=cashier.inn if cashier else None,
-        correction=_correction(model.correction, today),
-        dated=today,
-    )
-
-
-def _correction(model: CorrectionIn | None, today: date) -> Correction | None:
-    if model is None:
-        return None
-    if model.kind == "order" and model.number is None:
+def correction(kind: str, day: date, number: str | None, today: date) -> Correction:
+    """A correction basis, checked: an order needs its number; no correction of the future."""
+    if kind == "order" and number is None:
         raise invalid("missing_field", "correction.number", "required when kind is 'order'")
-    if model.date > today:
+    if day > today:
         raise invalid("invalid_value", "correction.date", "must not be in the future")
-    return Correction(model.kind, model.date, model.number)
+    return Correction(kind, day, number)
 
 
-def _check_rules(receipt: Receipt) -> None:
+def check_rules(receipt: Receipt) -> None:
+    """The receipt's business rules: the VAT rate in force, item totals in range, and the
+    payments adding up to the total. Raises ``ValidationError`` naming the field."""
     # A correction fixes a past settlement, so the rate in force on that day applies.
     vat_day = receipt.correction.date if receipt.correction else receipt.dated
     for index, item in enumerate(receipt.items):
@@ -429,39 +223,6 @@ def receipt_to_json(receipt: Receipt) -> dict[str, Any]:
         else {"kind": corr.kind, "date": corr.date.isoformat(), "number": corr.number},
         "dated": receipt.dated.isoformat(),
     }
-
-
-def receipt_from_json(data: dict[str, Any]) -> Receipt:
-    """Inverse of :func:`receipt_to_json` (trusted input: our own storage)."""
-    corr = data["correction"]
-    return Receipt(
-        pos_id=data["pos_id"],
-        type=ReceiptType(data["type"]),
-        items=tuple(
-            Item(
-                i["name"],
-                Kopecks(i["price"]),
-                i["quantity_milli"],
-                Vat(i["vat"]),
-                Subject(i["subject"]),
-                ItemPaymentMethod(i["payment_method"]),
-                i["sku"],
-                i["mark_code"],
-            )
-            for i in data["items"]
-        ),
-        payments=tuple(
-            Payment(PaymentMethod(p["method"]), Kopecks(p["amount"])) for p in data["payments"]
-        ),
-        customer_email=data["customer_email"],
-        customer_phone=data["customer_phone"],
-        cashier_name=data["cashier_name"],
-        cashier_inn=data["cashier_inn"],
-        correction=None
-        if corr is None
-        else Correction(corr["kind"], date.fromisoformat(corr["date"]), corr["number"]),
-        dated=date.fromisoformat(data["dated"]),
-    )
 
 
 def receipt_fingerprint(receipt: Receipt, payload: dict[str, Any] | None = None) -> str:

@@ -26,8 +26,8 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kkt_adapter.device.sign import verify_sign
 from kkt_adapter.domain.ffd import missing_tags
+from kkt_adapter.domain.sign import verify_sign
 from kkt_adapter.errors import (
     DocumentRejected,
     IdentityConflict,

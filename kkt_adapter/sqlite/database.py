@@ -137,9 +137,7 @@ class Database:
         finally:
             conn.execute("COMMIT")
 
-    async def staged(
-        self, write: Callable[[sqlite3.Connection], Staged], outside: Poster
-    ) -> Any:
+    async def staged(self, write: Callable[[sqlite3.Connection], Staged], outside: Poster) -> Any:
         """Run a staged write whose blocking calls run on ``outside``; returns its value."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()

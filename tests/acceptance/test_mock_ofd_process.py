@@ -13,8 +13,9 @@ import pytest
 from conftest import Process
 from helpers import SAMPLE_RECEIPT
 
+from kkt_adapter.api.schemas import parse_receipt
 from kkt_adapter.device import EmulatedKkt
-from kkt_adapter.domain import parse_receipt, to_ffd
+from kkt_adapter.domain import to_ffd
 from kkt_adapter.hlc import HlcStamp
 
 pytestmark = pytest.mark.acceptance

@@ -18,9 +18,10 @@ import httpx
 import pytest
 from helpers import SAMPLE_RECEIPT, priced_receipt
 
+from kkt_adapter.api.schemas import parse_receipt
 from kkt_adapter.device import EmulatedKkt
-from kkt_adapter.device.base import FiscalResult
-from kkt_adapter.domain import parse_receipt, to_ffd
+from kkt_adapter.domain import to_ffd
+from kkt_adapter.domain.fiscal import FiscalResult
 from kkt_adapter.hlc import HlcStamp
 from kkt_adapter.mock_ofd import create_mock_ofd_app
 

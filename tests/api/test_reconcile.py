@@ -19,6 +19,7 @@ from chaos import device_log
 from helpers import adapter, eventually, new_key, receipt
 
 from kkt_adapter.api.app import build_device
+from kkt_adapter.api.schemas import parse_receipt
 from kkt_adapter.buffer import Buffer, NewReceipt
 from kkt_adapter.service import new_receipt
 from kkt_adapter.settings import Settings
@@ -26,7 +27,8 @@ from kkt_adapter.settings import Settings
 
 async def left_accepted(settings: Settings, key: str, body: dict[str, Any]) -> NewReceipt:
     """The buffer as a crash right after the ``accepted`` commit leaves it."""
-    new = new_receipt(key, json.dumps(body).encode(), date.today(), 1_764_000_000_000)
+    receipt = parse_receipt(json.dumps(body).encode(), date.today())
+    new = new_receipt(key, receipt, 1_764_000_000_000)
     buffer = Buffer(settings.data_dir, capacity=10)
     await asyncio.to_thread(buffer.open)
     try:

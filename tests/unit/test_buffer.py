@@ -12,7 +12,7 @@ import pytest
 
 from kkt_adapter.buffer import Buffer, NewReceipt
 from kkt_adapter.buffer.schema import migrate
-from kkt_adapter.device.base import FiscalResult
+from kkt_adapter.domain.fiscal import FiscalResult
 from kkt_adapter.errors import (
     BufferFull,
     IdempotencyKeyReused,

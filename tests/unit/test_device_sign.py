@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from kkt_adapter.device.sign import canonical_bytes, fiscal_sign, qr_string, verify_sign
+from kkt_adapter.domain.sign import canonical_bytes, fiscal_sign, qr_string, verify_sign
 
 KEY = b"emulator-test-key"
 MSK = timezone(timedelta(hours=3))

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from kkt_adapter.device import MOSCOW, EmulatedKkt, KktDevice, verify_sign
+from kkt_adapter.device import MOSCOW, EmulatedKkt, KktDevice
 from kkt_adapter.device.emulator import STATE_FILE
+from kkt_adapter.domain.sign import verify_sign
 from kkt_adapter.errors import ConfigError, DeviceError, ShiftError
 
 KEY = b"emulator-test-key"

@@ -6,18 +6,17 @@ from datetime import date
 from typing import Any
 
 import pytest
+from fakes import receipt_from_json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kkt_adapter.api.schemas import ReceiptIn, parse_receipt
 from kkt_adapter.domain.receipt import (
     Correction,
     Receipt,
-    ReceiptIn,
     ReceiptType,
     Vat,
-    parse_receipt,
     receipt_fingerprint,
-    receipt_from_json,
     receipt_to_json,
 )
 from kkt_adapter.errors import ValidationError

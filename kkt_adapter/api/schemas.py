@@ -1,0 +1,256 @@
+"""The request models of the API and the one entry point :func:`parse_receipt` that turns
+request bytes into a domain :class:`~kkt_adapter.domain.receipt.Receipt`.
+
+Money and quantities: the JSON may carry a decimal *string* ("7990.00", "1.5") or a JSON
+*integer* (whole rubles / whole units). JSON numbers with a fraction (``7990.5``) are refused
+with ``invalid_money`` / ``invalid_quantity`` and a hint to send a string, because the JSON
+parser would already have turned them into a float. Nothing is ever computed from a float.
+Every refusal is one :class:`~kkt_adapter.errors.ValidationError` whose ``code`` says what is
+wrong and whose ``details["field"]`` names the field.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator
+from pydantic import ValidationError as PydanticValidationError
+from pydantic_core import PydanticCustomError
+
+from kkt_adapter.domain.money import Kopecks, parse_money, parse_quantity
+from kkt_adapter.domain.receipt import (
+    Correction,
+    Item,
+    ItemPaymentMethod,
+    Payment,
+    PaymentMethod,
+    Receipt,
+    ReceiptType,
+    Subject,
+    Vat,
+    check_rules,
+    correction,
+    invalid,
+)
+from kkt_adapter.errors import ValidationError
+
+MAX_KEY_LENGTH = 255
+
+
+def check_idempotency_key(key: str | None) -> str:
+    """The Idempotency-Key header is required: 1-255 printable ASCII characters."""
+    if key is None or not key.strip():
+        raise ValidationError(
+            "the Idempotency-Key header is required",
+            code="idempotency_key_missing",
+            details={"field": "Idempotency-Key"},
+        )
+    if len(key) > MAX_KEY_LENGTH or not key.isascii() or not key.isprintable():
+        raise ValidationError(
+            f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable ASCII characters",
+            code="idempotency_key_invalid",
+            details={"field": "Idempotency-Key"},
+        )
+    return key
+
+
+def _edge(parse: Any, code: str) -> PlainValidator:
+    """A validator that parses the raw JSON value to an int, reporting ``code`` on failure."""
+
+    def validate(value: object) -> int:
+        try:
+            return int(parse(value, ""))
+        except ValidationError as exc:
+            reason = exc.details["reason"]
+            raise PydanticCustomError(code, "{reason}", {"reason": reason}) from None
+
+    return PlainValidator(validate, json_schema_input_type=str | int)
+
+
+MoneyIn = Annotated[int, _edge(parse_money, "invalid_money")]
+QuantityIn = Annotated[int, _edge(parse_quantity, "invalid_quantity")]
+_EDGE = ConfigDict(extra="forbid", strict=True)
+
+
+class ItemIn(BaseModel):
+    """One item line of the request; ``price`` in rubles, ``quantity`` in units."""
+
+    model_config = _EDGE
+    name: str = Field(min_length=1, max_length=128, pattern=r"\S")
+    price: MoneyIn
+    quantity: QuantityIn
+    vat: Vat
+    subject: Subject = Subject.GOODS
+    payment_method: ItemPaymentMethod = ItemPaymentMethod.FULL_PAYMENT
+    sku: str | None = Field(default=None, min_length=1, max_length=64)
+    mark_code: str | None = Field(default=None, min_length=1, max_length=256)
+
+
+class PaymentIn(BaseModel):
+    """One payment of the request."""
+
+    model_config = _EDGE
+    method: PaymentMethod
+    amount: MoneyIn
+
+
+class CustomerIn(BaseModel):
+    """Where to send the electronic receipt (FFD tag 1008); both fields optional."""
+
+    model_config = _EDGE
+    email: str | None = Field(default=None, max_length=64, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    phone: str | None = Field(default=None, pattern=r"^\+?[0-9]{10,15}$")
+
+
+class CashierIn(BaseModel):
+    """The cashier (FFD tags 1021, 1203)."""
+
+    model_config = _EDGE
+    name: str = Field(min_length=1, max_length=64, pattern=r"\S")
+    inn: str | None = Field(default=None, pattern=r"^(?:[0-9]{10}|[0-9]{12})$")
+
+
+class CorrectionIn(BaseModel):
+    """Correction basis (FFD tags 1173, 1174); ``number`` is required when kind is "order"."""
+
+    model_config = _EDGE
+    kind: Literal["self", "order"]
+    date: date
+    number: str | None = Field(default=None, min_length=1, max_length=32)
+
+
+_EXAMPLE: dict[str, Any] = {
+    "pos_id": "POS-001",
+    "type": "sale",
+    "items": [
+        {
+            "name": "Frame Ray-Ban RB5154",
+            "price": "7990.00",
+            "quantity": "1",
+            "vat": "vat22",
+            "subject": "goods",
+            "payment_method": "full_payment",
+            "sku": "RB5154-2000",
+            "mark_code": None,
+        }
+    ],
+    "payments": [{"method": "card", "amount": "7990.00"}],
+    "customer": {"email": "buyer@example.com"},
+    "cashier": {"name": "Ivanova A.", "inn": None},
+}
+
+
+class ReceiptIn(BaseModel):
+    """The body of ``POST /v1/kkt/receipt``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"example": _EXAMPLE})
+    pos_id: str = Field(min_length=1, max_length=64)
+    type: ReceiptType
+    items: list[ItemIn] = Field(min_length=1, max_length=100)
+    payments: list[PaymentIn] = Field(min_length=1, max_length=10)
+    customer: CustomerIn | None = None
+    cashier: CashierIn | None = None
+    correction: CorrectionIn | None = None
+
+
+# pydantic error type -> our code; anything unlisted ending in "_type" is invalid_type.
+_CODES = {
+    "json_invalid": "malformed_json",
+    "json_type": "malformed_json",
+    "extra_forbidden": "unknown_field",
+    "missing": "missing_field",
+    "invalid_money": "invalid_money",
+    "invalid_quantity": "invalid_quantity",
+}
+_ENUM_CODES = {"type": "invalid_receipt_type", "vat": "invalid_vat"}
+_EMPTY_CODES = {"items": "empty_items", "payments": "empty_payments"}
+_MAX_LISTED_ERRORS = 5
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}" if path else part
+    return path or "body"
+
+
+def _code(error: Any) -> str:
+    kind, loc = error["type"], error["loc"]
+    last = loc[-1] if loc else None
+    if kind in _CODES:
+        return _CODES[kind]
+    if not loc and kind.endswith("_type"):
+        return "malformed_json"  # the body is JSON but not an object
+    if kind == "enum" and last in _ENUM_CODES:
+        return _ENUM_CODES[str(last)]
+    if kind == "too_short" and len(loc) == 1 and last in _EMPTY_CODES:
+        return _EMPTY_CODES[str(last)]
+    return "invalid_type" if kind.endswith("_type") else "invalid_value"
+
+
+def from_pydantic(exc: PydanticValidationError) -> ValidationError:
+    """Map pydantic's errors to one ``ValidationError``; the first error sets the code."""
+    errors = [
+        {"field": _field_path(e["loc"]), "code": _code(e), "reason": e["msg"]}
+        for e in exc.errors(include_url=False, include_input=False)
+    ]
+    first = errors[0]
+    message = "malformed JSON body" if first["code"] == "malformed_json" else ""
+    return invalid(
+        first["code"],
+        first["field"],
+        first["reason"],
+        message,
+        errors=errors[:_MAX_LISTED_ERRORS],
+    )
+
+
+def parse_receipt(body: bytes, today: date) -> Receipt:
+    """Validate raw request bytes into a :class:`Receipt` dated ``today``.
+
+    Raises only :class:`~kkt_adapter.errors.ValidationError`, whose ``code`` says what is wrong
+    and whose ``details["field"]`` names the field (``"items[0].price"``).
+    """
+    try:
+        model = ReceiptIn.model_validate_json(body)
+    except PydanticValidationError as exc:
+        raise from_pydantic(exc) from None
+    receipt = _to_domain(model, today)
+    check_rules(receipt)
+    return receipt
+
+
+def _to_domain(model: ReceiptIn, today: date) -> Receipt:
+    customer = model.customer or CustomerIn()
+    cashier = model.cashier
+    return Receipt(
+        pos_id=model.pos_id,
+        type=model.type,
+        items=tuple(
+            Item(
+                i.name,
+                Kopecks(i.price),
+                i.quantity,
+                i.vat,
+                i.subject,
+                i.payment_method,
+                i.sku,
+                i.mark_code,
+            )
+            for i in model.items
+        ),
+        payments=tuple(Payment(p.method, Kopecks(p.amount)) for p in model.payments),
+        customer_email=customer.email,
+        customer_phone=customer.phone,
+        cashier_name=cashier.name if cashier else None,
+        cashier_inn=cashier.inn if cashier else None,
+        correction=_correction(model.correction, today),
+        dated=today,
+    )
+
+
+def _correction(model: CorrectionIn | None, today: date) -> Correction | None:
+    if model is None:
+        return None
+    return correction(model.kind, model.date, model.number, today)
