@@ -1,8 +1,8 @@
 """Circuit breaker on the OFD.
 
 CLOSED -> OPEN after ``failure_threshold`` consecutive transient failures; OPEN -> HALF_OPEN once
-``open_seconds`` passed; HALF_OPEN -> CLOSED after ``success_threshold`` successes, back to OPEN
-on any transient failure. Permanent rejections (a bad document) say nothing about the OFD's
+``open_seconds`` passed, or at a success while open (a manual sync probes); HALF_OPEN -> CLOSED
+after ``success_threshold`` successes, back to OPEN on any transient failure. Permanent rejections (a bad document) say nothing about the OFD's
 health and are not recorded here.
 
 A small class rather than a library: pybreaker wraps calls and its async support is Tornado's;
@@ -74,8 +74,14 @@ class CircuitBreaker:
         return self.state is not BreakerState.OPEN
 
     def record_success(self) -> None:
+        """A delivered document. One while OPEN is a manual sync's probe getting through: it
+        counts as a half-open probe, so a drain that succeeds closes the breaker."""
         self._failures = 0
-        if self.state is BreakerState.HALF_OPEN:
+        state = self.state
+        if state is BreakerState.OPEN:
+            self._move(BreakerState.HALF_OPEN)
+            state = BreakerState.HALF_OPEN
+        if state is BreakerState.HALF_OPEN:
             self._successes += 1
             if self._successes >= self.config.success_threshold:
                 self._move(BreakerState.CLOSED)

@@ -98,3 +98,22 @@ def test_a_success_resets_the_consecutive_failure_count() -> None:
     breaker.record_failure()
     assert breaker.state is BreakerState.CLOSED
     assert breaker.consecutive_failures == 2
+
+
+def test_successes_of_a_manual_sync_while_open_close_the_breaker() -> None:
+    # A manual sync probes while the breaker is open; once it delivers, the OFD is back: the
+    # breaker must not stay open (or half-open with nothing left to probe) after the drain.
+    clock = Clock()
+    changes: list[tuple[str, str]] = []
+    breaker = CircuitBreaker(
+        BreakerConfig(failure_threshold=1, open_seconds=60, success_threshold=2),
+        clock,
+        on_change=lambda old, new: changes.append((old.value, new.value)),
+    )
+    breaker.record_failure()
+    assert breaker.state is BreakerState.OPEN
+    breaker.record_success()
+    assert breaker.state is BreakerState.HALF_OPEN
+    breaker.record_success()
+    assert breaker.state is BreakerState.CLOSED
+    assert changes == [("CLOSED", "OPEN"), ("OPEN", "HALF_OPEN"), ("HALF_OPEN", "CLOSED")]
