@@ -8,10 +8,9 @@ A beat that fails is not retried early: the next one is due a period later anywa
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -19,15 +18,18 @@ import orjson
 
 from kkt_adapter import __version__
 from kkt_adapter.domain.dates import iso_ms
+from kkt_adapter.domain.lifecycle import BreakerState
+from kkt_adapter.periodic import Periodic
 from kkt_adapter.status import ErpFacts, Facts, alerts, oldest_pending, percent_full, unsynced
 
 log = logging.getLogger(__name__)
 
-Snapshot = Callable[[], Awaitable[dict[str, Any]]]
+Payload = Callable[[], Awaitable[dict[str, Any]]]
+"""Measures and builds the body of one beat."""
 
 
 def heartbeat_payload(
-    facts: Facts, *, node_id: str, breaker: str, ofd_emulator: bool
+    facts: Facts, *, node_id: str, breaker: BreakerState, ofd_emulator: bool
 ) -> dict[str, Any]:
     """The body of one beat."""
     counts = facts.counts
@@ -69,7 +71,7 @@ class ErpHeartbeat:
         self._lost_after_ms = int(lost_after * 1000)
         self._now_ms = now_ms
         self._started_ms = now_ms()
-        self._task: asyncio.Task[None] | None = None
+        self._loop: Periodic | None = None
         self._session: aiohttp.ClientSession | None = None
         self.last_success_ms: int | None = None
         self.last_failure_ms: int | None = None
@@ -92,7 +94,7 @@ class ErpHeartbeat:
             beats_failed=self.beats_failed,
         )
 
-    def start(self, snapshot: Snapshot) -> None:
+    def start(self, payload: Payload) -> None:
         """Beat now and then every period, in the background (start-up never waits on it)."""
         if self.url is None:
             return
@@ -101,30 +103,27 @@ class ErpHeartbeat:
             timeout=aiohttp.ClientTimeout(total=self._timeout),
             headers={"User-Agent": f"kkt-adapter/{__version__}"},
         )
-        self._task = asyncio.create_task(self._run(snapshot), name="erp-heartbeat")
+        self._loop = Periodic("erp-heartbeat", partial(self._run, payload), period=self._period)
+        self._loop.start()
         log.info("ERP heartbeat every %.1f s to %s", self._period, self.url)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        if self._loop is not None:
+            await self._loop.stop()
+            self._loop = None
         if self._session is not None:
             await self._session.close()
             self._session = None
 
-    async def _run(self, snapshot: Snapshot) -> None:
-        while True:
-            await self.beat(snapshot)
-            await asyncio.sleep(self._period)
+    async def _run(self, payload: Payload) -> None:
+        await self.beat(payload)
 
-    async def beat(self, snapshot: Snapshot) -> bool:
+    async def beat(self, payload: Payload) -> bool:
         """Send one beat; records and returns whether the ERP took it (any 2xx)."""
         assert self._session is not None and self.url is not None
         error: str | None = None
         try:
-            body = orjson.dumps(await snapshot())
+            body = orjson.dumps(await payload())
             async with self._session.post(
                 self.url, data=body, headers={"Content-Type": "application/json"}
             ) as response:

@@ -8,13 +8,12 @@ it is recorded from the KKT's log and goes to the OFD like any other.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 
 from kkt_adapter.buffer import Buffer
-from kkt_adapter.buffer.retention import Retention, leftovers, prune
+from kkt_adapter.buffer.retention import Retention
+from kkt_adapter.periodic import Periodic
 from kkt_adapter.service import IntakeService
 
 log = logging.getLogger(__name__)
@@ -44,35 +43,25 @@ class Housekeeper:
         self._buffer = buffer
         self._intake = intake
         self._retention = retention
-        self._period = period
         self._idle_ms = leftover_idle_ms
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Periodic("housekeeping", self._run, period=period, delay_first=True)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="housekeeping")
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.stop()
 
     async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._period)
-            try:
-                await self.sweep()
-            except Exception:  # a full disk, a busy device: the next sweep tries again
-                log.exception("housekeeping sweep failed")
+        await self.sweep()
 
     async def sweep(self) -> SweepResult:
         """Settle leftovers, then prune; returns what was done."""
         settled = 0
-        for left in await leftovers(self._buffer, self._buffer.now_ms() - self._idle_ms):
+        for left in await self._buffer.leftovers(self._buffer.now_ms() - self._idle_ms):
             if await self._intake.settle_leftover(left.receipt_id, left.idempotency_key):
                 settled += 1
-        pruned = await prune(self._buffer, self._retention)
+        pruned = await self._buffer.prune(self._retention)
         if pruned or settled:
             log.info("housekeeping: pruned %d receipts, settled %d left accepted", pruned, settled)
         return SweepResult(pruned, settled)

@@ -11,21 +11,21 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-OFD_OUTCOMES = ("delivered", "duplicate", "rejected", "transient")
-RECEIPT_STATUSES = ("accepted", "print_failed", "pending", "syncing", "synced", "failed")
-BREAKER_STATES = {"CLOSED": 0, "HALF_OPEN": 1, "OPEN": 2}
+from kkt_adapter.domain.lifecycle import BreakerState, CallOutcome, ReceiptStatus
+
+BREAKER_STATES = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
 SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
 @dataclass(frozen=True)
-class Snapshot:
+class GaugeFacts:
     """The facts the gauges show, measured at scrape time."""
 
     counts: dict[str, int]
     queued: int
     capacity: int
     oldest_age_seconds: float
-    breaker: str
+    breaker: BreakerState
     leader: bool
     fence: int | None
 
@@ -81,28 +81,28 @@ class Metrics:
         self.device_errors = Counter(
             "kkt_device_errors", "KKT refusals on intake by reason", ["reason"], registry=reg
         )
-        for outcome in OFD_OUTCOMES:
-            self.ofd_calls.labels(outcome)
+        for outcome in CallOutcome:
+            self.ofd_calls.labels(outcome.value)
         self.observe_intake = self.intake_seconds.observe
 
-    def observe_ofd_call(self, outcome: str, seconds: float) -> None:
+    def observe_ofd_call(self, outcome: CallOutcome, seconds: float) -> None:
         """One OFD submission: its outcome and how long it took."""
-        self.ofd_calls.labels(outcome).inc()
+        self.ofd_calls.labels(outcome.value).inc()
         self.ofd_call_seconds.observe(seconds)
 
     def device_error(self, reason: str) -> None:
         self.device_errors.labels(reason).inc()
 
-    def update(self, snapshot: Snapshot) -> None:
+    def update(self, snapshot: GaugeFacts) -> None:
         """Set the gauges from facts measured now."""
-        for status in {*RECEIPT_STATUSES, *snapshot.counts} - {"total", "dlq"}:
-            self.receipts.labels(status).set(snapshot.counts.get(status, 0))
+        for status in ReceiptStatus:
+            self.receipts.labels(status.value).set(snapshot.counts.get(status, 0))
         self.dlq_size.set(snapshot.counts.get("dlq", 0))
         self.buffer_queued.set(snapshot.queued)
         self.buffer_capacity.set(snapshot.capacity)
         self.buffer_fill.set(snapshot.queued / snapshot.capacity)
         self.oldest_pending.set(snapshot.oldest_age_seconds)
-        self.breaker_state.set(BREAKER_STATES.get(snapshot.breaker, 2))
+        self.breaker_state.set(BREAKER_STATES[snapshot.breaker])
         self.leader.set(int(snapshot.leader))
         self.fence.set(snapshot.fence or 0)
 

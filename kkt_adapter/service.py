@@ -1,38 +1,34 @@
 """Receipt intake, two-phase: durable in the buffer, then fiscalized on the KKT, then answered.
 
-    route -> IntakeService.create_receipt -> buffer (accepted) -> device -> buffer (pending)
+    endpoint -> IntakeService.create_receipt -> buffer (accepted) -> KKT -> buffer (pending)
 
 A receipt is committed as ``accepted`` before the device is asked to print, and its id travels
 in the document (tag 1192). If the process dies between the print and the record, start-up
 ``reconcile`` asks the device's log for that id instead of printing again (promise I2).
+Shift operations (``Shifts``) go to the same device runner and leave an audit event.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-import sqlite3
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import partial
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 from kkt_adapter.buffer import Buffer, NewReceipt
-from kkt_adapter.device.base import DeviceStatus, KktDevice, ShiftReport
-from kkt_adapter.device.gate import DeviceGate
+from kkt_adapter.buffer.store import IntakeTx
+from kkt_adapter.device.base import ShiftReport
+from kkt_adapter.device.runner import DeviceRunner, Stamped
 from kkt_adapter.domain import Receipt, receipt_fingerprint, receipt_to_json, to_ffd
-from kkt_adapter.domain.fiscal import FfdDocument, FiscalResult
+from kkt_adapter.domain.fiscal import FiscalResult
+from kkt_adapter.domain.lifecycle import ReceiptStatus
 from kkt_adapter.errors import DeviceError, RequestInProgress
-from kkt_adapter.hlc import HlcStamp, HybridClock
-from kkt_adapter.serial import CallResult, GroupCall, SerialThread
+from kkt_adapter.hlc import HlcStamp
 from kkt_adapter.sqlite import Staged
 
-T = TypeVar("T")
 log = logging.getLogger(__name__)
-
-CRASH_EXIT_CODE = 70
 
 
 @dataclass(frozen=True)
@@ -98,7 +94,7 @@ def fiscal_answer(result: FiscalResult, queue_position: int) -> dict[str, Any]:
     """The POS's answer for a fiscalized receipt (DESIGN §4, "Receipt response")."""
     return {
         "receipt_id": result.receipt_id,
-        "status": "pending",
+        "status": ReceiptStatus.PENDING,
         "fiscal": {
             "fn": result.fn,
             "fd": result.fd,
@@ -108,49 +104,30 @@ def fiscal_answer(result: FiscalResult, queue_position: int) -> dict[str, Any]:
             "datetime": result.datetime.isoformat(),
             "qr": result.qr,
         },
-        "ofd": {"status": "pending", "queue_position": queue_position},
+        "ofd": {"status": ReceiptStatus.PENDING, "queue_position": queue_position},
     }
 
 
 class IntakeService:
-    """Takes receipts in and keeps the buffer and the device in step."""
+    """Takes receipts in and keeps the buffer and the KKT in step."""
 
     def __init__(
-        self,
-        buffer: Buffer,
-        device: KktDevice,
-        *,
-        gate: DeviceGate,
-        crash_after_print: bool = False,
-        on_pending: Callable[[], None] = lambda: None,
+        self, buffer: Buffer, device: DeviceRunner, *, on_pending: Callable[[], None]
     ) -> None:
-        self.buffer = buffer
-        self.device = device
-        self.gate = gate
-        self._crash_after_print = crash_after_print
-        self.on_pending = on_pending
-        # One thread: the device prints one receipt at a time, never on the event loop.
-        self._device_thread = SerialThread("kkt-device")
+        self._buffer = buffer
+        self._device = device
+        self._on_pending = on_pending  # a receipt became pending (the delivery worker wakes)
         # Idempotency keys with a request running in this process: a receipt left
         # ``accepted`` under any other key is a leftover to settle (see ``settle_leftover``).
         self._inflight: dict[str, int] = {}
 
-    def close(self) -> None:
-        self._device_thread.shutdown(wait=True)
-        self.gate.close()
-
-    async def on_device(self, call: Callable[..., T], *args: Any) -> T:
-        """Run a device call on the device thread."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._device_thread, call, *args)
-
     async def create_receipt(self, key: str, receipt: Receipt) -> Intake:
         """Make durable, fiscalize and answer one validated receipt under its key."""
-        new = new_receipt(key, receipt, self.buffer.now_ms())
+        new = new_receipt(key, receipt, self._buffer.now_ms())
         self._inflight[key] = self._inflight.get(key, 0) + 1
         try:
-            outcome = await self.buffer.db.staged(
-                lambda conn: self._intake_steps(conn, new), self._device_thread
+            outcome = await self._buffer.intake(
+                lambda tx: self._intake_steps(tx, new), self._device
             )
         except RequestInProgress as busy:
             outcome = await self._retry_leftover(key, busy)
@@ -161,88 +138,45 @@ class IntakeService:
         if isinstance(outcome, DeviceError):
             raise outcome
         if not outcome.replayed:
-            self.on_pending()
+            self._on_pending()
         return cast(Intake, outcome)
 
-    def _intake_steps(self, conn: sqlite3.Connection, new: NewReceipt) -> Staged:
+    def _intake_steps(self, tx: IntakeTx, new: NewReceipt) -> Staged:
         """accepted (commit) -> the KKT prints, outside the transaction -> pending (commit).
 
         The transactional parts run on the buffer's writer, the print on the device thread,
         handing over without the event loop; a refusal is recorded as ``print_failed`` and
         returned.
         """
-        start = self.buffer.begin_intake_tx(conn, new)
+        start = tx.begin(new)
         if start.replay is not None:
             return Intake(start.replay, replayed=True)
         receipt_id = start.receipt_id
         try:
-            result, stamp = yield GroupCall(
-                self._print_group, (receipt_id, start.document), self.device.max_group
-            )
+            result, stamp = yield self._device.print_call(receipt_id, start.document)
         except DeviceError as exc:
-            self.buffer.print_failed_tx(conn, receipt_id, exc.reason)
+            tx.print_failed(receipt_id, exc.reason)
             return exc
         except Exception as exc:
             # The device may or may not have printed: ask its log rather than guess (I2).
             log.exception("device failure while printing %s", receipt_id)
-            found = yield partial(self._find_quietly, receipt_id)
+            found = yield self._device.find_call(receipt_id)
             if found is None:
-                self.buffer.print_failed_tx(conn, receipt_id, "device_error")
+                tx.print_failed(receipt_id, "device_error")
                 return DeviceError(f"the KKT failed: {exc}", reason="device_error")
             result, stamp = found
         position = start.queued + 1
-        answer = self.buffer.record_fiscal_tx(
-            conn, receipt_id, result, lambda: fiscal_answer(result, position), stamp
+        answer = tx.record_fiscal(
+            receipt_id, result, lambda: fiscal_answer(result, position), stamp
         )
         return Intake(answer, replayed=False)
 
-    def _print_group(self, items: list[tuple[str, FfdDocument]]) -> list[CallResult]:
-        """Print the receipts queued for the device in one go (one durable write on it), under
-        the gate, stamping each in FD order before letting go (HLC order = FD order)."""
-        outcomes: list[CallResult] = []
-        with self.gate.held():
-            for done in self.device.print_receipts(items):
-                if isinstance(done, Exception):
-                    outcomes.append((False, done))
-                else:
-                    outcomes.append((True, (done, self.gate.stamp(self._clock()))))
-        if self._crash_after_print:
-            log.critical("test fault switch: exiting after print, before record")
-            os._exit(CRASH_EXIT_CODE)
-        return outcomes
-
-    def _stamp(self) -> HlcStamp:
-        """A stamp above every stamp taken under the gate, by any process."""
-        with self.gate.held():
-            return self.gate.stamp(self._clock())
-
-    def _find_stamped(self, receipt_id: str) -> tuple[FiscalResult, HlcStamp] | None:
-        with self.gate.held():
-            result = self.device.find_document(receipt_id)
-            return None if result is None else (result, self.gate.stamp(self._clock()))
-
-    def _find_quietly(self, receipt_id: str) -> tuple[FiscalResult, HlcStamp] | None:
-        try:
-            return self._find_stamped(receipt_id)
-        except Exception:
-            log.exception("device lookup of %s failed", receipt_id)
-            return None
-
-    def _gated(self, call: Callable[..., T], *args: Any) -> T:
-        """A device operation that changes its state, under the cross-process gate."""
-        with self.gate.held():
-            return call(*args)
-
-    def _clock(self) -> HybridClock:
-        assert self.buffer.clock is not None
-        return self.buffer.clock
-
     async def _record(self, result: FiscalResult, stamp: HlcStamp) -> dict[str, Any]:
-        queued = (await self.buffer.counts())["pending"]
-        body = await self.buffer.record_fiscal(
+        queued = (await self._buffer.counts())[ReceiptStatus.PENDING]
+        body = await self._buffer.record_fiscal(
             result.receipt_id, result, lambda: fiscal_answer(result, queued + 1), stamp
         )
-        self.on_pending()
+        self._on_pending()
         return body
 
     async def _retry_leftover(self, key: str, busy: RequestInProgress) -> Intake:
@@ -268,7 +202,7 @@ class IntakeService:
         """
         if self._inflight.get(key, 0) > own:
             return None
-        found = await self.on_device(self._find_stamped, receipt_id)
+        found: Stamped | None = await self._device.find_stamped(receipt_id)
         if found is None:
             return None
         log.warning("receipt %s was printed but not recorded: recorded from the KKT", receipt_id)
@@ -282,31 +216,38 @@ class IntakeService:
         """
         printed: list[FiscalResult] = []
         never_printed: list[str] = []
-        for receipt_id in await self.buffer.accepted_ids():
-            result = await self.on_device(self.device.find_document, receipt_id)
+        for receipt_id in await self._buffer.accepted_ids():
+            result = await self._device.find(receipt_id)
             if result is not None:
                 printed.append(result)
             else:
-                await self.buffer.record_print_failed(receipt_id, "interrupted_before_print")
+                await self._buffer.record_print_failed(receipt_id, "interrupted_before_print")
                 never_printed.append(receipt_id)
         for result in sorted(printed, key=lambda result: result.fd):
-            await self._record(result, await self.on_device(self._stamp))
+            await self._record(result, await self._device.stamp())
         return ReconcileReport([result.receipt_id for result in printed], never_printed)
 
-    async def device_status(self) -> DeviceStatus:
-        return await self.on_device(self.device.status)
 
-    async def open_shift(self, cashier: str | None) -> ShiftReport:
-        report: ShiftReport = await self.on_device(self._gated, self.device.open_shift, cashier)
-        await self.buffer.log_event("info", "shift_opened", f"shift {report.shift}, FD {report.fd}")
+class Shifts:
+    """The shift's operations on the KKT, each left in the audit log when it changes state."""
+
+    def __init__(self, buffer: Buffer, device: DeviceRunner) -> None:
+        self._buffer = buffer
+        self._device = device
+
+    async def open(self, cashier: str | None) -> ShiftReport:
+        report = await self._device.open_shift(cashier)
+        await self._buffer.log_event(
+            "info", "shift_opened", f"shift {report.shift}, FD {report.fd}"
+        )
         return report
 
-    async def close_shift(self, cashier: str | None) -> ShiftReport:
-        report: ShiftReport = await self.on_device(self._gated, self.device.close_shift, cashier)
-        await self.buffer.log_event(
+    async def close(self, cashier: str | None) -> ShiftReport:
+        report = await self._device.close_shift(cashier)
+        await self._buffer.log_event(
             "info", "shift_closed", f"shift {report.shift}, Z report FD {report.fd}"
         )
         return report
 
     async def x_report(self) -> ShiftReport:
-        return await self.on_device(self.device.x_report)
+        return await self._device.x_report()

@@ -12,6 +12,7 @@ from typing import Any
 from kkt_adapter.buffer.store import OldestUnsent
 from kkt_adapter.device.base import DeviceStatus
 from kkt_adapter.domain.dates import iso_ms
+from kkt_adapter.domain.lifecycle import UNSYNCED, BreakerState, ReceiptStatus
 
 HOUR_MS = 3_600_000
 FN_LIMIT_DAYS = 30
@@ -54,7 +55,7 @@ def erp_lost(erp: ErpFacts, now_ms: int) -> bool:
 
 def unsynced(counts: dict[str, int]) -> int:
     """Receipts that count against the capacity: everything not yet synced."""
-    return sum(n for status, n in counts.items() if status not in ("synced", "total", "dlq"))
+    return sum(counts.get(status, 0) for status in UNSYNCED)
 
 
 def percent_full(counts: dict[str, int], capacity: int) -> float:
@@ -128,12 +129,7 @@ def buffer_status(facts: Facts, delivery: dict[str, Any]) -> dict[str, Any]:
     counts = facts.counts
     return {
         "total": counts["total"],
-        "accepted": counts["accepted"],
-        "print_failed": counts["print_failed"],
-        "pending": counts["pending"],
-        "syncing": counts["syncing"],
-        "synced": counts["synced"],
-        "failed": counts["failed"],
+        **{str(status): counts[status] for status in ReceiptStatus},
         "dlq": counts["dlq"],
         "total_capacity": facts.capacity,
         "current_queued": unsynced(counts),
@@ -218,7 +214,7 @@ def overall(components: dict[str, dict[str, Any]]) -> str:
 class LinkFacts:
     """What was measured of the OFD link."""
 
-    breaker: str
+    breaker: BreakerState
     consecutive_failures: int
     last_success_ms: int | None
     last_failure_ms: int | None
@@ -232,10 +228,12 @@ class LinkFacts:
 def network_status(link: LinkFacts) -> str:
     """offline: breaker open; degraded: half-open or the last contact failed; online: the last
     contact succeeded; unknown: no contact yet (nothing was sent)."""
-    if link.breaker == "OPEN":
+    if link.breaker == BreakerState.OPEN:
         return "offline"
     last_ok, last_bad = link.last_success_ms, link.last_failure_ms
-    if link.breaker == "HALF_OPEN" or (last_bad is not None and (last_ok or 0) < last_bad):
+    if link.breaker == BreakerState.HALF_OPEN or (
+        last_bad is not None and (last_ok or 0) < last_bad
+    ):
         return "degraded"
     return "online" if last_ok is not None else "unknown"
 
@@ -262,7 +260,7 @@ def delivery_status(link: LinkFacts) -> dict[str, Any]:
 def ofd_component(link: LinkFacts) -> dict[str, Any]:
     """The OFD link; ``warning`` when this process cannot lead for a reason other than another
     process leading (e.g. Redis unreachable): then nothing here delivers."""
-    state = {"OPEN": "error", "HALF_OPEN": "warning"}.get(link.breaker, "ok")
+    state = {BreakerState.OPEN: "error", BreakerState.HALF_OPEN: "warning"}.get(link.breaker, "ok")
     if state == "ok" and not link.leadership["leader"] and link.leadership["error"]:
         state = "warning"
     return {

@@ -1,10 +1,20 @@
-"""What the tests share: fakes at the package's edges and test-only helpers."""
+"""What the tests share: fakes at the package's edges (the wall clock, a scripted OFD, a
+device that is never called), buffers on a temporary dir, and test-only helpers that have no
+place in the package (``begin_intake``, ``receipt_from_json``).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
 from datetime import date
+from pathlib import Path
 from typing import Any
 
+from kkt_adapter.buffer import Buffer, IntakeStart, NewReceipt
+from kkt_adapter.buffer.store import IntakeTx
 from kkt_adapter.domain.money import Kopecks
 from kkt_adapter.domain.receipt import (
     Correction,
@@ -17,6 +27,79 @@ from kkt_adapter.domain.receipt import (
     Subject,
     Vat,
 )
+from kkt_adapter.ofd import Delivered, OfdAnswer, Submission
+from kkt_adapter.sqlite import Staged
+
+
+class Wall:
+    """A settable wall clock in milliseconds (now, unless told otherwise)."""
+
+    def __init__(self, ms: int | None = None) -> None:
+        self.ms = int(time.time() * 1000) if ms is None else ms
+
+    def __call__(self) -> int:
+        return self.ms
+
+
+class Clock:
+    """A settable monotonic clock in seconds."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class ScriptedOfd:
+    """An OFD client answering each submission with the next scripted answer (then: delivered);
+    remembers what it was sent."""
+
+    def __init__(self, *answers: OfdAnswer) -> None:
+        self.answers = list(answers)
+        self.sent: list[Submission] = []
+
+    async def submit(self, submission: Submission) -> OfdAnswer:
+        self.sent.append(submission)
+        return self.answers.pop(0) if self.answers else Delivered("o", None, False)
+
+    async def close(self) -> None:
+        return None
+
+
+@contextlib.contextmanager
+def open_buffer(data_dir: Path, wall: Callable[[], int], capacity: int = 100) -> Iterator[Buffer]:
+    """A buffer on ``data_dir`` with node id ``n1`` and this wall clock, closed afterwards."""
+    buffer = Buffer(data_dir, capacity=capacity, node_id="n1", wall=wall)
+    buffer.open()
+    try:
+        yield buffer
+    finally:
+        buffer.close()
+
+
+class NoDevice:
+    """The device side of a staged intake that never goes outside its transaction."""
+
+    def post(self, call: Callable[[], Any], done: Callable[[bool, Any], None]) -> None:
+        raise AssertionError("this intake was not meant to reach the device")
+
+
+async def begin_intake(buffer: Buffer, new: NewReceipt) -> IntakeStart:
+    """Record ``new`` as ``accepted`` (or resolve its key) and stop there, as a crash would."""
+
+    def steps(tx: IntakeTx) -> Staged:
+        return tx.begin(new)
+        yield  # a staged write that never yields
+
+    start: IntakeStart = await buffer.intake(steps, NoDevice())
+    return start
+
+
+def write_directly(path: Path, write: Callable[[sqlite3.Connection], Any]) -> Any:
+    """Run ``write`` in a transaction on a connection of the test's own to ``path``."""
+    with contextlib.closing(sqlite3.connect(path, timeout=10)) as conn, conn:
+        return write(conn)
 
 
 def receipt_from_json(data: dict[str, Any]) -> Receipt:

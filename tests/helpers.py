@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import httpx
 
 from kkt_adapter.api import create_app
-from kkt_adapter.api.app import build_device
+from kkt_adapter.runtime import build_device
 from kkt_adapter.settings import Settings
 
 T = TypeVar("T")
@@ -64,12 +64,14 @@ async def fiscalized(buffer: Any, n: int) -> str:
     """Put receipt ``R{n:04d}`` in ``buffer`` as printed (``pending``), FD ``n``; its id."""
     from datetime import datetime
 
+    from fakes import begin_intake
+
     from kkt_adapter.buffer import NewReceipt
     from kkt_adapter.domain.fiscal import FiscalResult
 
     rid = f"R{n:04d}"
     doc = {"1192": rid}
-    await buffer.begin_intake(NewReceipt(rid, f"k{n}", "f", "POS", "sale", 100, {}, doc))
+    await begin_intake(buffer, NewReceipt(rid, f"k{n}", "f", "POS", "sale", 100, {}, doc))
     result = FiscalResult(
         rid, "9999000000000001", n, "0000000001", 1, n,
         datetime.fromisoformat("2026-11-24T13:38:00+03:00"), "qr", doc,

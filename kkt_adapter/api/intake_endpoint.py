@@ -9,6 +9,7 @@ request context; ``RECEIPT_OPERATION`` declares it in the OpenAPI schema.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from time import perf_counter
 from typing import Any
 
@@ -19,6 +20,7 @@ from kkt_adapter.api.schemas import check_idempotency_key, parse_receipt
 from kkt_adapter.errors import DeviceError, KktAdapterError
 from kkt_adapter.http_errors import UNEXPECTED, answer_for, error_responses
 from kkt_adapter.metrics import Metrics
+from kkt_adapter.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +64,10 @@ def is_receipt_post(scope: Scope) -> bool:
 
 
 class ReceiptEndpoint:
-    """Reads the body, runs intake, answers; ``runtime`` comes from the app's state."""
+    """Reads the body, runs intake, answers; ``runtime()`` gives the app's runtime."""
 
-    def __init__(self, state: Any, metrics: Metrics | None = None) -> None:
-        self._state = state
+    def __init__(self, runtime: Callable[[], Runtime], metrics: Metrics | None = None) -> None:
+        self._runtime = runtime
         self._metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -74,7 +76,7 @@ class ReceiptEndpoint:
         try:
             body = await _read_body(receive)
             key = check_idempotency_key(_header(scope, b"idempotency-key"))
-            runtime = self._state.runtime
+            runtime = self._runtime()
             intake = await runtime.intake.create_receipt(key, parse_receipt(body, runtime.today()))
         except KktAdapterError as exc:
             if isinstance(exc, DeviceError) and self._metrics is not None:

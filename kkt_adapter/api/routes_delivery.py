@@ -54,7 +54,7 @@ async def buffer_logs(
             details={"field": "level"},
         )
     since_ms = _epoch_ms(since) if since is not None else None
-    items = await _runtime(request).outbox.events_page(
+    items = await _runtime(request).buffer.outbox.events_page(
         page=page, limit=limit, min_level=level, since_ms=since_ms, receipt_id=receipt_id
     )
     return json_response(
@@ -65,7 +65,7 @@ async def buffer_logs(
 @delivery_router.get("/v1/kkt/dlq", tags=["dlq"], summary="Documents the OFD rejected")
 async def dlq(request: Request, page: Page = 1, limit: Limit = 100) -> Response:
     runtime = _runtime(request)
-    items = await runtime.outbox.dlq_page(page, limit)
+    items = await runtime.buffer.outbox.dlq_page(page, limit)
     total = (await runtime.buffer.counts())["dlq"]
     return json_response(
         {
@@ -85,7 +85,7 @@ async def dlq(request: Request, page: Page = 1, limit: Limit = 100) -> Response:
 )
 async def requeue(receipt_id: str, request: Request) -> Response:
     runtime = _runtime(request)
-    if not await runtime.outbox.requeue(receipt_id):
+    if not await runtime.buffer.outbox.requeue(receipt_id):
         raise NotFound(f"{receipt_id} is not in the DLQ", details={"receipt_id": receipt_id})
     runtime.worker.wake()
     return json_response({"receipt_id": receipt_id, "status": "pending"})

@@ -9,7 +9,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from kkt_adapter.api.routes import _runtime
-from kkt_adapter.metrics import Snapshot
+from kkt_adapter.metrics import GaugeFacts, Metrics
 from kkt_adapter.status import unsynced
 
 metrics_router = APIRouter()
@@ -21,14 +21,14 @@ async def metrics(request: Request) -> Response:
     buffer, worker = runtime.buffer, runtime.worker
     counts, oldest = await asyncio.gather(buffer.counts(), buffer.oldest_unsent())
     age_ms = buffer.now_ms() - oldest.created_ms if oldest is not None else 0
-    registry = request.app.state.metrics
+    registry: Metrics = request.app.state.metrics
     registry.update(
-        Snapshot(
+        GaugeFacts(
             counts=counts,
             queued=unsynced(counts),
             capacity=buffer.capacity,
             oldest_age_seconds=max(age_ms, 0) / 1000,
-            breaker=worker.breaker.state.value,
+            breaker=worker.breaker.state,
             leader=worker.leadership.leader,
             fence=worker.leadership.fence,
         )

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from kkt_adapter.buffer.store import Buffer, append_event, set_meta
+from kkt_adapter.buffer.sql import FAILED, PENDING, SYNCED, SYNCING, append_event, set_meta
+from kkt_adapter.domain.lifecycle import ReceiptStatus
 from kkt_adapter.errors import StaleLeader
-from kkt_adapter.hlc import HlcStamp
+from kkt_adapter.hlc import HlcStamp, WallClock
+from kkt_adapter.sqlite import Database
 
 LEVELS = ("debug", "info", "warning", "error", "critical")
+LEASE_NAME = "sync"
 
 # A result write also needs its token to be the highest the buffer has seen: a paused leader
 # whose claim was taken over must not write, even where its row check would still match.
@@ -38,36 +42,54 @@ class Claimed:
 
 
 class Outbox:
-    """Delivery queries over a ``Buffer``."""
+    """The buffer's delivery side: claims, results, the DLQ, the audit log and the sync lease.
 
-    def __init__(self, buffer: Buffer) -> None:
-        self.buffer = buffer
-        self.db = buffer.db
+    Made by the ``Buffer`` (``buffer.outbox``) on its database; ``merge_remote`` merges an
+    OFD's clock stamp into the buffer's hybrid logical clock and returns the merged stamp.
+    """
+
+    def __init__(
+        self, db: Database, wall: WallClock, merge_remote: Callable[[HlcStamp], HlcStamp]
+    ) -> None:
+        self._db = db
+        self._wall = wall
+        self._merge_remote = merge_remote
+
+    def now_ms(self) -> int:
+        return self._wall()
 
     async def take_over(self, fence: int) -> int:
         """A new leader with ``fence`` starts: raise the buffer's highest token to it (older
         leaders' writes are refused from now on) and return their claims to ``pending``."""
 
         def write(conn: sqlite3.Connection) -> int:
-            now = self.buffer.now_ms()
+            now = self._wall()
             conn.execute(
                 "UPDATE meta SET value = MAX(CAST(value AS INTEGER), ?) WHERE key = 'fence_high'",
                 (fence,),
             )
             rows = conn.execute(
-                "UPDATE receipts SET status = 'pending', lease_until_ms = NULL, updated_ms = ?"
-                " WHERE status = 'syncing' AND fence < ? RETURNING id",
+                f"UPDATE receipts SET status = {PENDING}, lease_until_ms = NULL, updated_ms = ?"
+                f" WHERE status = {SYNCING} AND fence < ? RETURNING id",
                 (now, fence),
             ).fetchall()
             for row in rows:
-                append_event(conn, now, "warning", "taken_over", row["id"], "syncing", "pending")
+                append_event(
+                    conn,
+                    now,
+                    "warning",
+                    "taken_over",
+                    row["id"],
+                    ReceiptStatus.SYNCING,
+                    ReceiptStatus.PENDING,
+                )
             return len(rows)
 
-        return await self.db.write(write)
+        return await self._db.write(write)
 
     async def fence_high(self) -> int:
         """The highest fencing token this buffer has accepted."""
-        row = await self.db.read(
+        row = await self._db.read(
             lambda conn: conn.execute("SELECT value FROM meta WHERE key = 'fence_high'").fetchone()
         )
         return int(row[0]) if row else 0
@@ -79,12 +101,12 @@ class Outbox:
 
         def write(conn: sqlite3.Connection) -> list[Claimed]:
             _check_fence(conn, fence)
-            now = self.buffer.now_ms()
+            now = self._wall()
             due = now if not ignore_timers else 2**62
             rows = conn.execute(
-                "UPDATE receipts SET status = 'syncing', lease_until_ms = ?, fence = ?,"
+                f"UPDATE receipts SET status = {SYNCING}, lease_until_ms = ?, fence = ?,"
                 " updated_ms = ? WHERE id IN (SELECT id FROM receipts"
-                " WHERE status = 'pending' AND next_attempt_ms <= ?"
+                f" WHERE status = {PENDING} AND next_attempt_ms <= ?"
                 " ORDER BY hlc_wall, hlc_counter, hlc_node LIMIT ?)"
                 " RETURNING id, pos_id, fn, fd, fp, hlc_wall, hlc_counter, hlc_node, document,"
                 " attempts",
@@ -92,12 +114,12 @@ class Outbox:
             ).fetchall()
             conn.executemany(
                 "INSERT INTO buffer_events (ts_ms, level, event, receipt_id, from_status,"
-                " to_status, message) VALUES (?, 'debug', 'claimed', ?, 'pending', 'syncing', ?)",
+                f" to_status, message) VALUES (?, 'debug', 'claimed', ?, {PENDING}, {SYNCING}, ?)",
                 [(now, row["id"], f"fence {fence}") for row in rows],
             )
             return sorted((_claimed(row) for row in rows), key=lambda c: c.hlc)
 
-        return await self.db.write(write)
+        return await self._db.write(write)
 
     async def record_delivered(
         self, claimed: Claimed, fence: int, ofd_receipt_id: str | None, ofd_hlc: HlcStamp | None
@@ -105,21 +127,29 @@ class Outbox:
         """``synced``; merges the OFD's clock. False if the claim was no longer ours."""
 
         def write(conn: sqlite3.Connection) -> bool:
-            now = self.buffer.now_ms()
+            now = self._wall()
             changed = conn.execute(
-                "UPDATE receipts SET status = 'synced', synced_ms = ?, updated_ms = ?,"
+                f"UPDATE receipts SET status = {SYNCED}, synced_ms = ?, updated_ms = ?,"
                 " ofd_receipt_id = ?, attempts = attempts + 1, last_error = NULL,"
-                " lease_until_ms = NULL WHERE id = ? AND status = 'syncing' AND fence = ?"
+                f" lease_until_ms = NULL WHERE id = ? AND status = {SYNCING} AND fence = ?"
                 + CURRENT_FENCE,
                 (now, now, ofd_receipt_id, claimed.receipt_id, fence),
             ).rowcount
-            if changed and ofd_hlc is not None and self.buffer.clock is not None:
-                set_meta(conn, "hlc", str(self.buffer.clock.merge(ofd_hlc)))
+            if changed and ofd_hlc is not None:
+                set_meta(conn, "hlc", str(self._merge_remote(ofd_hlc)))
             if changed:
-                append_event(conn, now, "info", "synced", claimed.receipt_id, "syncing", "synced")
+                append_event(
+                    conn,
+                    now,
+                    "info",
+                    "synced",
+                    claimed.receipt_id,
+                    ReceiptStatus.SYNCING,
+                    ReceiptStatus.SYNCED,
+                )
             return bool(changed)
 
-        return await self.db.write(write)
+        return await self._db.write(write)
 
     async def record_rejected(
         self, claimed: Claimed, fence: int, status: int, code: str, reason: str
@@ -127,11 +157,11 @@ class Outbox:
         """``failed`` with a DLQ row saying why."""
 
         def write(conn: sqlite3.Connection) -> bool:
-            now = self.buffer.now_ms()
+            now = self._wall()
             changed = conn.execute(
-                "UPDATE receipts SET status = 'failed', updated_ms = ?, attempts = attempts + 1,"
+                f"UPDATE receipts SET status = {FAILED}, updated_ms = ?, attempts = attempts + 1,"
                 " last_error = ?, lease_until_ms = NULL"
-                " WHERE id = ? AND status = 'syncing' AND fence = ?" + CURRENT_FENCE,
+                f" WHERE id = ? AND status = {SYNCING} AND fence = ?" + CURRENT_FENCE,
                 (now, f"{code}: {reason}", claimed.receipt_id, fence),
             ).rowcount
             if changed:
@@ -148,13 +178,13 @@ class Outbox:
                     "error",
                     "rejected",
                     claimed.receipt_id,
-                    "syncing",
-                    "failed",
+                    ReceiptStatus.SYNCING,
+                    ReceiptStatus.FAILED,
                     f"{code}: {reason}",
                 )
             return bool(changed)
 
-        return await self.db.write(write)
+        return await self._db.write(write)
 
     async def record_transient(
         self, claimed: Claimed, fence: int, reason: str, delay_ms: int, count_attempt: bool = True
@@ -162,11 +192,11 @@ class Outbox:
         """Back to ``pending`` with its next attempt ``delay_ms`` from now."""
 
         def write(conn: sqlite3.Connection) -> bool:
-            now = self.buffer.now_ms()
+            now = self._wall()
             changed = conn.execute(
-                "UPDATE receipts SET status = 'pending', updated_ms = ?, next_attempt_ms = ?,"
+                f"UPDATE receipts SET status = {PENDING}, updated_ms = ?, next_attempt_ms = ?,"
                 " attempts = attempts + ?, last_error = ?, lease_until_ms = NULL"
-                " WHERE id = ? AND status = 'syncing' AND fence = ?" + CURRENT_FENCE,
+                f" WHERE id = ? AND status = {SYNCING} AND fence = ?" + CURRENT_FENCE,
                 (now, now + delay_ms, int(count_attempt), reason, claimed.receipt_id, fence),
             ).rowcount
             if changed:
@@ -177,53 +207,68 @@ class Outbox:
                     level,
                     "retry" if count_attempt else "released",
                     claimed.receipt_id,
-                    "syncing",
-                    "pending",
+                    ReceiptStatus.SYNCING,
+                    ReceiptStatus.PENDING,
                     reason,
                 )
             return bool(changed)
 
-        return await self.db.write(write)
+        return await self._db.write(write)
 
     async def release_expired(self) -> int:
         """Return ``syncing`` receipts whose lease ran out to ``pending``."""
 
         def write(conn: sqlite3.Connection) -> int:
-            now = self.buffer.now_ms()
+            now = self._wall()
             rows = conn.execute(
-                "UPDATE receipts SET status = 'pending', lease_until_ms = NULL, updated_ms = ?"
-                " WHERE status = 'syncing' AND lease_until_ms < ? RETURNING id",
+                f"UPDATE receipts SET status = {PENDING}, lease_until_ms = NULL, updated_ms = ?"
+                f" WHERE status = {SYNCING} AND lease_until_ms < ? RETURNING id",
                 (now, now),
             ).fetchall()
             for row in rows:
-                append_event(conn, now, "warning", "lease_expired", row["id"], "syncing", "pending")
+                append_event(
+                    conn,
+                    now,
+                    "warning",
+                    "lease_expired",
+                    row["id"],
+                    ReceiptStatus.SYNCING,
+                    ReceiptStatus.PENDING,
+                )
             return len(rows)
 
-        return await self.db.write(write)
+        return await self._db.write(write)
 
     async def release_fence(self, fence: int) -> int:
         """Give back every claim held under ``fence`` (clean shutdown)."""
 
         def write(conn: sqlite3.Connection) -> int:
-            now = self.buffer.now_ms()
+            now = self._wall()
             rows = conn.execute(
-                "UPDATE receipts SET status = 'pending', lease_until_ms = NULL, updated_ms = ?"
-                " WHERE status = 'syncing' AND fence = ? RETURNING id",
+                f"UPDATE receipts SET status = {PENDING}, lease_until_ms = NULL, updated_ms = ?"
+                f" WHERE status = {SYNCING} AND fence = ? RETURNING id",
                 (now, fence),
             ).fetchall()
             for row in rows:
                 append_event(
-                    conn, now, "info", "released", row["id"], "syncing", "pending", "shutdown"
+                    conn,
+                    now,
+                    "info",
+                    "released",
+                    row["id"],
+                    ReceiptStatus.SYNCING,
+                    ReceiptStatus.PENDING,
+                    "shutdown",
                 )
             return len(rows)
 
-        return await self.db.write(write)
+        return await self._db.write(write)
 
     async def unconfirmed_fds(self, limit: int = 500) -> list[tuple[str, int]]:
         """Synced receipts the KKT has not been told about yet."""
-        rows = await self.db.read(
+        rows = await self._db.read(
             lambda conn: conn.execute(
-                "SELECT id, fd FROM receipts WHERE status = 'synced' AND confirmed = 0"
+                f"SELECT id, fd FROM receipts WHERE status = {SYNCED} AND confirmed = 0"
                 " ORDER BY fd LIMIT ?",
                 (limit,),
             ).fetchall()
@@ -231,7 +276,7 @@ class Outbox:
         return [(row["id"], int(row["fd"])) for row in rows]
 
     async def mark_confirmed(self, receipt_ids: list[str]) -> None:
-        await self.db.write(
+        await self._db.write(
             lambda conn: conn.executemany(
                 "UPDATE receipts SET confirmed = 1 WHERE id = ?", [(rid,) for rid in receipt_ids]
             )
@@ -241,30 +286,38 @@ class Outbox:
         """A ``failed`` receipt back to ``pending`` (operator action); False if not in the DLQ."""
 
         def write(conn: sqlite3.Connection) -> bool:
-            now = self.buffer.now_ms()
+            now = self._wall()
             changed = conn.execute(
-                "UPDATE receipts SET status = 'pending', next_attempt_ms = ?, updated_ms = ?,"
-                " last_error = NULL WHERE id = ? AND status = 'failed'",
+                f"UPDATE receipts SET status = {PENDING}, next_attempt_ms = ?, updated_ms = ?,"
+                f" last_error = NULL WHERE id = ? AND status = {FAILED}",
                 (now, now, receipt_id),
             ).rowcount
             if changed:
                 conn.execute("DELETE FROM dlq WHERE receipt_id = ?", (receipt_id,))
-                append_event(conn, now, "info", "requeued", receipt_id, "failed", "pending")
+                append_event(
+                    conn,
+                    now,
+                    "info",
+                    "requeued",
+                    receipt_id,
+                    ReceiptStatus.FAILED,
+                    ReceiptStatus.PENDING,
+                )
             return bool(changed)
 
-        return await self.db.write(write)
+        return await self._db.write(write)
 
     async def save_last_sync(self, summary: dict[str, Any]) -> None:
-        await self.db.write(lambda conn: set_meta(conn, "last_sync", json.dumps(summary)))
+        await self._db.write(lambda conn: set_meta(conn, "last_sync", json.dumps(summary)))
 
     async def last_sync(self) -> dict[str, Any] | None:
-        row = await self.db.read(
+        row = await self._db.read(
             lambda conn: conn.execute("SELECT value FROM meta WHERE key = 'last_sync'").fetchone()
         )
         return json.loads(row[0]) if row else None
 
     async def dlq_page(self, page: int, limit: int) -> list[dict[str, Any]]:
-        rows = await self.db.read(
+        rows = await self._db.read(
             lambda conn: conn.execute(
                 "SELECT d.receipt_id, d.code, d.reason, d.http_status, d.created_ms, r.fn, r.fd,"
                 " r.total, r.attempts FROM dlq d JOIN receipts r ON r.id = d.receipt_id"
@@ -301,8 +354,79 @@ class Outbox:
             f" FROM buffer_events WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ? OFFSET ?"
         )
         params.extend([limit, (page - 1) * limit])
-        rows = await self.db.read(lambda conn: conn.execute(sql, params).fetchall())
+        rows = await self._db.read(lambda conn: conn.execute(sql, params).fetchall())
         return [dict(row) for row in rows]
+
+    async def remaining(self) -> int:
+        """Receipts the OFD still has to get: pending or being sent."""
+        row = await self._db.read(
+            lambda conn: conn.execute(
+                "SELECT COALESCE(SUM(n), 0) FROM status_counts"
+                f" WHERE status IN ({PENDING}, {SYNCING})"
+            ).fetchone()
+        )
+        return int(row[0])
+
+    # -- the sync lease of the sqlite backend (kkt_adapter.delivery.lease) ----------------
+
+    async def acquire_lease(self, holder: str, ttl_ms: int) -> int | None:
+        """The lease's fencing token for ``holder`` if the lease is free, expired or already
+        ``holder``'s (a new token when it changes hands); ``None`` while another holds it."""
+
+        def write(conn: sqlite3.Connection) -> int | None:
+            now = self._wall()
+            row = conn.execute(
+                "SELECT holder, fence, expires_ms FROM leases WHERE name = ?", (LEASE_NAME,)
+            ).fetchone()
+            if row is not None and row["holder"] != holder and row["expires_ms"] > now:
+                return None
+            if row is not None and row["holder"] == holder and row["expires_ms"] > now:
+                fence = int(row["fence"])
+            else:
+                fence = _next_fence(conn)
+                append_event(
+                    conn, now, "info", "leader", None, None, None, f"{holder} leads, fence {fence}"
+                )
+            conn.execute(
+                "INSERT INTO leases (name, holder, fence, expires_ms) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,"
+                " fence = excluded.fence, expires_ms = excluded.expires_ms",
+                (LEASE_NAME, holder, fence, now + ttl_ms),
+            )
+            return fence
+
+        return await self._db.write(write)
+
+    async def renew_lease(self, holder: str, fence: int, ttl_ms: int) -> bool:
+        """Extend ``holder``'s unexpired lease under ``fence``; False if it is not theirs."""
+
+        def write(conn: sqlite3.Connection) -> bool:
+            now = self._wall()
+            changed = conn.execute(
+                "UPDATE leases SET expires_ms = ? WHERE name = ? AND holder = ? AND fence = ?"
+                " AND expires_ms > ?",
+                (now + ttl_ms, LEASE_NAME, holder, fence, now),
+            ).rowcount
+            return bool(changed)
+
+        return await self._db.write(write)
+
+    async def release_lease(self, holder: str, fence: int) -> None:
+        """Let the lease go at once (a clean shutdown)."""
+        await self._db.write(
+            lambda conn: conn.execute(
+                "UPDATE leases SET expires_ms = 0 WHERE name = ? AND holder = ? AND fence = ?",
+                (LEASE_NAME, holder, fence),
+            )
+        )
+
+
+def _next_fence(conn: sqlite3.Connection) -> int:
+    """A token above every token this buffer has seen (from any backend)."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'fence'").fetchone()
+    token = int(row[0]) + 1 if row else 1
+    set_meta(conn, "fence", str(token))
+    return token
 
 
 def _check_fence(conn: sqlite3.Connection, fence: int) -> None:

@@ -15,7 +15,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from kkt_adapter.buffer.store import Buffer
+from kkt_adapter.buffer.sql import ACCEPTED, SYNCED
 
 DAY_MS = 86_400_000
 
@@ -46,7 +46,7 @@ def prune_batch_tx(conn: sqlite3.Connection, now_ms: int, retention: Retention) 
     longest = max(retention.synced_ms, retention.dlq_ms)
     rows = conn.execute(
         "SELECT id FROM receipts INDEXED BY receipts_synced"
-        " WHERE status = 'synced' AND confirmed = 1 AND synced_ms < ?"
+        f" WHERE status = {SYNCED} AND confirmed = 1 AND synced_ms < ?"
         " AND (synced_ms < ? OR NOT EXISTS (SELECT 1 FROM buffer_events e"
         "  WHERE e.receipt_id = receipts.id AND e.event = 'rejected'))"
         " ORDER BY synced_ms LIMIT ?",
@@ -57,7 +57,7 @@ def prune_batch_tx(conn: sqlite3.Connection, now_ms: int, retention: Retention) 
     conn.executemany("DELETE FROM idempotency_keys WHERE receipt_id = ?", ids)
     conn.executemany("DELETE FROM dlq WHERE receipt_id = ?", ids)
     conn.executemany(
-        "DELETE FROM receipts WHERE id = ? AND status = 'synced' AND confirmed = 1", ids
+        f"DELETE FROM receipts WHERE id = ? AND status = {SYNCED} AND confirmed = 1", ids
     )
     return len(ids)
 
@@ -72,32 +72,13 @@ def prune_events_tx(conn: sqlite3.Connection, before_ms: int, batch: int) -> int
     ).rowcount
 
 
-async def prune(buffer: Buffer, retention: Retention) -> int:
-    """Prune until nothing is due; one bounded write per batch. Returns receipts deleted."""
-    total = 0
-    while True:
-        deleted = await buffer.db.write(
-            lambda conn: prune_batch_tx(conn, buffer.now_ms(), retention)
-        )
-        total += deleted
-        if deleted < retention.batch:
-            break
-    before = buffer.now_ms() - max(retention.synced_ms, retention.dlq_ms)
-    while await buffer.db.write(lambda conn: prune_events_tx(conn, before, retention.batch)):
-        pass
-    return total
-
-
-async def leftovers(buffer: Buffer, idle_before_ms: int) -> list[Leftover]:
-    """Receipts ``accepted`` and untouched since ``idle_before_ms``: their intake failed to
-    record its outcome (e.g. the disk was full) and nothing is working on them."""
-    rows = await buffer.db.read(
-        lambda conn: conn.execute(
-            "SELECT id, idempotency_key FROM receipts"
-            " WHERE status = 'accepted' AND updated_ms < ? ORDER BY created_ms LIMIT 100",
-            (idle_before_ms,),
-        ).fetchall()
-    )
+def leftovers_tx(conn: sqlite3.Connection, idle_before_ms: int) -> list[Leftover]:
+    """Receipts ``accepted`` and untouched since ``idle_before_ms`` (at most 100)."""
+    rows = conn.execute(
+        f"SELECT id, idempotency_key FROM receipts"
+        f" WHERE status = {ACCEPTED} AND updated_ms < ? ORDER BY created_ms LIMIT 100",
+        (idle_before_ms,),
+    ).fetchall()
     return [Leftover(row[0], row[1]) for row in rows]
 
 

@@ -1,8 +1,11 @@
-"""The durable receipt buffer: every SQL statement the adapter runs on it lives here.
+"""The durable receipt buffer: the one door to its SQLite file.
 
-Writes go through the group-committing ``Database``; each public coroutine returns once its
-change is committed and fsync'd (promise I1). Status counters are exact and O(1) (triggers keep
-``status_counts``), so capacity checks and status reads stay cheap at a million receipts.
+Nothing outside ``kkt_adapter.buffer`` sees its connection or its SQL: callers use the
+``Buffer`` (intake, reads, retention) and its ``outbox`` (delivery, the DLQ, the audit log, the
+sync lease). Writes go through the group-committing ``Database``; each public coroutine returns
+once its change is committed and fsync'd (promise I1). Status counters are exact and O(1)
+(triggers keep ``status_counts``), so capacity checks and status reads stay cheap at a million
+receipts.
 """
 
 from __future__ import annotations
@@ -17,13 +20,34 @@ from typing import Any
 
 import orjson
 
+from kkt_adapter.buffer.outbox import Outbox
+from kkt_adapter.buffer.retention import (
+    Leftover,
+    Retention,
+    leftovers_tx,
+    prune_batch_tx,
+    prune_events_tx,
+)
 from kkt_adapter.buffer.schema import migrate
+from kkt_adapter.buffer.sql import (
+    ACCEPTED,
+    PENDING,
+    PRINT_FAILED,
+    SYNCED,
+    SYNCING,
+    UNSENT,
+    append_event,
+    get_meta,
+    set_meta,
+)
 from kkt_adapter.domain.fiscal import FfdDocument, FiscalResult
+from kkt_adapter.domain.lifecycle import ReceiptStatus
 from kkt_adapter.errors import BufferFull, IdempotencyKeyReused, RequestInProgress
 from kkt_adapter.hlc import HlcStamp, HybridClock, WallClock, system_wall_ms
-from kkt_adapter.sqlite import Database, connect
+from kkt_adapter.serial import Poster
+from kkt_adapter.sqlite import Database, Staged, connect
 
-STATUSES = ("accepted", "print_failed", "pending", "syncing", "synced", "failed")
+STATUSES = tuple(ReceiptStatus)
 BUFFER_FILE = "buffer.sqlite"
 
 
@@ -48,7 +72,6 @@ class IntakeStart:
     receipt_id: str
     document: FfdDocument
     replay: dict[str, Any] | None
-    retry: bool
     queued: int = 0
     """Receipts waiting for the OFD when this one was accepted."""
 
@@ -72,14 +95,15 @@ class Buffer:
     ) -> None:
         self.path = data_dir / BUFFER_FILE
         self.capacity = capacity
-        self.db = Database(self.path, migrate=migrate, name="buffer")
+        self._db = Database(self.path, migrate=migrate, name="buffer")
         self._wall = wall
         self._node_setting = node_id
-        self.clock: HybridClock | None = None
+        self._clock: HybridClock | None = None
+        self.outbox = Outbox(self._db, wall, self.merge_remote)
 
     def open(self) -> None:
         """Open and migrate the file, and restore the HLC (blocking: call off the loop)."""
-        self.db.open()
+        self._db.open()
         conn = connect(self.path)
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -96,35 +120,46 @@ class Buffer:
         stamps = [HlcStamp.parse(last)] if last else []
         if top is not None:
             stamps.append(HlcStamp(int(top[0]), int(top[1]), node))
-        self.clock = HybridClock(node, last=max(stamps, default=None), wall=self._wall)
+        self._clock = HybridClock(node, last=max(stamps, default=None), wall=self._wall)
 
     def close(self) -> None:
-        self.db.close()
+        self._db.close()
+
+    @property
+    def clock(self) -> HybridClock:
+        """The hybrid logical clock of this buffer's node, restored by ``open`` (I5)."""
+        assert self._clock is not None, "Buffer.open() first"
+        return self._clock
 
     @property
     def node(self) -> str:
         """The buffer's node id (shared by every process on this data dir)."""
-        assert self.clock is not None, "Buffer.open() first"
         return self.clock.node
+
+    def merge_remote(self, stamp: HlcStamp) -> HlcStamp:
+        """Merge another node's stamp (the OFD's) into the clock; the merged stamp."""
+        return self.clock.merge(stamp)
 
     def now_ms(self) -> int:
         return self._wall()
 
     # -- intake ---------------------------------------------------------------------------
 
-    async def begin_intake(self, new: NewReceipt) -> IntakeStart:
-        """Record ``new`` as ``accepted`` (or resolve its key: replay, retry or conflict)."""
-        return await self.db.write(lambda conn: self.begin_intake_tx(conn, new))
+    async def intake(self, steps: Callable[[IntakeTx], Staged], device: Poster) -> Any:
+        """Run an intake as one staged write: ``steps`` gets the buffer's intake statements on
+        the writer's transaction (``IntakeTx``), and yields the calls to run on ``device``
+        between its commits (the print). Returns what ``steps`` returns."""
+        return await self._db.staged(lambda conn: steps(IntakeTx(self, conn)), device)
 
     def begin_intake_tx(self, conn: sqlite3.Connection, new: NewReceipt) -> IntakeStart:
-        """``begin_intake`` inside the caller's transaction."""
+        """Record ``new`` as ``accepted`` (or resolve its key: replay, retry or conflict)."""
         # One statement for the key and the counters: each statement on the writer is a
         # round trip through the GIL, and intake is the hot path.
         known = conn.execute(
             "SELECT k.fingerprint, r.response, r.id, r.status, r.document,"
-            " (SELECT COALESCE(SUM(n), 0) FROM status_counts WHERE status != 'synced'),"
+            f" (SELECT COALESCE(SUM(n), 0) FROM status_counts WHERE status != {SYNCED}),"
             " (SELECT COALESCE(SUM(n), 0) FROM status_counts"
-            "  WHERE status IN ('pending', 'syncing'))"
+            f"  WHERE status IN ({PENDING}, {SYNCING}))"
             " FROM (SELECT 1) LEFT JOIN idempotency_keys k ON k.key = ?"
             " LEFT JOIN receipts r ON r.id = k.receipt_id",
             (new.idempotency_key,),
@@ -143,7 +178,7 @@ class Buffer:
         conn.execute(
             "INSERT INTO receipts (id, idempotency_key, pos_id, type, total, status, created_ms,"
             " updated_ms, hlc_wall, hlc_counter, hlc_node, payload, document)"
-            " VALUES (?, ?, ?, ?, ?, 'accepted', ?, ?, ?, ?, ?, ?, ?)",
+            f" VALUES (?, ?, ?, ?, ?, {ACCEPTED}, ?, ?, ?, ?, ?, ?, ?)",
             (
                 new.receipt_id,
                 new.idempotency_key,
@@ -164,8 +199,8 @@ class Buffer:
             " VALUES (?, ?, ?, ?)",
             (new.idempotency_key, new.receipt_id, new.fingerprint, now),
         )
-        append_event(conn, now, "info", "accepted", new.receipt_id, None, "accepted")
-        return IntakeStart(new.receipt_id, new.document, None, retry=False, queued=queued)
+        append_event(conn, now, "info", "accepted", new.receipt_id, None, ReceiptStatus.ACCEPTED)
+        return IntakeStart(new.receipt_id, new.document, None, queued=queued)
 
     def _resolve_known_key(
         self, conn: sqlite3.Connection, new: NewReceipt, known: sqlite3.Row
@@ -176,23 +211,31 @@ class Buffer:
                 details={"receipt_id": known["id"]},
             )
         status = known["status"]
-        if status == "accepted":
+        if status == ReceiptStatus.ACCEPTED:
             raise RequestInProgress(
                 "a request with this Idempotency-Key is still being processed",
                 details={"receipt_id": known["id"]},
                 retry_after=1,
             )
-        if status == "print_failed":
+        if status == ReceiptStatus.PRINT_FAILED:
             now = self._wall()
             conn.execute(
-                "UPDATE receipts SET status = 'accepted', updated_ms = ? WHERE id = ?",
+                f"UPDATE receipts SET status = {ACCEPTED}, updated_ms = ? WHERE id = ?",
                 (now, known["id"]),
             )
-            append_event(conn, now, "info", "print_retry", known["id"], "print_failed", "accepted")
+            append_event(
+                conn,
+                now,
+                "info",
+                "print_retry",
+                known["id"],
+                ReceiptStatus.PRINT_FAILED,
+                ReceiptStatus.ACCEPTED,
+            )
             document = json.loads(known["document"])
-            return IntakeStart(known["id"], document, None, retry=True, queued=int(known[6]))
+            return IntakeStart(known["id"], document, None, queued=int(known[6]))
         replay = json.loads(known["response"]) if known["response"] else None
-        return IntakeStart(known["id"], json.loads(known["document"]), replay, retry=False)
+        return IntakeStart(known["id"], json.loads(known["document"]), replay)
 
     async def record_fiscal(
         self,
@@ -206,7 +249,7 @@ class Buffer:
         ``answer()`` builds the response kept for idempotent replays; it is stored in the same
         transaction and returned.
         """
-        return await self.db.write(
+        return await self._db.write(
             lambda conn: self.record_fiscal_tx(conn, receipt_id, result, answer, stamp)
         )
 
@@ -227,10 +270,10 @@ class Buffer:
         stamp = stamp or self._tick()
         body = answer()
         conn.execute(
-            "UPDATE receipts SET status = 'pending', updated_ms = ?, next_attempt_ms = ?,"
+            f"UPDATE receipts SET status = {PENDING}, updated_ms = ?, next_attempt_ms = ?,"
             " hlc_wall = ?, hlc_counter = ?, hlc_node = ?,"
             " fn = ?, fd = ?, fp = ?, shift = ?, number_in_shift = ?, fiscal_at = ?, qr = ?,"
-            " document = ?, response = ?, last_error = NULL WHERE id = ? AND status = 'accepted'",
+            f" document = ?, response = ?, last_error = NULL WHERE id = ? AND status = {ACCEPTED}",
             (
                 now,
                 now,
@@ -250,31 +293,45 @@ class Buffer:
             ),
         )
         append_event(
-            conn, now, "info", "fiscalized", receipt_id, "accepted", "pending", f"FD {result.fd}"
+            conn,
+            now,
+            "info",
+            "fiscalized",
+            receipt_id,
+            ReceiptStatus.ACCEPTED,
+            ReceiptStatus.PENDING,
+            f"FD {result.fd}",
         )
         return body
 
     async def record_print_failed(self, receipt_id: str, reason: str) -> None:
         """The device refused: ``print_failed``; the POS may retry with the same key."""
-        await self.db.write(lambda conn: self.print_failed_tx(conn, receipt_id, reason))
+        await self._db.write(lambda conn: self.print_failed_tx(conn, receipt_id, reason))
 
     def print_failed_tx(self, conn: sqlite3.Connection, receipt_id: str, reason: str) -> None:
         """``record_print_failed`` inside the caller's transaction."""
         now = self._wall()
         conn.execute(
-            "UPDATE receipts SET status = 'print_failed', updated_ms = ?, last_error = ?"
-            " WHERE id = ? AND status = 'accepted'",
+            f"UPDATE receipts SET status = {PRINT_FAILED}, updated_ms = ?, last_error = ?"
+            f" WHERE id = ? AND status = {ACCEPTED}",
             (now, reason, receipt_id),
         )
         append_event(
-            conn, now, "warning", "print_failed", receipt_id, "accepted", "print_failed", reason
+            conn,
+            now,
+            "warning",
+            "print_failed",
+            receipt_id,
+            ReceiptStatus.ACCEPTED,
+            ReceiptStatus.PRINT_FAILED,
+            reason,
         )
 
     async def accepted_ids(self) -> list[str]:
         """Receipts left ``accepted`` (a crash between intake and record): to reconcile."""
-        rows = await self.db.read(
+        rows = await self._db.read(
             lambda conn: conn.execute(
-                "SELECT id FROM receipts WHERE status = 'accepted' ORDER BY created_ms"
+                f"SELECT id FROM receipts WHERE status = {ACCEPTED} ORDER BY created_ms"
             ).fetchall()
         )
         return [row["id"] for row in rows]
@@ -292,7 +349,7 @@ class Buffer:
             ).fetchone()
             return dict(row) if row is not None else None
 
-        return await self.db.read(read)
+        return await self._db.read(read)
 
     async def counts(self) -> dict[str, int]:
         """Receipts per status, plus ``total`` and ``dlq``."""
@@ -305,7 +362,7 @@ class Buffer:
             counts["dlq"] = int(conn.execute("SELECT COUNT(*) FROM dlq").fetchone()[0])
             return counts
 
-        return await self.db.read(read)
+        return await self._db.read(read)
 
     async def oldest_unsent(self) -> OldestUnsent | None:
         """The oldest fiscalized receipt the OFD has not acknowledged."""
@@ -313,57 +370,74 @@ class Buffer:
         def read(conn: sqlite3.Connection) -> OldestUnsent | None:
             row = conn.execute(
                 "SELECT id, created_ms FROM receipts INDEXED BY receipts_unsent"
-                " WHERE status IN ('pending', 'syncing', 'failed') ORDER BY created_ms LIMIT 1"
+                f" WHERE status IN {UNSENT} ORDER BY created_ms LIMIT 1"
             ).fetchone()
             return OldestUnsent(row["id"], row["created_ms"]) if row else None
 
-        return await self.db.read(read)
+        return await self._db.read(read)
 
     async def log_event(
         self, level: str, event: str, message: str, receipt_id: str | None = None
     ) -> None:
         """Append an audit event that is not a receipt transition (shift actions, start-up)."""
-        await self.db.write(
+        await self._db.write(
             lambda conn: append_event(
                 conn, self._wall(), level, event, receipt_id, None, None, message
             )
         )
 
+    # -- housekeeping ---------------------------------------------------------------------
+
+    async def prune(self, retention: Retention) -> int:
+        """Prune until nothing is due; one bounded write per batch. Returns receipts deleted."""
+        total = 0
+        while True:
+            deleted = await self._db.write(
+                lambda conn: prune_batch_tx(conn, self._wall(), retention)
+            )
+            total += deleted
+            if deleted < retention.batch:
+                break
+        before = self._wall() - max(retention.synced_ms, retention.dlq_ms)
+        while await self._db.write(lambda conn: prune_events_tx(conn, before, retention.batch)):
+            pass
+        return total
+
+    async def leftovers(self, idle_before_ms: int) -> list[Leftover]:
+        """Receipts ``accepted`` and untouched since ``idle_before_ms``: their intake failed to
+        record its outcome (e.g. the disk was full) and nothing is working on them."""
+        return await self._db.read(lambda conn: leftovers_tx(conn, idle_before_ms))
+
     def _tick(self) -> HlcStamp:
         """Next HLC stamp. It is stored in the receipt's own row, and ``open`` restores the
         clock from the highest stamp stored, so it never goes back (I5)."""
-        assert self.clock is not None, "Buffer.open() first"
         return self.clock.now()
 
 
-def append_event(
-    conn: sqlite3.Connection,
-    ts_ms: int,
-    level: str,
-    event: str,
-    receipt_id: str | None,
-    from_status: str | None,
-    to_status: str | None,
-    message: str | None = None,
-) -> None:
-    conn.execute(
-        "INSERT INTO buffer_events (ts_ms, level, event, receipt_id, from_status, to_status,"
-        " message) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (ts_ms, level, event, receipt_id, from_status, to_status, message),
-    )
+class IntakeTx:
+    """The buffer's intake statements on the writer's transaction of one staged intake."""
 
+    def __init__(self, buffer: Buffer, conn: sqlite3.Connection) -> None:
+        self._buffer = buffer
+        self._conn = conn
 
-def get_meta(conn: sqlite3.Connection, key: str) -> str | None:
-    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-    return str(row[0]) if row else None
+    def begin(self, new: NewReceipt) -> IntakeStart:
+        """``accepted`` (or the key resolved: replay, retry of a failed print, conflict)."""
+        return self._buffer.begin_intake_tx(self._conn, new)
 
+    def record_fiscal(
+        self,
+        receipt_id: str,
+        result: FiscalResult,
+        answer: Callable[[], dict[str, Any]],
+        stamp: HlcStamp | None,
+    ) -> dict[str, Any]:
+        """``pending`` with its fiscal attributes; the answer kept for replays, returned."""
+        return self._buffer.record_fiscal_tx(self._conn, receipt_id, result, answer, stamp)
 
-def set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
-    conn.execute(
-        "INSERT INTO meta (key, value) VALUES (?, ?)"
-        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        (key, value),
-    )
+    def print_failed(self, receipt_id: str, reason: str) -> None:
+        """``print_failed``: the device refused."""
+        self._buffer.print_failed_tx(self._conn, receipt_id, reason)
 
 
 def _dumps(value: Any) -> str:

@@ -1,8 +1,9 @@
 """Delivery of fiscal documents to the OFD: worker, backoff, circuit breaker."""
 
 from kkt_adapter.delivery.backoff import Backoff
-from kkt_adapter.delivery.breaker import BreakerConfig, BreakerState, CircuitBreaker
+from kkt_adapter.delivery.breaker import BreakerConfig, CircuitBreaker
 from kkt_adapter.delivery.worker import DeliveryWorker, WorkerConfig
+from kkt_adapter.domain.lifecycle import BreakerState
 
 __all__ = [
     "Backoff",

@@ -2,8 +2,8 @@
 
 CLOSED -> OPEN after ``failure_threshold`` consecutive transient failures; OPEN -> HALF_OPEN once
 ``open_seconds`` passed, or at a success while open (a manual sync probes); HALF_OPEN -> CLOSED
-after ``success_threshold`` successes, back to OPEN on any transient failure. Permanent rejections (a bad document) say nothing about the OFD's
-health and are not recorded here.
+after ``success_threshold`` successes, back to OPEN on any transient failure. Permanent
+rejections (a bad document) say nothing about the OFD's health and are not recorded here.
 
 A small class rather than a library: pybreaker wraps calls and its async support is Tornado's;
 aiobreaker (its asyncio fork) is unmaintained; neither lets the caller classify outcomes
@@ -16,13 +16,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
 
-
-class BreakerState(StrEnum):
-    CLOSED = "CLOSED"
-    OPEN = "OPEN"
-    HALF_OPEN = "HALF_OPEN"
+from kkt_adapter.domain.lifecycle import BreakerState
 
 
 @dataclass(frozen=True)

@@ -17,19 +17,14 @@ from __future__ import annotations
 
 import logging
 import secrets
-import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from kkt_adapter.buffer.store import append_event
-from kkt_adapter.sqlite import Database
+from kkt_adapter.buffer.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
-LEASE_NAME = "sync"
-
-WallMs = Callable[[], int]
 FloorFn = Callable[[], Awaitable[int]]
 
 
@@ -64,73 +59,25 @@ def new_holder_id(node: str) -> str:
 
 
 class SqliteLease:
-    """The lease as a row of the buffer (``leases``), written through its group commit."""
+    """The lease as a row of the buffer (its SQL lives with the fence's, in the outbox)."""
 
     name = "sqlite"
 
-    def __init__(self, db: Database, wall_ms: WallMs) -> None:
-        self._db = db
-        self._wall_ms = wall_ms
+    def __init__(self, outbox: Outbox) -> None:
+        self._outbox = outbox
 
     async def acquire(self, holder: str, ttl_ms: int) -> Grant | None:
-        def write(conn: sqlite3.Connection) -> Grant | None:
-            now = self._wall_ms()
-            row = conn.execute(
-                "SELECT holder, fence, expires_ms FROM leases WHERE name = ?", (LEASE_NAME,)
-            ).fetchone()
-            if row is not None and row["holder"] != holder and row["expires_ms"] > now:
-                return None
-            if row is not None and row["holder"] == holder and row["expires_ms"] > now:
-                fence = int(row["fence"])
-            else:
-                fence = _next_fence(conn)
-                append_event(
-                    conn, now, "info", "leader", None, None, None, f"{holder} leads, fence {fence}"
-                )
-            conn.execute(
-                "INSERT INTO leases (name, holder, fence, expires_ms) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,"
-                " fence = excluded.fence, expires_ms = excluded.expires_ms",
-                (LEASE_NAME, holder, fence, now + ttl_ms),
-            )
-            return Grant(fence)
-
-        return await self._db.write(write)
+        fence = await self._outbox.acquire_lease(holder, ttl_ms)
+        return None if fence is None else Grant(fence)
 
     async def renew(self, holder: str, grant: Grant, ttl_ms: int) -> bool:
-        def write(conn: sqlite3.Connection) -> bool:
-            now = self._wall_ms()
-            changed = conn.execute(
-                "UPDATE leases SET expires_ms = ? WHERE name = ? AND holder = ? AND fence = ?"
-                " AND expires_ms > ?",
-                (now + ttl_ms, LEASE_NAME, holder, grant.fence, now),
-            ).rowcount
-            return bool(changed)
-
-        return await self._db.write(write)
+        return await self._outbox.renew_lease(holder, grant.fence, ttl_ms)
 
     async def release(self, holder: str, grant: Grant) -> None:
-        await self._db.write(
-            lambda conn: conn.execute(
-                "UPDATE leases SET expires_ms = 0 WHERE name = ? AND holder = ? AND fence = ?",
-                (LEASE_NAME, holder, grant.fence),
-            )
-        )
+        await self._outbox.release_lease(holder, grant.fence)
 
     async def close(self) -> None:
         return None
-
-
-def _next_fence(conn: sqlite3.Connection) -> int:
-    """A token above every token this buffer has seen (from any backend)."""
-    row = conn.execute("SELECT value FROM meta WHERE key = 'fence'").fetchone()
-    token = int(row[0]) + 1 if row else 1
-    conn.execute(
-        "INSERT INTO meta (key, value) VALUES ('fence', ?)"
-        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        (str(token),),
-    )
-    return token
 
 
 # KEYS[1] lease key, KEYS[2] fence counter; ARGV: holder, ttl ms, lowest acceptable token.

@@ -16,19 +16,31 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from kkt_adapter.buffer.outbox import Claimed, Outbox
 from kkt_adapter.delivery.backoff import Backoff
-from kkt_adapter.delivery.breaker import BreakerState, CircuitBreaker
+from kkt_adapter.delivery.breaker import CircuitBreaker
 from kkt_adapter.delivery.lease import Grant, LeaseBackend
+from kkt_adapter.domain.lifecycle import BreakerState, CallOutcome
 from kkt_adapter.errors import NotSyncLeader, StaleLeader
-from kkt_adapter.ofd import Delivered, OfdClient, Outcome, Rejected, Submission, Transient
+from kkt_adapter.ofd import (
+    Delivered,
+    OfdAnswer,
+    OfdClient,
+    Rejected,
+    Submission,
+    Transient,
+    call_outcome,
+)
+from kkt_adapter.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
 Confirm = Callable[[list[int]], Awaitable[None]]
-OnCall = Callable[[str, float], None]
+"""Tells the KKT which documents the OFD acknowledged."""
+OnCall = Callable[[CallOutcome, float], None]
+"""Told each OFD call's outcome and seconds (the metrics)."""
 
 
 @dataclass(frozen=True)
@@ -47,7 +59,12 @@ class PassResult:
     synced: int = 0
     failed: int = 0
     transient: int = 0
-    lost: int = 0  # results the buffer refused: the claim had been taken over
+
+    def add(self, other: PassResult) -> None:
+        self.claimed += other.claimed
+        self.synced += other.synced
+        self.failed += other.failed
+        self.transient += other.transient
 
 
 @dataclass
@@ -72,9 +89,6 @@ class Contact:
     last_success_ms: int | None = None
     last_failure_ms: int | None = None
     last_error: str | None = None
-    calls: dict[str, int] = field(
-        default_factory=lambda: {"delivered": 0, "duplicate": 0, "rejected": 0, "transient": 0}
-    )
 
 
 class DeliveryWorker:
@@ -92,6 +106,7 @@ class DeliveryWorker:
         backoff: Backoff = Backoff(),
         config: WorkerConfig = WorkerConfig(),
         wall_ms: Callable[[], int] | None = None,
+        on_call: OnCall = lambda outcome, seconds: None,
     ) -> None:
         self.outbox = outbox
         self.client = client
@@ -103,12 +118,15 @@ class DeliveryWorker:
         self._lease = lease
         self._grant: Grant | None = None
         self._confirm = confirm
-        self._wall_ms = wall_ms or outbox.buffer.now_ms
-        self._wake = asyncio.Event()
-        self._stopping = False
-        self._tasks: list[asyncio.Task[None]] = []
+        self._wall_ms = wall_ms or outbox.now_ms
         self._confirming = asyncio.Lock()
-        self.on_call: OnCall | None = None  # told each OFD call's outcome and seconds (metrics)
+        self._on_call = on_call
+        self._sweep = Periodic(
+            "delivery-worker", self._sweep_once, period=config.sweep_seconds, graceful=True
+        )
+        self._lease_keeper = Periodic(
+            "sync-lease", self._renew, period=config.leadership_ttl_ms / 3000, delay_first=True
+        )
 
     @property
     def fence(self) -> int:
@@ -116,21 +134,17 @@ class DeliveryWorker:
 
     def wake(self) -> None:
         """A receipt became pending: deliver soon."""
-        self._wake.set()
+        self._sweep.wake()
 
     async def start(self) -> None:
         await self._hold_lease()
-        self._tasks = [
-            asyncio.create_task(self._keep_lease(), name="sync-lease"),
-            asyncio.create_task(self._run(), name="delivery-worker"),
-        ]
+        self._lease_keeper.start()
+        self._sweep.start()
 
     async def stop(self) -> None:
         """Finish in-flight sends, give back claims and the lease."""
-        self._stopping = True
-        self._wake.set()
-        self._tasks[0].cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._lease_keeper.stop()
+        await self._sweep.stop()
         if self._grant is not None:
             try:
                 released = await self.outbox.release_fence(self._grant.fence)
@@ -143,10 +157,8 @@ class DeliveryWorker:
                 await self._lease.release(self.leadership.holder, self._grant)
         await self._lease.close()
 
-    async def _keep_lease(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.leadership_ttl_ms / 3000)
-            await self._hold_lease()
+    async def _renew(self) -> None:
+        await self._hold_lease()
 
     async def _hold_lease(self) -> None:
         """Acquire the lease if free, renew it if ours; any doubt means not leading."""
@@ -168,7 +180,7 @@ class DeliveryWorker:
         self.leadership.fence = grant.fence
         self.leadership.since_ms = self._wall_ms()
         log.info("sync leader (%s lease, fence %d)", self._lease.name, grant.fence)
-        self._wake.set()
+        self._sweep.wake()
 
     def _abdicate(self, reason: str) -> None:
         if self._grant is not None:
@@ -178,30 +190,21 @@ class DeliveryWorker:
         self.leadership.since_ms = None
         self.leadership.last_error = reason
 
-    async def _run(self) -> None:
-        while not self._stopping:
-            busy = False
-            try:
-                await self.outbox.release_expired()
-                if self._grant is not None and self.breaker.allows_calls():
-                    started = time.monotonic()
-                    result = await self.run_pass(manual=False)
-                    busy = result.claimed > 0 and result.transient == 0
-                    if result.claimed:
-                        await self._remember(result, time.monotonic() - started, "automatic")
-                await self._confirm_synced()
-            except StaleLeader as exc:
-                self._abdicate(str(exc))
-            except Exception:  # the loop must survive anything; the next sweep retries
-                log.exception("delivery pass failed")
-            if not busy:
-                await self._sleep()
-
-    async def _sleep(self) -> None:
-        timeout = max(self.config.sweep_seconds, self.breaker.open_remaining())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout)
-        self._wake.clear()
+    async def _sweep_once(self) -> float:
+        """One automatic pass; the seconds until the next (0 while there is more to send)."""
+        busy = False
+        try:
+            await self.outbox.release_expired()
+            if self._grant is not None and self.breaker.allows_calls():
+                started = time.monotonic()
+                result = await self.run_pass(manual=False)
+                busy = result.claimed > 0 and result.transient == 0
+                if result.claimed:
+                    await self._remember(result, time.monotonic() - started, "automatic")
+            await self._confirm_synced()
+        except StaleLeader as exc:
+            self._abdicate(str(exc))
+        return 0.0 if busy else max(self.config.sweep_seconds, self.breaker.open_remaining())
 
     async def run_pass(self, *, manual: bool) -> PassResult:
         """Claim one batch and deliver it."""
@@ -216,10 +219,10 @@ class DeliveryWorker:
         result = PassResult(claimed=len(claimed))
         if not claimed:
             return result
-        gate = asyncio.Semaphore(self.config.concurrency)
+        in_flight = asyncio.Semaphore(self.config.concurrency)
 
         async def deliver(item: Claimed) -> None:
-            async with gate:  # bounds the OFD requests in flight, not the result writes
+            async with in_flight:  # bounds the OFD requests in flight, not the result writes
                 if self._grant is not grant:
                     return  # leadership lost: send nothing more; the new leader takes over
                 stopped = not manual and not self.breaker.allows_calls()
@@ -235,21 +238,19 @@ class DeliveryWorker:
         await asyncio.gather(*(deliver(item) for item in claimed))
         return result
 
-    async def _submit(self, item: Claimed) -> Outcome:
+    async def _submit(self, item: Claimed) -> OfdAnswer:
         started = time.monotonic()
         outcome = await self.client.submit(_submission(item))
-        if self.on_call is not None:
-            self.on_call(outcome_label(outcome), time.monotonic() - started)
+        self._on_call(call_outcome(outcome), time.monotonic() - started)
         return outcome
 
     async def _record(
-        self, item: Claimed, fence: int, outcome: Outcome, result: PassResult
+        self, item: Claimed, fence: int, outcome: OfdAnswer, result: PassResult
     ) -> None:
         now = self._wall_ms()
         if isinstance(outcome, Delivered):
             self.breaker.record_success()
             self.contact.last_success_ms = now
-            self.contact.calls["duplicate" if outcome.duplicate else "delivered"] += 1
             ours = await self.outbox.record_delivered(
                 item, fence, outcome.ofd_receipt_id, outcome.hlc
             )
@@ -257,7 +258,6 @@ class DeliveryWorker:
         elif isinstance(outcome, Rejected):
             # The OFD answered: the link works even though the document is bad.
             self.contact.last_success_ms = now
-            self.contact.calls["rejected"] += 1
             ours = await self.outbox.record_rejected(
                 item, fence, outcome.status, outcome.code, outcome.reason
             )
@@ -269,7 +269,6 @@ class DeliveryWorker:
                 item, fence, outcome.reason, int(delay_s * 1000)
             )
             result.transient += 1
-        result.lost += int(not ours)
         if not ours:
             log.warning("result for %s dropped: its claim was taken over", item.receipt_id)
 
@@ -277,7 +276,6 @@ class DeliveryWorker:
         self.breaker.record_failure()
         self.contact.last_failure_ms = now
         self.contact.last_error = outcome.reason
-        self.contact.calls["transient"] += 1
 
     async def _confirm_synced(self) -> None:
         """Tell the KKT which documents the OFD acknowledged (also after a crash)."""
@@ -305,18 +303,17 @@ class DeliveryWorker:
             except StaleLeader as exc:
                 self._abdicate(str(exc))
                 break
-            for name in ("claimed", "synced", "failed", "transient", "lost"):
-                setattr(totals, name, getattr(totals, name) + getattr(result, name))
+            totals.add(result)
             if result.claimed == 0 or result.synced + result.failed == 0:
                 break
         await self._confirm_synced()
-        counts = await self.outbox.buffer.counts()
+        remaining = await self.outbox.remaining()
         duration = time.monotonic() - started
         await self._remember(totals, duration, "manual")
         return {
             "synced": totals.synced,
             "failed": totals.failed,
-            "remaining": counts["pending"] + counts["syncing"],
+            "remaining": remaining,
             "duration_seconds": round(duration, 3),
         }
 
@@ -332,13 +329,6 @@ class DeliveryWorker:
                 "kind": kind,
             }
         )
-
-
-def outcome_label(outcome: Outcome) -> str:
-    """``delivered``, ``duplicate``, ``rejected`` or ``transient``."""
-    if isinstance(outcome, Delivered):
-        return "duplicate" if outcome.duplicate else "delivered"
-    return "rejected" if isinstance(outcome, Rejected) else "transient"
 
 
 def _submission(item: Claimed) -> Submission:

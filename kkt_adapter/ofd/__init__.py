@@ -4,11 +4,12 @@ from kkt_adapter.ofd.client import (
     AsgiOfdClient,
     Delivered,
     HttpOfdClient,
+    OfdAnswer,
     OfdClient,
-    Outcome,
     Rejected,
     Submission,
     Transient,
+    call_outcome,
     classify,
 )
 
@@ -16,10 +17,11 @@ __all__ = [
     "AsgiOfdClient",
     "Delivered",
     "HttpOfdClient",
+    "OfdAnswer",
     "OfdClient",
-    "Outcome",
     "Rejected",
     "Submission",
     "Transient",
+    "call_outcome",
     "classify",
 ]

@@ -21,6 +21,7 @@ import aiohttp
 import httpx
 import orjson
 
+from kkt_adapter.domain.lifecycle import CallOutcome
 from kkt_adapter.hlc import HlcStamp
 
 RECEIPTS_PATH = "/ofd/v1/receipts"
@@ -45,8 +46,8 @@ class Delivered:
     """The OFD holds the document (``duplicate``: it already had it)."""
 
     ofd_receipt_id: str | None
-    accepted_at: str | None
     hlc: HlcStamp | None
+    """The OFD's clock in its answer, merged into the buffer's (I5)."""
     duplicate: bool
 
 
@@ -66,16 +67,23 @@ class Transient:
     reason: str
     status: int | None = None
     retry_after: float | None = None
-    hlc: HlcStamp | None = None
 
 
-Outcome = Delivered | Rejected | Transient
+OfdAnswer = Delivered | Rejected | Transient
+"""What one submission to the OFD came to."""
+
+
+def call_outcome(answer: OfdAnswer) -> CallOutcome:
+    """The answer in the one vocabulary of OFD call outcomes (metrics, logs)."""
+    if isinstance(answer, Delivered):
+        return CallOutcome.DUPLICATE if answer.duplicate else CallOutcome.DELIVERED
+    return CallOutcome.REJECTED if isinstance(answer, Rejected) else CallOutcome.TRANSIENT
 
 
 class OfdClient(Protocol):
     """What the delivery worker needs from an OFD."""
 
-    async def submit(self, submission: Submission) -> Outcome: ...
+    async def submit(self, submission: Submission) -> OfdAnswer: ...
 
     async def close(self) -> None: ...
 
@@ -120,7 +128,7 @@ class HttpOfdClient:
             )
         return self._session
 
-    async def submit(self, submission: Submission) -> Outcome:
+    async def submit(self, submission: Submission) -> OfdAnswer:
         url = self.base_url + RECEIPTS_PATH
         try:
             async with self._open().post(
@@ -147,7 +155,7 @@ class AsgiOfdClient:
             transport=httpx.ASGITransport(app=app), base_url="http://ofd-emulator"
         )
 
-    async def submit(self, submission: Submission) -> Outcome:
+    async def submit(self, submission: Submission) -> OfdAnswer:
         answer = await self._http.post(
             RECEIPTS_PATH, content=_body(submission), headers=_headers(submission)
         )
@@ -157,7 +165,7 @@ class AsgiOfdClient:
         await self._http.aclose()
 
 
-def classify(status: int, headers: Mapping[str, str], content: bytes) -> Outcome:
+def classify(status: int, headers: Mapping[str, str], content: bytes) -> OfdAnswer:
     """Turn one OFD answer into an outcome (pure; see the module docstring).
 
     ``headers`` must look names up case-insensitively (httpx and aiohttp headers do).
@@ -168,7 +176,6 @@ def classify(status: int, headers: Mapping[str, str], content: bytes) -> Outcome
     if 200 <= status < 300 or (status == 409 and not conflict):
         return Delivered(
             ofd_receipt_id=_text(body.get("ofd_receipt_id")),
-            accepted_at=_text(body.get("accepted_at")),
             hlc=hlc,
             duplicate=status == 409 or headers.get("idempotent-replayed") == "true",
         )
@@ -176,9 +183,7 @@ def classify(status: int, headers: Mapping[str, str], content: bytes) -> Outcome
     reason = _text(body.get("message")) or _text(body.get("detail")) or f"HTTP {status}"
     if status in PERMANENT_STATUSES or conflict:
         return Rejected(status, code, reason)
-    return Transient(
-        f"{code}: {reason}", status, retry_after_seconds(headers.get("retry-after")), hlc
-    )
+    return Transient(f"{code}: {reason}", status, retry_after_seconds(headers.get("retry-after")))
 
 
 def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:

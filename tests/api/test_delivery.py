@@ -47,9 +47,9 @@ async def test_receipts_are_delivered_in_the_background_and_confirmed(
     received = (await api.get(f"{OFD}/_control/received")).json()["items"]
     stored = [item["ofd_receipt_id"] for item in received if item["receipt_id"] == ids[0]]
     assert stored == [row["ofd"]["ofd_receipt_id"]]  # the id the OFD gave that very receipt
-    intake = api.app.state.runtime.intake  # type: ignore[attr-defined]
+    kkt = api.app.state.runtime.kkt  # type: ignore[attr-defined]
     await eventually(  # the KKT is told after the pass
-        intake.device_status, lambda s: s.unconfirmed_count == 0, what="the KKT confirmed"
+        kkt.status, lambda s: s.unconfirmed_count == 0, what="the KKT confirmed"
     )
     stats = (await api.get(f"{OFD}/_control/stats")).json()
     assert stats["unique_documents"] == 5

@@ -24,10 +24,10 @@ import httpx
 import pytest
 from helpers import adapter, eventually, priced_receipt
 
-from kkt_adapter.api.app import build_device
 from kkt_adapter.buffer.retention import Retention, quick_check
 from kkt_adapter.device.base import KktDevice
 from kkt_adapter.housekeeping import Housekeeper
+from kkt_adapter.runtime import build_device
 from kkt_adapter.settings import Settings
 from kkt_adapter.sqlite import database as engine
 
@@ -73,7 +73,7 @@ def runtime(client: httpx.AsyncClient) -> Any:
 
 
 async def last_fd(client: httpx.AsyncClient) -> int:
-    return int((await runtime(client).intake.device_status()).last_fd)
+    return int((await runtime(client).kkt.status()).last_fd)
 
 
 async def post(client: httpx.AsyncClient, key: str, kopecks: int = 10_000) -> httpx.Response:

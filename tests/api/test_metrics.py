@@ -99,7 +99,7 @@ async def test_breaker_state_and_device_errors(api: httpx.AsyncClient) -> None:
     await api.post("/v1/kkt/receipt", json=priced_receipt(100), headers=new_key())
     await api.post("/v1/kkt/buffer/sync")
     assert value(await scrape(api), "kkt_ofd_breaker_state") == 2  # open
-    api.app.state.runtime.device.set_fault("out_of_paper")  # type: ignore[attr-defined]
+    api.app.state.runtime.kkt.driver.set_fault("out_of_paper")  # type: ignore[attr-defined]
     for n in range(2):
         refused = await api.post("/v1/kkt/receipt", json=priced_receipt(200 + n), headers=new_key())
         assert refused.status_code == 503

@@ -12,9 +12,9 @@ import httpx
 import pytest
 from helpers import adapter, eventually, new_key, priced_receipt, receipt
 
-from kkt_adapter.api.app import build_device
 from kkt_adapter.device.base import KktDevice
 from kkt_adapter.errors import DeviceError
+from kkt_adapter.runtime import build_device
 from kkt_adapter.settings import Settings
 
 
@@ -120,7 +120,7 @@ async def sell_behind_a_held_print(
 ) -> list[httpx.Response]:
     """Receipt 1 is held at the KKT until receipts 2..count are committed and queued behind
     it; then the KKT goes on. Prices 100, 101, ... kopecks; the answers in that order."""
-    intake = api.app.state.runtime.intake  # type: ignore[attr-defined]
+    runtime = api.app.state.runtime  # type: ignore[attr-defined]
 
     async def sell(kopecks: int) -> httpx.Response:
         return await api.post("/v1/kkt/receipt", json=priced_receipt(kopecks), headers=new_key())
@@ -129,8 +129,8 @@ async def sell_behind_a_held_print(
         # From the buffer itself (the status endpoint also asks the held KKT), and then from
         # the device thread's queue: the writer hands a print over only after its commit, and
         # a print still on its way there would miss the group.
-        counts = await intake.buffer.counts()
-        queued = intake._device_thread._calls.qsize()
+        counts = await runtime.buffer.counts()
+        queued = runtime.kkt._thread._calls.qsize()
         return bool(counts.get("accepted") == count and queued == count - 1)
 
     first = asyncio.create_task(sell(100))
@@ -173,7 +173,7 @@ async def test_a_group_whose_answer_is_lost_is_recorded_from_the_kkt_log(
         assert kkt.groups == [1, 5]  # the lost group was looked up, not printed again
         fds = sorted(a.json()["fiscal"]["fd"] for a in answers)
         assert fds == list(range(2, 8))  # after the shift's FD 1
-        status = await api.app.state.runtime.intake.device_status()  # type: ignore[attr-defined]
+        status = await api.app.state.runtime.kkt.status()  # type: ignore[attr-defined]
         assert status.last_fd == fds[-1]  # each printed once: nothing printed again
 
 
@@ -186,7 +186,7 @@ async def test_a_group_failing_before_the_print_is_print_failed_and_a_retry_prin
         assert answers[0].status_code == 200
         assert [a.json()["code"] for a in answers[1:]] == ["kkt_unavailable"] * 3
         assert kkt.groups[:2] == [1, 3]
-        counts = await api.app.state.runtime.intake.buffer.counts()  # type: ignore[attr-defined]
+        counts = await api.app.state.runtime.buffer.counts()  # type: ignore[attr-defined]
         assert counts["print_failed"] == 3
         retried = await api.post(
             "/v1/kkt/receipt",
@@ -332,7 +332,7 @@ async def test_full_buffer_is_503_buffer_full_and_accepts_nothing(api: httpx.Asy
 async def test_device_fault_is_503_kkt_unavailable_and_a_retry_prints(
     api: httpx.AsyncClient,
 ) -> None:
-    device = api.app.state.runtime.device  # type: ignore[attr-defined]
+    device = api.app.state.runtime.kkt.driver  # type: ignore[attr-defined]
     device.set_fault("out_of_paper")
     key = new_key()
     refused = await api.post("/v1/kkt/receipt", json=receipt(), headers=key)

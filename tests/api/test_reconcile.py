@@ -16,11 +16,12 @@ from typing import Any
 
 import httpx
 from chaos import device_log
+from fakes import begin_intake
 from helpers import adapter, eventually, new_key, receipt
 
-from kkt_adapter.api.app import build_device
 from kkt_adapter.api.schemas import parse_receipt
 from kkt_adapter.buffer import Buffer, NewReceipt
+from kkt_adapter.runtime import build_device
 from kkt_adapter.service import new_receipt
 from kkt_adapter.settings import Settings
 
@@ -32,7 +33,7 @@ async def left_accepted(settings: Settings, key: str, body: dict[str, Any]) -> N
     buffer = Buffer(settings.data_dir, capacity=10)
     await asyncio.to_thread(buffer.open)
     try:
-        start = await buffer.begin_intake(new)
+        start = await begin_intake(buffer, new)
         assert (start.receipt_id, start.replay) == (new.receipt_id, None)
     finally:
         buffer.close()

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import httpx
+from fakes import Wall
 from helpers import eventually, new_key, receipt
 
 from kkt_adapter.api import create_app
 from kkt_adapter.buffer.retention import DAY_MS
 from kkt_adapter.housekeeping import SweepResult
 from kkt_adapter.settings import Settings
-
-
-class Wall:
-    def __init__(self) -> None:
-        self.ms = int(time.time() * 1000)
-
-    def __call__(self) -> int:
-        return self.ms
 
 
 async def test_sweep_prunes_synced_receipts_after_retention_and_keeps_counters(
@@ -42,7 +34,7 @@ async def test_sweep_prunes_synced_receipts_after_retention_and_keeps_counters(
         async def synced_and_confirmed() -> bool:
             # The background worker may hold the receipt, and the KKT is told after the pass.
             row = (await api.get(f"/v1/kkt/receipt/{rid}")).json()
-            return row["status"] == "synced" and not await runtime.outbox.unconfirmed_fds()
+            return row["status"] == "synced" and not await runtime.buffer.outbox.unconfirmed_fds()
 
         await eventually(synced_and_confirmed, bool, what="synced and confirmed to the KKT")
         # Prunable but not old enough yet: a sweep now prunes nothing.

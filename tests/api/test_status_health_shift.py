@@ -44,7 +44,7 @@ async def test_health_reports_the_emulated_kkt_and_the_buffer(api: httpx.AsyncCl
 
 
 async def test_health_is_503_unhealthy_when_the_kkt_cannot_print(api: httpx.AsyncClient) -> None:
-    api.app.state.runtime.device.set_fault("offline")  # type: ignore[attr-defined]
+    api.app.state.runtime.kkt.driver.set_fault("offline")  # type: ignore[attr-defined]
     answer = await api.get("/v1/health")
     assert answer.status_code == 503
     assert answer.json()["status"] == "unhealthy"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from fakes import Clock
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -42,14 +43,6 @@ def test_retry_after_is_a_floor_but_never_beyond_the_cap() -> None:
     assert backoff.delay(1, retry_after=30, uniform=bottom) == 30
     assert backoff.delay(1, retry_after=0.5, uniform=top) == 1  # jitter already longer
     assert backoff.delay(1, retry_after=10_000, uniform=bottom) == 300
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_breaker_full_cycle() -> None:

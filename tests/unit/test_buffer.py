@@ -9,6 +9,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from fakes import Wall, begin_intake, write_directly
 
 from kkt_adapter.buffer import Buffer, NewReceipt
 from kkt_adapter.buffer.schema import migrate
@@ -21,14 +22,6 @@ from kkt_adapter.errors import (
 )
 from kkt_adapter.hlc import HlcStamp
 from kkt_adapter.sqlite import Database
-
-
-class Wall:
-    def __init__(self, ms: int) -> None:
-        self.ms = ms
-
-    def __call__(self) -> int:
-        return self.ms
 
 
 @pytest.fixture
@@ -109,41 +102,41 @@ async def test_a_storage_failure_fails_the_batch_with_storage_unavailable(tmp_pa
 
 
 async def test_intake_lifecycle_counts_and_replay(buffer: Buffer) -> None:
-    start = await buffer.begin_intake(new(1))
-    assert start.replay is None and not start.retry
+    start = await begin_intake(buffer, new(1))
+    assert start.replay is None and start.receipt_id == "R0001"
     assert (await buffer.counts())["accepted"] == 1
     body = await buffer.record_fiscal("R0001", fiscal("R0001", 2), lambda: {"pos": 1})
     assert body == {"pos": 1}
     counts = await buffer.counts()
     assert (counts["accepted"], counts["pending"], counts["total"]) == (0, 1, 1)
-    repeat = await buffer.begin_intake(new(99, key="k1"))
+    repeat = await begin_intake(buffer, new(99, key="k1"))
     assert repeat.replay == {"pos": 1} and repeat.receipt_id == "R0001"
 
 
 async def test_key_conflicts(buffer: Buffer) -> None:
-    await buffer.begin_intake(new(1))
+    await begin_intake(buffer, new(1))
     with pytest.raises(RequestInProgress):
-        await buffer.begin_intake(new(2, key="k1"))
+        await begin_intake(buffer, new(2, key="k1"))
     with pytest.raises(IdempotencyKeyReused):
-        await buffer.begin_intake(new(3, key="k1", fingerprint="other"))
+        await begin_intake(buffer, new(3, key="k1", fingerprint="other"))
 
 
 async def test_print_failed_then_retry_with_the_same_key(buffer: Buffer) -> None:
-    await buffer.begin_intake(new(1))
+    await begin_intake(buffer, new(1))
     await buffer.record_print_failed("R0001", "out_of_paper")
     row = await buffer.get_receipt("R0001")
     assert row is not None and row["status"] == "print_failed"
     assert row["last_error"] == "out_of_paper"
-    retry = await buffer.begin_intake(new(7, key="k1"))
-    assert retry.retry and retry.receipt_id == "R0001"
+    retry = await begin_intake(buffer, new(7, key="k1"))
+    assert retry.receipt_id == "R0001"  # the failed receipt again, not a new one
     assert (await buffer.counts())["accepted"] == 1
 
 
 async def test_capacity_counts_everything_not_synced(buffer: Buffer) -> None:
     for n in range(5):
-        await buffer.begin_intake(new(n))
+        await begin_intake(buffer, new(n))
     with pytest.raises(BufferFull) as caught:
-        await buffer.begin_intake(new(5))
+        await begin_intake(buffer, new(5))
     assert caught.value.retry_after == 30  # the POS is told when to try again
     assert caught.value.details == {"capacity": 5, "unsynced": 5}
     assert (await buffer.counts())["total"] == 5
@@ -153,13 +146,13 @@ async def test_hlc_is_persisted_and_never_goes_back_across_restarts(tmp_path: Pa
     wall = Wall(5_000_000)
     first = Buffer(tmp_path, capacity=10, node_id="n1", wall=wall)
     first.open()
-    await first.begin_intake(new(1))
+    await begin_intake(first, new(1))
     row1 = await first.get_receipt("R0001")
     first.close()
     wall.ms = 1_000  # the wall clock stepped far back while the adapter was down
     second = Buffer(tmp_path, capacity=10, node_id="n1", wall=wall)
     second.open()
-    await second.begin_intake(new(2))
+    await begin_intake(second, new(2))
     row2 = await second.get_receipt("R0002")
     second.close()
     assert row1 is not None and row2 is not None
@@ -181,10 +174,11 @@ async def test_generated_node_id_is_kept(tmp_path: Path) -> None:
 
 async def test_oldest_unsent_is_one_index_step_and_skips_synced(buffer: Buffer) -> None:
     for n in (1, 2):
-        await buffer.begin_intake(new(n))
+        await begin_intake(buffer, new(n))
         await buffer.record_fiscal(f"R000{n}", fiscal(f"R000{n}", n + 1), lambda: {})
-    await buffer.db.write(
-        lambda c: c.execute("UPDATE receipts SET status = 'synced' WHERE id = 'R0001'")
+    write_directly(
+        buffer.path,
+        lambda c: c.execute("UPDATE receipts SET status = 'synced' WHERE id = 'R0001'"),
     )
     oldest = await buffer.oldest_unsent()
     assert oldest is not None and oldest.receipt_id == "R0002"

@@ -6,20 +6,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from fakes import Wall
 from helpers import fiscalized
 
 from kkt_adapter.buffer import Buffer
-from kkt_adapter.buffer.outbox import Outbox
 from kkt_adapter.delivery.lease import Grant, SqliteLease
 from kkt_adapter.errors import StaleLeader
-
-
-class Wall:
-    def __init__(self, ms: int) -> None:
-        self.ms = ms
-
-    def __call__(self) -> int:
-        return self.ms
 
 
 @pytest.fixture
@@ -36,7 +28,7 @@ async def buffer(tmp_path: Path, wall: Wall) -> AsyncIterator[Buffer]:
 
 
 async def test_one_holder_at_a_time_and_takeover_after_expiry(buffer: Buffer, wall: Wall) -> None:
-    lease = SqliteLease(buffer.db, wall)
+    lease = SqliteLease(buffer.outbox)
     first = await lease.acquire("A", 1000)
     assert first is not None
     assert await lease.acquire("B", 1000) is None  # A holds it
@@ -49,7 +41,7 @@ async def test_one_holder_at_a_time_and_takeover_after_expiry(buffer: Buffer, wa
 
 
 async def test_released_lease_is_free_at_once(buffer: Buffer, wall: Wall) -> None:
-    lease = SqliteLease(buffer.db, wall)
+    lease = SqliteLease(buffer.outbox)
     grant = await lease.acquire("A", 60_000)
     assert grant is not None
     await lease.release("A", grant)
@@ -59,7 +51,7 @@ async def test_released_lease_is_free_at_once(buffer: Buffer, wall: Wall) -> Non
 async def test_a_stale_leader_can_neither_claim_nor_record(buffer: Buffer, wall: Wall) -> None:
     for n in range(1, 4):
         await fiscalized(buffer, n)
-    outbox = Outbox(buffer)
+    outbox = buffer.outbox
     old, new = Grant(1), Grant(2)
     await outbox.take_over(old.fence)
     claimed = await outbox.claim(limit=2, fence=old.fence, lease_ms=60_000, ignore_timers=False)
@@ -81,12 +73,12 @@ async def test_a_stale_leader_can_neither_claim_nor_record(buffer: Buffer, wall:
 async def test_fencing_token_survives_a_restart(tmp_path: Path, wall: Wall) -> None:
     first = Buffer(tmp_path, capacity=10, node_id="n1", wall=wall)
     first.open()
-    grant = await SqliteLease(first.db, wall).acquire("A", 10)
+    grant = await SqliteLease(first.outbox).acquire("A", 10)
     first.close()
     wall.ms += 100
     second = Buffer(tmp_path, capacity=10, node_id="n1", wall=wall)
     second.open()
-    again = await SqliteLease(second.db, wall).acquire("B", 10)
+    again = await SqliteLease(second.outbox).acquire("B", 10)
     second.close()
     assert grant is not None and again is not None and again.fence == grant.fence + 1
 
@@ -98,7 +90,7 @@ async def test_after_a_new_leader_reclaims_the_stale_leaders_results_are_refused
     # would let the stale leader's results through: only the fencing token stops them.
     for n in range(1, 4):
         await fiscalized(buffer, n)
-    outbox = Outbox(buffer)
+    outbox = buffer.outbox
     old, new = Grant(1), Grant(2)
     await outbox.take_over(old.fence)
     stale = await outbox.claim(limit=3, fence=old.fence, lease_ms=60_000, ignore_timers=False)
@@ -133,7 +125,7 @@ async def test_a_claim_under_a_token_below_the_highest_seen_cannot_record_a_resu
     # token is the highest the buffer has seen is all that refuses the write.
     for n in range(1, 3):
         await fiscalized(buffer, n)
-    outbox = Outbox(buffer)
+    outbox = buffer.outbox
     await outbox.take_over(1)
     [stale] = await outbox.claim(limit=1, fence=1, lease_ms=60_000, ignore_timers=False)
     await outbox.claim(limit=1, fence=2, lease_ms=60_000, ignore_timers=False)  # a newer leader

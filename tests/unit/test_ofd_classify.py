@@ -24,7 +24,7 @@ def test_200_is_delivered_with_the_ofd_stamp() -> None:
             200, {"ofd_receipt_id": "o-1", "accepted_at": "t", "hlc": "0000000001000.00002.ofd"}
         )
     )
-    assert outcome == Delivered("o-1", "t", HlcStamp(1000, 2, "ofd"), duplicate=False)
+    assert outcome == Delivered("o-1", HlcStamp(1000, 2, "ofd"), duplicate=False)
 
 
 def test_replayed_200_and_409_are_done_as_duplicates() -> None:

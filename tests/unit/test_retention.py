@@ -7,20 +7,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from fakes import Wall, write_directly
 
 from kkt_adapter.buffer import Buffer
-from kkt_adapter.buffer.retention import DAY_MS, Retention, prune, prune_batch_tx
-from kkt_adapter.buffer.store import append_event
+from kkt_adapter.buffer.retention import DAY_MS, Retention, prune_batch_tx
+from kkt_adapter.buffer.sql import append_event
 
 NOW = 1_800_000_000_000
-
-
-class Wall:
-    def __init__(self, ms: int) -> None:
-        self.ms = ms
-
-    def __call__(self) -> int:
-        return self.ms
 
 
 @pytest.fixture
@@ -90,8 +83,8 @@ async def test_only_synced_and_confirmed_receipts_past_retention_are_pruned(
         add(conn, "dlq-then-synced-30d", "synced", synced_days_ago=30, rejected_once=True)
         add(conn, "dlq-then-synced-91d", "synced", synced_days_ago=91, rejected_once=True)
 
-    await buffer.db.write(seed)
-    pruned = await prune(buffer, Retention.from_days(7, 90, 100))
+    write_directly(buffer.path, seed)
+    pruned = await buffer.prune(Retention.from_days(7, 90, 100))
     assert pruned == 2
     ids, keys, orphans, kept, real = left(buffer)
     assert ids == {
@@ -114,13 +107,13 @@ async def test_prune_goes_in_bounded_batches(buffer: Buffer) -> None:
         for n in range(25):
             add(conn, f"r{n:02d}", "synced", synced_days_ago=10 + n / 100)
 
-    await buffer.db.write(seed)
+    write_directly(buffer.path, seed)
     retention = Retention.from_days(7, 90, 10)
-    first = await buffer.db.write(lambda conn: prune_batch_tx(conn, NOW, retention))
+    first = write_directly(buffer.path, lambda conn: prune_batch_tx(conn, NOW, retention))
     assert first == 10
     ids, *_ = left(buffer)
     assert len(ids) == 15 and "r24" not in ids  # the oldest sync goes first
-    assert await prune(buffer, retention) == 15
+    assert await buffer.prune(retention) == 15
     ids, keys, orphans, kept, real = left(buffer)
     assert ids == set() and keys == 0 and orphans == 0 and kept == real == {}
 
@@ -132,8 +125,8 @@ async def test_old_events_about_no_receipt_are_pruned_after_the_longest_retentio
         append_event(conn, NOW - 100 * DAY_MS, "info", "started", None, None, None, "old")
         append_event(conn, NOW - 10 * DAY_MS, "info", "started", None, None, None, "recent")
 
-    await buffer.db.write(seed)
-    await prune(buffer, Retention.from_days(7, 90, 100))
+    write_directly(buffer.path, seed)
+    await buffer.prune(Retention.from_days(7, 90, 100))
     with sqlite3.connect(buffer.path) as conn:
         messages = [row[0] for row in conn.execute("SELECT message FROM buffer_events")]
     assert messages == ["recent"]

@@ -6,38 +6,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from fakes import ScriptedOfd, Wall
 from helpers import fiscalized
 
 from kkt_adapter.buffer import Buffer
-from kkt_adapter.buffer.outbox import Outbox
 from kkt_adapter.delivery import Backoff, BreakerConfig, CircuitBreaker, DeliveryWorker
 from kkt_adapter.delivery.lease import SqliteLease
 from kkt_adapter.errors import NotSyncLeader
 from kkt_adapter.hlc import HlcStamp
-from kkt_adapter.ofd import Delivered, Outcome, Rejected, Submission, Transient
-
-
-class Wall:
-    def __init__(self, ms: int) -> None:
-        self.ms = ms
-
-    def __call__(self) -> int:
-        return self.ms
-
-
-class ScriptedOfd:
-    """Answers each submission with the next scripted outcome; remembers what it was sent."""
-
-    def __init__(self, *outcomes: Outcome) -> None:
-        self.outcomes = list(outcomes)
-        self.sent: list[Submission] = []
-
-    async def submit(self, submission: Submission) -> Outcome:
-        self.sent.append(submission)
-        return self.outcomes.pop(0) if self.outcomes else Delivered("o", "t", None, False)
-
-    async def close(self) -> None:
-        return None
+from kkt_adapter.ofd import Delivered, Rejected, Transient
 
 
 @pytest.fixture
@@ -58,10 +35,10 @@ def worker(buffer: Buffer, wall: Wall, ofd: ScriptedOfd, confirmed: list[int]) -
         confirmed.extend(fds)
 
     return DeliveryWorker(
-        Outbox(buffer),
+        buffer.outbox,
         ofd,
         confirm,
-        lease=SqliteLease(buffer.db, wall),
+        lease=SqliteLease(buffer.outbox),
         holder="me",
         breaker=CircuitBreaker(BreakerConfig(failure_threshold=2), clock=lambda: wall.ms / 1000),
         backoff=Backoff(base=1, cap=300),
@@ -89,7 +66,7 @@ async def test_transient_failure_persists_the_backoff_from_the_injected_clock(
 async def test_delivered_rejected_and_confirmed(buffer: Buffer, wall: Wall) -> None:
     good, bad = await fiscalized(buffer, 1), await fiscalized(buffer, 2)
     ofd = ScriptedOfd(
-        Delivered("ofd-1", "t", HlcStamp(wall.ms + 5_000, 3, "ofd"), False),
+        Delivered("ofd-1", HlcStamp(wall.ms + 5_000, 3, "ofd"), False),
         Rejected(422, "invalid_fiscal_sign", "bad FP"),
     )
     confirmed: list[int] = []
@@ -112,7 +89,7 @@ async def test_delivered_rejected_and_confirmed(buffer: Buffer, wall: Wall) -> N
 async def test_a_process_without_the_lease_refuses_a_manual_sync(
     buffer: Buffer, wall: Wall
 ) -> None:
-    await SqliteLease(buffer.db, wall).acquire("someone-else", 60_000)
+    await SqliteLease(buffer.outbox).acquire("someone-else", 60_000)
     ofd = ScriptedOfd()
     delivery = worker(buffer, wall, ofd, [])
     await delivery.start()

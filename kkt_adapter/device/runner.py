@@ -1,0 +1,148 @@
+"""The one way to the KKT: its own thread, the cross-process gate, and HLC stamps in FD order.
+
+Intake, start-up reconciliation, delivery (confirmations), shifts and status all reach the
+device through a ``DeviceRunner``; none of them calls a ``KktDevice`` directly. So:
+
+- the device works one call at a time, never on the event loop (its own ``SerialThread``);
+  the receipts that queued up while it was busy are fiscalized in one ``print_receipts``
+  call, up to the device's ``max_group``;
+- every call that changes the device's state holds the ``DeviceGate``, shared by every
+  process on the data dir, and each fiscalized receipt is stamped under it, in FD order, above
+  every stamp any process took there (promise I5);
+- a driver is any ``KktDevice``: a second one plugs in here without touching intake or the
+  buffer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable
+from functools import partial
+from typing import Any, TypeVar
+
+from kkt_adapter.device.base import DeviceStatus, KktDevice, ShiftReport
+from kkt_adapter.device.gate import DeviceGate
+from kkt_adapter.domain.fiscal import FfdDocument, FiscalResult
+from kkt_adapter.hlc import HlcStamp, HybridClock
+from kkt_adapter.serial import CallResult, GroupCall, SerialThread
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+CRASH_EXIT_CODE = 70
+
+Stamped = tuple[FiscalResult, HlcStamp]
+"""A fiscalized receipt and the HLC stamp it took under the gate."""
+
+
+class DeviceRunner:
+    """Runs every call to one KKT on its own thread (``post`` makes it a staged write's
+    ``Poster``), under the cross-process gate where the call changes the device."""
+
+    def __init__(
+        self,
+        device: KktDevice,
+        gate: DeviceGate,
+        clock: HybridClock,
+        *,
+        crash_after_print: bool = False,
+    ) -> None:
+        self.driver = device
+        """The driver itself: only tests and emulator controls reach past the runner."""
+        self._gate = gate
+        self._clock = clock
+        self._crash_after_print = crash_after_print
+        self._thread = SerialThread("kkt-device")
+
+    def close(self) -> None:
+        """Run what was queued, then release the thread, the gate and the device."""
+        self._thread.shutdown(wait=True)
+        self._gate.close()
+        self.driver.close()
+
+    # -- on the device thread (a staged write yields these) -------------------------------
+
+    def post(self, call: Callable[[], Any], done: Callable[[bool, Any], None]) -> None:
+        """Run ``call()`` on the device thread, then ``done(ok, result or exception)``."""
+        self._thread.post(call, done)
+
+    def print_call(self, receipt_id: str, document: FfdDocument) -> GroupCall:
+        """The call that fiscalizes one receipt, grouped with the prints queued behind it;
+        it returns the receipt's ``Stamped`` or raises what refused it."""
+        return GroupCall(self._print_group, (receipt_id, document), self.driver.max_group)
+
+    def find_call(self, receipt_id: str) -> Callable[[], Stamped | None]:
+        """The call that looks a receipt up in the device's log (stamped if found); a lookup
+        that fails is logged and reads as not found."""
+        return partial(self._find_quietly, receipt_id)
+
+    def _print_group(self, items: list[tuple[str, FfdDocument]]) -> list[CallResult]:
+        """Print the receipts queued for the device in one go (one durable write on it), under
+        the gate, stamping each in FD order before letting go (HLC order = FD order)."""
+        outcomes: list[CallResult] = []
+        with self._gate.held():
+            for done in self.driver.print_receipts(items):
+                if isinstance(done, Exception):
+                    outcomes.append((False, done))
+                else:
+                    outcomes.append((True, (done, self._gate.stamp(self._clock))))
+        if self._crash_after_print:
+            log.critical("test fault switch: exiting after print, before record")
+            os._exit(CRASH_EXIT_CODE)
+        return outcomes
+
+    def _find_stamped(self, receipt_id: str) -> Stamped | None:
+        with self._gate.held():
+            result = self.driver.find_document(receipt_id)
+            return None if result is None else (result, self._gate.stamp(self._clock))
+
+    def _find_quietly(self, receipt_id: str) -> Stamped | None:
+        try:
+            return self._find_stamped(receipt_id)
+        except Exception:
+            log.exception("device lookup of %s failed", receipt_id)
+            return None
+
+    def _stamp(self) -> HlcStamp:
+        with self._gate.held():
+            return self._gate.stamp(self._clock)
+
+    def _gated(self, call: Callable[..., T], *args: Any) -> T:
+        with self._gate.held():
+            return call(*args)
+
+    # -- from the event loop ----------------------------------------------------------------
+
+    async def _run(self, call: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, call, *args)
+
+    async def find(self, receipt_id: str) -> FiscalResult | None:
+        """The fiscalized receipt whose tag 1192 is ``receipt_id``, if the device has one."""
+        return await self._run(self.driver.find_document, receipt_id)
+
+    async def find_stamped(self, receipt_id: str) -> Stamped | None:
+        """``find``, stamped under the gate when found."""
+        return await self._run(self._find_stamped, receipt_id)
+
+    async def stamp(self) -> HlcStamp:
+        """A stamp above every stamp taken under the gate, by any process."""
+        return await self._run(self._stamp)
+
+    async def status(self) -> DeviceStatus:
+        return await self._run(self.driver.status)
+
+    async def open_shift(self, cashier: str | None) -> ShiftReport:
+        return await self._run(self._gated, self.driver.open_shift, cashier)
+
+    async def close_shift(self, cashier: str | None) -> ShiftReport:
+        return await self._run(self._gated, self.driver.close_shift, cashier)
+
+    async def x_report(self) -> ShiftReport:
+        return await self._run(self.driver.x_report)
+
+    async def confirm_many(self, fds: list[int]) -> None:
+        """Tell the device the OFD acknowledged these documents (one durable write)."""
+        await self._run(self.driver.confirm_many, fds)

@@ -1,0 +1,284 @@
+"""The composition root: everything the adapter runs, built once from the settings.
+
+``open_runtime`` opens the buffer, the KKT and the OFD link and wires intake, delivery, shifts,
+the ERP heartbeat and housekeeping, each with its hooks as constructor arguments; ``start``
+runs what start-up must do (the emulator warnings, reconciliation with the KKT, the delivery
+worker and the background loops). An ``AsyncExitStack`` closes everything in reverse order.
+The HTTP app (``kkt_adapter.api.app``) holds one ``Runtime``; nothing else builds these parts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from starlette.applications import Starlette
+
+from kkt_adapter import __version__
+from kkt_adapter.buffer import Buffer
+from kkt_adapter.buffer.retention import Retention
+from kkt_adapter.delivery import Backoff, BreakerConfig, CircuitBreaker, DeliveryWorker
+from kkt_adapter.delivery.lease import LeaseBackend, RedisLease, SqliteLease, new_holder_id
+from kkt_adapter.delivery.worker import Leadership, OnCall, WorkerConfig
+from kkt_adapter.device import EmulatedKkt
+from kkt_adapter.device.base import KktDevice
+from kkt_adapter.device.emulator_process import EmulatorProcess
+from kkt_adapter.device.gate import DeviceGate
+from kkt_adapter.device.runner import DeviceRunner
+from kkt_adapter.domain.dates import iso_ms
+from kkt_adapter.erp import ErpHeartbeat, heartbeat_payload
+from kkt_adapter.hlc import WallClock, system_wall_ms
+from kkt_adapter.housekeeping import Housekeeper
+from kkt_adapter.ofd import AsgiOfdClient, HttpOfdClient, OfdClient
+from kkt_adapter.service import IntakeService, Shifts
+from kkt_adapter.settings import Settings
+from kkt_adapter.status import Facts, LinkFacts
+
+log = logging.getLogger("kkt_adapter")
+
+DeviceFactory = Callable[[Settings], KktDevice]
+
+
+def build_device(settings: Settings) -> KktDevice:
+    """The KKT: the bundled emulator (the only driver this version ships), inside this
+    process, or in a process of its own behind a pipe (``KKT_EMULATOR_PROCESS``)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    key = settings.emulator_key.get_secret_value().encode()
+    if settings.emulator_process:
+        return EmulatorProcess(
+            settings.data_dir,
+            key=key,
+            print_delay_ms=settings.print_delay_ms,
+            auto_open_shift=settings.auto_open_shift,
+            tz=settings.timezone,
+            strict=settings.emulator_strict,
+        )
+    return EmulatedKkt(
+        settings.data_dir,
+        key=key,
+        print_delay_ms=settings.print_delay_ms,
+        auto_open_shift=settings.auto_open_shift,
+        tz=ZoneInfo(settings.timezone),
+        strict=settings.emulator_strict,
+    )
+
+
+@dataclass(frozen=True)
+class OfdLink:
+    """Where fiscal documents go, and whether that is the emulator inside this process."""
+
+    client: OfdClient
+    target: str
+    emulator: bool
+
+
+@dataclass
+class Runtime:
+    """Everything a request handler needs, built once per process."""
+
+    settings: Settings
+    buffer: Buffer
+    kkt: DeviceRunner
+    """The one way to the KKT (``kkt.driver`` is the driver itself)."""
+    intake: IntakeService
+    shifts: Shifts
+    worker: DeliveryWorker
+    ofd: OfdLink
+    erp: ErpHeartbeat
+    housekeeper: Housekeeper
+    today: Callable[[], date]
+    """The calendar day in the shop's time zone (the VAT rule depends on it)."""
+
+    async def facts(self) -> Facts:
+        """Measure the buffer and the device for status, health and the ERP heartbeat."""
+        counts, oldest = await asyncio.gather(self.buffer.counts(), self.buffer.oldest_unsent())
+        device, device_error = None, None
+        try:
+            device = await self.kkt.status()
+        except Exception as exc:  # health must report a broken device, not fail
+            device_error = str(exc)
+        return Facts(
+            counts=counts,
+            capacity=self.buffer.capacity,
+            oldest=oldest,
+            device=device,
+            device_error=device_error,
+            now_ms=self.buffer.now_ms(),
+            erp=self.erp.facts(),
+        )
+
+    async def link_facts(self) -> LinkFacts:
+        """Measure the OFD link: the breaker, the last contact, the last sync, the lease."""
+        worker = self.worker
+        return LinkFacts(
+            breaker=worker.breaker.state,
+            consecutive_failures=worker.breaker.consecutive_failures,
+            last_success_ms=worker.contact.last_success_ms,
+            last_failure_ms=worker.contact.last_failure_ms,
+            last_error=worker.contact.last_error,
+            last_sync=await self.buffer.outbox.last_sync(),
+            target=self.ofd.target,
+            emulator=self.ofd.emulator,
+            leadership=leadership_view(worker.leadership),
+        )
+
+
+def leadership_view(leadership: Leadership) -> dict[str, Any]:
+    """The sync lease as status and health show it."""
+    return {
+        "leader": leadership.leader,
+        "backend": leadership.backend,
+        "holder": leadership.holder,
+        "fence": leadership.fence,
+        "since": iso_ms(leadership.since_ms),
+        "error": leadership.last_error,
+    }
+
+
+async def open_runtime(
+    settings: Settings,
+    stack: AsyncExitStack,
+    *,
+    ofd_emulator: Starlette | None,
+    on_ofd_call: OnCall,
+    device_factory: DeviceFactory = build_device,
+    wall: WallClock = system_wall_ms,
+) -> Runtime:
+    """Open the buffer, the KKT and the OFD link and wire the rest; ``stack`` closes them.
+
+    ``ofd_emulator``: the embedded OFD emulator's app when no ``ofd_url`` is set;
+    ``on_ofd_call``: told each OFD call's outcome and time (the metrics).
+    """
+    zone = ZoneInfo(settings.timezone)
+    buffer = Buffer(
+        settings.data_dir, capacity=settings.buffer_capacity, node_id=settings.node_id, wall=wall
+    )
+    await asyncio.to_thread(buffer.open)
+    stack.callback(buffer.close)
+    driver = await asyncio.to_thread(device_factory, settings)
+    kkt = DeviceRunner(
+        driver,
+        DeviceGate(settings.data_dir),
+        buffer.clock,
+        crash_after_print=settings.test_crash_after_print,
+    )
+    stack.callback(kkt.close)
+    ofd = await _open_ofd(settings, ofd_emulator, stack)
+    worker = DeliveryWorker(
+        buffer.outbox,
+        ofd.client,
+        kkt.confirm_many,
+        lease=_lease(settings, buffer),
+        holder=new_holder_id(buffer.node),
+        breaker=CircuitBreaker(
+            BreakerConfig(
+                failure_threshold=settings.breaker_failures,
+                open_seconds=settings.breaker_open_seconds,
+                success_threshold=settings.breaker_successes,
+            ),
+            on_change=lambda old, new: log.warning("OFD circuit breaker %s -> %s", old, new),
+        ),
+        backoff=Backoff(settings.backoff_base_seconds, settings.backoff_cap_seconds),
+        config=WorkerConfig(
+            batch_size=settings.delivery_batch_size,
+            concurrency=settings.delivery_concurrency,
+            lease_ms=settings.delivery_lease_ms,
+            sweep_seconds=settings.delivery_sweep_seconds,
+            leadership_ttl_ms=settings.leadership_ttl_ms,
+        ),
+        on_call=on_ofd_call,
+    )
+    stack.push_async_callback(worker.stop)
+    intake = IntakeService(buffer, kkt, on_pending=worker.wake)
+    erp = ErpHeartbeat(
+        settings.erp_url,
+        period=settings.erp_heartbeat_seconds,
+        timeout=settings.erp_timeout_seconds,
+        lost_after=settings.erp_lost_seconds,
+        now_ms=buffer.now_ms,
+    )
+    stack.push_async_callback(erp.stop)
+    retention = Retention.from_days(
+        settings.retention_days, settings.dlq_retention_days, settings.retention_batch
+    )
+    housekeeper = Housekeeper(buffer, intake, retention, period=settings.retention_sweep_seconds)
+    stack.push_async_callback(housekeeper.stop)
+    return Runtime(
+        settings=settings,
+        buffer=buffer,
+        kkt=kkt,
+        intake=intake,
+        shifts=Shifts(buffer, kkt),
+        worker=worker,
+        ofd=ofd,
+        erp=erp,
+        housekeeper=housekeeper,
+        today=lambda: datetime.now(zone).date(),
+    )
+
+
+async def _open_ofd(
+    settings: Settings, emulator: Starlette | None, stack: AsyncExitStack
+) -> OfdLink:
+    client: OfdClient
+    if settings.ofd_url is None:
+        assert emulator is not None, "no OFD URL: the embedded emulator is needed"
+        await stack.enter_async_context(emulator.router.lifespan_context(emulator))
+        client = AsgiOfdClient(emulator)
+        link = OfdLink(client, "in-process OFD emulator (mounted at /ofd-emulator)", True)
+    else:
+        client = HttpOfdClient(settings.ofd_url, max_connections=settings.delivery_concurrency)
+        link = OfdLink(client, settings.ofd_url, False)
+    stack.push_async_callback(client.close)
+    return link
+
+
+def _lease(settings: Settings, buffer: Buffer) -> LeaseBackend:
+    if settings.redis_url:
+        prefix = settings.redis_key_prefix or f"kkt-adapter:{buffer.node}"
+        return RedisLease(settings.redis_url, prefix, buffer.outbox.fence_high)
+    return SqliteLease(buffer.outbox)
+
+
+async def start(runtime: Runtime) -> None:
+    """Say what is emulated, settle what a crash left unfinished, then start the background
+    work: delivery, the ERP heartbeat, housekeeping."""
+    status = await runtime.kkt.status()
+    if status.emulator:
+        log.warning(
+            "KKT: EMULATOR (%s, FN %s) - not a real cash register; documents are not fiscal",
+            status.model,
+            status.fn,
+        )
+    if runtime.ofd.emulator:
+        log.warning("OFD: EMULATOR, %s - documents do not reach a real OFD", runtime.ofd.target)
+    else:
+        log.info("OFD: %s", runtime.ofd.target)
+    report = await runtime.intake.reconcile()
+    if report.recovered or report.never_printed:
+        log.warning(
+            "reconciled receipts left unfinished: %d found on the KKT, %d never printed",
+            len(report.recovered),
+            len(report.never_printed),
+        )
+    await runtime.buffer.log_event(
+        "info", "started", f"kkt-adapter {__version__}; emulator={status.emulator}"
+    )
+    await runtime.worker.start()
+
+    async def payload() -> dict[str, Any]:
+        return heartbeat_payload(
+            await runtime.facts(),
+            node_id=runtime.buffer.node,
+            breaker=runtime.worker.breaker.state,
+            ofd_emulator=runtime.ofd.emulator,
+        )
+
+    runtime.erp.start(payload)
+    runtime.housekeeper.start()
