@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Any
 
 import aiohttp
 import orjson
@@ -20,17 +19,25 @@ from kkt_adapter import __version__
 from kkt_adapter.domain.dates import iso_ms
 from kkt_adapter.domain.lifecycle import BreakerState
 from kkt_adapter.periodic import Periodic
-from kkt_adapter.status import ErpFacts, Facts, alerts, oldest_pending, percent_full, unsynced
+from kkt_adapter.status import (
+    ErpFacts,
+    Facts,
+    Json,
+    alerts,
+    oldest_pending,
+    percent_full,
+    unsynced,
+)
 
 log = logging.getLogger(__name__)
 
-Payload = Callable[[], Awaitable[dict[str, Any]]]
+Payload = Callable[[], Awaitable[Json]]
 """Measures and builds the body of one beat."""
 
 
 def heartbeat_payload(
     facts: Facts, *, node_id: str, breaker: BreakerState, ofd_emulator: bool
-) -> dict[str, Any]:
+) -> Json:
     """The body of one beat."""
     counts = facts.counts
     return {

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from starlette.applications import Starlette
@@ -25,20 +24,19 @@ from kkt_adapter.buffer import Buffer
 from kkt_adapter.buffer.retention import Retention
 from kkt_adapter.delivery import Backoff, BreakerConfig, CircuitBreaker, DeliveryWorker
 from kkt_adapter.delivery.lease import LeaseBackend, RedisLease, SqliteLease, new_holder_id
-from kkt_adapter.delivery.worker import Leadership, OnCall, WorkerConfig
+from kkt_adapter.delivery.worker import OnCall, WorkerConfig
 from kkt_adapter.device import EmulatedKkt
 from kkt_adapter.device.base import KktDevice
 from kkt_adapter.device.emulator_process import EmulatorProcess
 from kkt_adapter.device.gate import DeviceGate
 from kkt_adapter.device.runner import DeviceRunner
-from kkt_adapter.domain.dates import iso_ms
 from kkt_adapter.erp import ErpHeartbeat, heartbeat_payload
 from kkt_adapter.hlc import WallClock, system_wall_ms
 from kkt_adapter.housekeeping import Housekeeper
 from kkt_adapter.ofd import AsgiOfdClient, HttpOfdClient, OfdClient
 from kkt_adapter.service import IntakeService, Shifts
 from kkt_adapter.settings import Settings
-from kkt_adapter.status import Facts, LinkFacts
+from kkt_adapter.status import Facts, Json, LinkFacts
 
 log = logging.getLogger("kkt_adapter")
 
@@ -125,20 +123,8 @@ class Runtime:
             last_sync=await self.buffer.outbox.last_sync(),
             target=self.ofd.target,
             emulator=self.ofd.emulator,
-            leadership=leadership_view(worker.leadership),
+            leadership=worker.leadership,
         )
-
-
-def leadership_view(leadership: Leadership) -> dict[str, Any]:
-    """The sync lease as status and health show it."""
-    return {
-        "leader": leadership.leader,
-        "backend": leadership.backend,
-        "holder": leadership.holder,
-        "fence": leadership.fence,
-        "since": iso_ms(leadership.since_ms),
-        "error": leadership.last_error,
-    }
 
 
 async def open_runtime(
@@ -272,7 +258,7 @@ async def start(runtime: Runtime) -> None:
     )
     await runtime.worker.start()
 
-    async def payload() -> dict[str, Any]:
+    async def payload() -> Json:
         return heartbeat_payload(
             await runtime.facts(),
             node_id=runtime.buffer.node,

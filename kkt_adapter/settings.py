@@ -293,3 +293,9 @@ def load_settings(**flags: Any) -> Settings:
         raise ConfigError(f"invalid {where} ({env_name}): {first['msg']}") from exc
     except (OSError, ValueError) as exc:  # unreadable or malformed TOML
         raise ConfigError(f"cannot read configuration: {exc}") from exc
+
+
+def default_of(name: str) -> Any:
+    """The default of setting ``name``: the one place each default lives (the parts built from
+    settings take their own defaults from here)."""
+    return Settings.model_fields[name].default

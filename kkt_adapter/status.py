@@ -7,12 +7,16 @@ the device's status) and these turn them into the documents the API serves.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
+from kkt_adapter.buffer.outbox import SyncSummary
 from kkt_adapter.buffer.store import OldestUnsent
+from kkt_adapter.delivery.worker import Leadership
 from kkt_adapter.device.base import DeviceStatus
 from kkt_adapter.domain.dates import iso_ms
 from kkt_adapter.domain.lifecycle import UNSYNCED, BreakerState, ReceiptStatus
+
+Json = dict[str, object]
+"""A JSON object of an answer (status, health, the heartbeat)."""
 
 HOUR_MS = 3_600_000
 FN_LIMIT_DAYS = 30
@@ -114,7 +118,7 @@ def _alert(level: str, code: str, message: str) -> dict[str, str]:
     return {"level": level, "code": code, "message": message}
 
 
-def oldest_pending(facts: Facts) -> dict[str, Any] | None:
+def oldest_pending(facts: Facts) -> Json | None:
     if facts.oldest is None:
         return None
     return {
@@ -124,7 +128,7 @@ def oldest_pending(facts: Facts) -> dict[str, Any] | None:
     }
 
 
-def buffer_status(facts: Facts, delivery: dict[str, Any]) -> dict[str, Any]:
+def buffer_status(facts: Facts, delivery: Json) -> Json:
     """The ``GET /v1/kkt/buffer/status`` document; ``delivery`` holds the OFD side's facts."""
     counts = facts.counts
     return {
@@ -140,7 +144,7 @@ def buffer_status(facts: Facts, delivery: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def kkt_component(facts: Facts) -> dict[str, Any]:
+def kkt_component(facts: Facts) -> Json:
     device = facts.device
     if device is None:
         return {"status": "error", "error": facts.device_error}
@@ -168,7 +172,7 @@ def kkt_component(facts: Facts) -> dict[str, Any]:
     }
 
 
-def buffer_component(facts: Facts) -> dict[str, Any]:
+def buffer_component(facts: Facts) -> Json:
     fill = percent_full(facts.counts, facts.capacity)
     return {
         "status": "error" if fill >= 100 else "warning" if fill >= 80 else "ok",
@@ -178,7 +182,7 @@ def buffer_component(facts: Facts) -> dict[str, Any]:
     }
 
 
-def erp_component(erp: ErpFacts | None, now_ms: int) -> dict[str, Any]:
+def erp_component(erp: ErpFacts | None, now_ms: int) -> Json:
     """ok: the last beat was answered; warning: the last beat failed (or none answered yet);
     error: none answered for ``lost_after_ms``."""
     if erp is None:
@@ -201,7 +205,7 @@ def erp_component(erp: ErpFacts | None, now_ms: int) -> dict[str, Any]:
     }
 
 
-def overall(components: dict[str, dict[str, Any]]) -> str:
+def overall(components: dict[str, Json]) -> str:
     """unhealthy: the KKT cannot fiscalize; degraded: any other component not ok."""
     if components["kkt"]["status"] == "error":
         return "unhealthy"
@@ -219,10 +223,10 @@ class LinkFacts:
     last_success_ms: int | None
     last_failure_ms: int | None
     last_error: str | None
-    last_sync: dict[str, Any] | None
+    last_sync: SyncSummary | None
     target: str
     emulator: bool
-    leadership: dict[str, Any]
+    leadership: Leadership
 
 
 def network_status(link: LinkFacts) -> str:
@@ -238,7 +242,7 @@ def network_status(link: LinkFacts) -> str:
     return "online" if last_ok is not None else "unknown"
 
 
-def delivery_status(link: LinkFacts) -> dict[str, Any]:
+def delivery_status(link: LinkFacts) -> Json:
     """The OFD side of ``GET /v1/kkt/buffer/status``."""
     last = link.last_sync
     return {
@@ -247,21 +251,21 @@ def delivery_status(link: LinkFacts) -> dict[str, Any]:
         "last_sync": None
         if last is None
         else {
-            "timestamp": iso_ms(last["timestamp_ms"]),
-            "synced_count": last["synced_count"],
-            "failed_count": last["failed_count"],
-            "duration_seconds": last["duration_seconds"],
-            "kind": last["kind"],
+            "timestamp": iso_ms(last.timestamp_ms),
+            "synced_count": last.synced_count,
+            "failed_count": last.failed_count,
+            "duration_seconds": last.duration_seconds,
+            "kind": last.kind,
         },
-        "sync_leader": link.leadership,
+        "sync_leader": leadership_view(link.leadership),
     }
 
 
-def ofd_component(link: LinkFacts) -> dict[str, Any]:
+def ofd_component(link: LinkFacts) -> Json:
     """The OFD link; ``warning`` when this process cannot lead for a reason other than another
     process leading (e.g. Redis unreachable): then nothing here delivers."""
     state = {BreakerState.OPEN: "error", BreakerState.HALF_OPEN: "warning"}.get(link.breaker, "ok")
-    if state == "ok" and not link.leadership["leader"] and link.leadership["error"]:
+    if state == "ok" and not link.leadership.leader and link.leadership.last_error:
         state = "warning"
     return {
         "status": state,
@@ -273,5 +277,17 @@ def ofd_component(link: LinkFacts) -> dict[str, Any]:
         "last_error": link.last_error,
         "target": link.target,
         "emulator": link.emulator,
-        "sync_leader": link.leadership,
+        "sync_leader": leadership_view(link.leadership),
+    }
+
+
+def leadership_view(leadership: Leadership) -> Json:
+    """The sync lease as status and health show it."""
+    return {
+        "leader": leadership.leader,
+        "backend": leadership.backend,
+        "holder": leadership.holder,
+        "fence": leadership.fence,
+        "since": iso_ms(leadership.since_ms),
+        "error": leadership.last_error,
     }

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from time import perf_counter
-from typing import Any
 
 import orjson
 from starlette.types import Receive, Scope, Send
@@ -26,7 +25,7 @@ log = logging.getLogger(__name__)
 
 RECEIPT_PATH = "/v1/kkt/receipt"
 
-RECEIPT_OPERATION: dict[str, Any] = {
+RECEIPT_OPERATION: dict[str, object] = {
     "tags": ["receipts"],
     "summary": "Create a receipt: durable, fiscalized, answered",
     "operationId": "create_receipt_v1_kkt_receipt_post",

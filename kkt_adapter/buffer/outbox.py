@@ -7,6 +7,7 @@ whose claim was taken over (lease expired, new leader) cannot write over the new
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 from collections.abc import Callable
@@ -39,6 +40,19 @@ class Claimed:
     hlc: HlcStamp
     document: dict[str, Any]
     attempts: int
+
+
+@dataclass(frozen=True)
+class SyncSummary:
+    """The figures of the last delivery pass (``last_sync`` in the buffer status)."""
+
+    timestamp_ms: int
+    synced_count: int
+    failed_count: int
+    retried_count: int
+    duration_seconds: float
+    kind: str
+    """``automatic`` or ``manual``."""
 
 
 class Outbox:
@@ -307,14 +321,15 @@ class Outbox:
 
         return await self._db.write(write)
 
-    async def save_last_sync(self, summary: dict[str, Any]) -> None:
-        await self._db.write(lambda conn: set_meta(conn, "last_sync", json.dumps(summary)))
+    async def save_last_sync(self, summary: SyncSummary) -> None:
+        text = json.dumps(dataclasses.asdict(summary))
+        await self._db.write(lambda conn: set_meta(conn, "last_sync", text))
 
-    async def last_sync(self) -> dict[str, Any] | None:
+    async def last_sync(self) -> SyncSummary | None:
         row = await self._db.read(
             lambda conn: conn.execute("SELECT value FROM meta WHERE key = 'last_sync'").fetchone()
         )
-        return json.loads(row[0]) if row else None
+        return SyncSummary(**json.loads(row[0])) if row else None
 
     async def dlq_page(self, page: int, limit: int) -> list[dict[str, Any]]:
         rows = await self._db.read(

@@ -11,6 +11,8 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from kkt_adapter.settings import default_of
+
 Uniform = Callable[[float, float], float]
 
 
@@ -18,8 +20,8 @@ Uniform = Callable[[float, float], float]
 class Backoff:
     """The schedule's parameters, in seconds."""
 
-    base: float = 1.0
-    cap: float = 300.0
+    base: float = float(default_of("backoff_base_seconds"))
+    cap: float = float(default_of("backoff_cap_seconds"))
 
     def ceiling(self, attempts: int) -> float:
         """The largest delay after ``attempts`` failed attempts (1 = the first failure)."""

@@ -18,13 +18,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from kkt_adapter.domain.lifecycle import BreakerState
+from kkt_adapter.settings import default_of
 
 
 @dataclass(frozen=True)
 class BreakerConfig:
-    failure_threshold: int = 5
-    open_seconds: float = 60.0
-    success_threshold: int = 2
+    failure_threshold: int = int(default_of("breaker_failures"))
+    open_seconds: float = float(default_of("breaker_open_seconds"))
+    success_threshold: int = int(default_of("breaker_successes"))
 
 
 class CircuitBreaker:

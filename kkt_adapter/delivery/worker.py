@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from kkt_adapter.buffer.outbox import Claimed, Outbox
+from kkt_adapter.buffer.outbox import Claimed, Outbox, SyncSummary
 from kkt_adapter.delivery.backoff import Backoff
 from kkt_adapter.delivery.breaker import CircuitBreaker
 from kkt_adapter.delivery.lease import Grant, LeaseBackend
@@ -34,6 +34,7 @@ from kkt_adapter.ofd import (
     call_outcome,
 )
 from kkt_adapter.periodic import Periodic
+from kkt_adapter.settings import default_of
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +46,13 @@ OnCall = Callable[[CallOutcome, float], None]
 
 @dataclass(frozen=True)
 class WorkerConfig:
-    batch_size: int = 256
-    concurrency: int = 16
-    lease_ms: int = 30_000
-    sweep_seconds: float = 1.0
+    batch_size: int = int(default_of("delivery_batch_size"))
+    concurrency: int = int(default_of("delivery_concurrency"))
+    lease_ms: int = int(default_of("delivery_lease_ms"))
+    sweep_seconds: float = float(default_of("delivery_sweep_seconds"))
+    leadership_ttl_ms: int = int(default_of("leadership_ttl_ms"))
     manual_sync_seconds: float = 600.0
-    leadership_ttl_ms: int = 10_000
+    """How long one manual sync may keep claiming batches (not a setting)."""
 
 
 @dataclass
@@ -320,14 +322,14 @@ class DeliveryWorker:
     async def _remember(self, result: PassResult, duration: float, kind: str) -> None:
         """Keep the last pass's figures (``last_sync`` in the buffer status)."""
         await self.outbox.save_last_sync(
-            {
-                "timestamp_ms": self._wall_ms(),
-                "synced_count": result.synced,
-                "failed_count": result.failed,
-                "retried_count": result.transient,
-                "duration_seconds": round(duration, 3),
-                "kind": kind,
-            }
+            SyncSummary(
+                timestamp_ms=self._wall_ms(),
+                synced_count=result.synced,
+                failed_count=result.failed,
+                retried_count=result.transient,
+                duration_seconds=round(duration, 3),
+                kind=kind,
+            )
         )
 
 

@@ -1,8 +1,8 @@
 """The narrow interface between the adapter and a cash register (KKT with its fiscal drive).
 
 The methods are synchronous: a device driver does blocking I/O. The adapter calls them from
-one dedicated worker thread (``kkt_adapter.service``), so a device prints one receipt at a
-time and the event loop never blocks on it.
+one dedicated thread (``kkt_adapter.device.runner``), so a device works on one call at a time
+and the event loop never blocks on it.
 """
 
 from __future__ import annotations
@@ -51,14 +51,10 @@ class DeviceStatus:
 
 
 class KktDevice(Protocol):
-    """A cash register. Implementations raise ``kkt_adapter.errors.DeviceError`` on refusal."""
-
-    def print_receipt(self, receipt_id: str, document: FfdDocument) -> FiscalResult:
-        """Fiscalize and print ``document``; its tag 1192 must hold ``receipt_id``.
-
-        Durable on the device before it returns: after a crash ``find_document`` finds it.
-        """
-        ...
+    """A cash register, as the adapter uses it (through ``kkt_adapter.device.runner``, on one
+    thread). Only what the adapter calls is here; a driver may offer more (the emulator's
+    ``print_receipt``, ``set_fault``, ``repeat_prints`` serve tests and demos). Implementations
+    raise ``kkt_adapter.errors.DeviceError`` on a refusal."""
 
     max_group: int
     """How many receipts ``print_receipts`` takes in one call at most (1: one at a time)."""
@@ -66,21 +62,19 @@ class KktDevice(Protocol):
     def print_receipts(
         self, items: Sequence[tuple[str, FfdDocument]]
     ) -> list[FiscalResult | Exception]:
-        """Fiscalize several receipts in order, as ``print_receipt`` would one by one.
+        """Fiscalize and print each ``(receipt_id, document)`` in order; a document's tag 1192
+        holds its receipt id.
 
         One outcome per item: its result, the ``DeviceError`` refusing it, or the exception
         it failed with (then it was not fiscalized). All results are durable on the device
-        before it returns. An exception raised instead means the device failed and may have
-        fiscalized some of them: ask ``find_document``.
+        before it returns: after a crash ``find_document`` finds them. An exception raised
+        instead means the device failed and may have fiscalized some of them: ask
+        ``find_document``.
         """
         ...
 
     def find_document(self, receipt_id: str) -> FiscalResult | None:
         """Look up a fiscalized receipt by the id in its tag 1192."""
-        ...
-
-    def last_document(self) -> FiscalResult | None:
-        """The most recent fiscalized receipt, if any."""
         ...
 
     def status(self) -> DeviceStatus: ...
@@ -93,15 +87,9 @@ class KktDevice(Protocol):
 
     def x_report(self) -> ShiftReport: ...
 
-    def confirm(self, fd: int) -> None:
-        """The OFD acknowledged document ``fd`` (as the OFD's receipt tells a real FN)."""
-        ...
-
     def confirm_many(self, fds: Sequence[int]) -> None:
-        """Mark all these documents confirmed, in one durable step; unknown fds are ignored.
-
-        The delivery worker confirms a batch the OFD acknowledged without one fsync each.
-        """
+        """The OFD acknowledged these documents (as the OFD's receipt tells a real FN): mark
+        them confirmed in one durable step; unknown fds are ignored."""
         ...
 
     def close(self) -> None:
