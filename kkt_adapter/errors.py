@@ -103,6 +103,22 @@ class ConfigError(KktAdapterError):
     code = "config_error"
 
 
+class RecordLost(KktAdapterError):
+    """A fiscal record changed no row: the receipt's row holds another fiscal document (or is
+    gone). Never silent: the document stays on the KKT's journal, which the journal check
+    reads (I8)."""
+
+    code = "record_lost"
+    http_status = 503
+
+
+class StartupRefused(KktAdapterError):
+    """The KKT's journal contradicts the buffer (another FN, FDs gone back): ``serve`` exits
+    with this one-line reason instead of mixing two devices' documents."""
+
+    code = "startup_refused"
+
+
 class BodyTooLarge(Exception):
     """A chunked request body grew past the limit while being read (answered 413)."""
 

@@ -1,9 +1,10 @@
 """Periodic housekeeping of the buffer: retention, and receipts whose record was lost.
 
 Every ``KKT_RETENTION_SWEEP_SECONDS`` it prunes what retention allows (in bounded batches,
-``kkt_adapter.buffer.retention``) and settles receipts left ``accepted`` by an intake whose
-record could not be committed (a full disk) and that nobody retried: if the KKT printed one,
-it is recorded from the KKT's log and goes to the OFD like any other.
+``kkt_adapter.buffer.retention``) and settles receipts left ``accepted`` by a process that
+died since (another process on the data dir, ``kkt_adapter.buffer.owners``), or by an intake
+of this process whose record could not be committed (a full disk) and that nobody retried: if
+the KKT printed one, it is recorded from the KKT's log and goes to the OFD like any other.
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ class Housekeeper:
 
     async def sweep(self) -> SweepResult:
         """Settle leftovers, then prune; returns what was done."""
-        settled = 0
+        report = await self._intake.reconcile()  # rows of processes that died since
+        settled = len(report.recovered) + len(report.never_printed)
         for left in await self._buffer.leftovers(self._buffer.now_ms() - self._idle_ms):
             if await self._intake.settle_leftover(left.receipt_id, left.idempotency_key):
                 settled += 1

@@ -130,7 +130,7 @@ class IntakeService:
                 lambda tx: self._intake_steps(tx, new), self._device
             )
         except RequestInProgress as busy:
-            outcome = await self._retry_leftover(key, busy)
+            outcome = await self._retry_leftover(new, busy)
         finally:
             self._inflight[key] -= 1
             if not self._inflight[key]:
@@ -179,16 +179,29 @@ class IntakeService:
         self._on_pending()
         return body
 
-    async def _retry_leftover(self, key: str, busy: RequestInProgress) -> Intake:
+    async def _retry_leftover(self, new: NewReceipt, busy: RequestInProgress) -> Any:
         """A retry found its receipt ``accepted``: in progress if a request here runs it;
-        otherwise a leftover (its record failed to commit, e.g. on a full disk) to settle."""
+        otherwise a leftover (its record failed to commit, e.g. on a full disk) to settle.
+
+        If the process that owned it died before printing it (a standby serving the retry of
+        a sale the primary died on), it is marked ``print_failed`` and printed now: the POS
+        retrying the same key is the cashier asking for exactly that receipt.
+        """
         receipt_id = (busy.details or {}).get("receipt_id")
         if not isinstance(receipt_id, str):
             raise busy
-        body = await self.settle_leftover(receipt_id, key, own=1)
-        if body is None:
+        body = await self.settle_leftover(receipt_id, new.idempotency_key, own=1)
+        if body is not None:
+            return Intake(body, replayed=True)
+        row = await self._buffer.get_receipt(receipt_id)
+        if row is None or self._buffer.owner_alive(row["owner"]):
             raise busy
-        return Intake(body, replayed=True)
+        await self._buffer.record_print_failed(receipt_id, "interrupted_before_print")
+        log.warning("receipt %s: its process died before printing it; printing it now", receipt_id)
+        try:
+            return await self._buffer.intake(lambda tx: self._intake_steps(tx, new), self._device)
+        except RequestInProgress:
+            raise busy from None
 
     async def settle_leftover(
         self, receipt_id: str, key: str, *, own: int = 0
@@ -202,6 +215,11 @@ class IntakeService:
         """
         if self._inflight.get(key, 0) > own:
             return None
+        row = await self._buffer.get_receipt(receipt_id)
+        if row is None or row["status"] != ReceiptStatus.ACCEPTED:
+            return None
+        if row["owner"] != self._buffer.owner and self._buffer.owner_alive(row["owner"]):
+            return None  # another live process runs it: it records it itself
         found: Stamped | None = await self._device.find_stamped(receipt_id)
         if found is None:
             return None
@@ -211,12 +229,17 @@ class IntakeService:
     async def reconcile(self) -> ReconcileReport:
         """Settle receipts left ``accepted`` by a crash, from the device's document log.
 
-        The ones the device printed are recorded in FD order, each stamped as it is recorded,
-        so their HLC order is their FD order (I5); the others were never printed.
+        Only rows whose owner process is dead: a live process sharing the data dir may be
+        printing one right now. The ones the device printed are recorded in FD order, each
+        stamped as it is recorded, so their HLC order is their FD order (I5); the others were
+        never printed.
         """
         printed: list[FiscalResult] = []
         never_printed: list[str] = []
-        for receipt_id in await self._buffer.accepted_ids():
+        for row in await self._buffer.accepted():
+            if self._buffer.owner_alive(row.owner):
+                continue
+            receipt_id = row.receipt_id
             result = await self._device.find(receipt_id)
             if result is not None:
                 printed.append(result)

@@ -8,13 +8,15 @@ Used by ``tests/acceptance/test_crash_suite.py`` (a few dozen rounds in CI) and 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import itertools
+import os
 import random
 import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -278,3 +280,26 @@ def final_check(
     device_documents, report.repeat_prints = device_log(data)
     report.device_documents = len(device_documents)
     report.printed_receipts = sum(1 for _, rid in device_documents if rid is not None)
+
+
+@contextlib.contextmanager
+def held_device_gate(data: Path) -> Iterator[None]:
+    """Hold the KKT's cross-process gate (``kkt-device.lock``), as a second adapter printing
+    would: the adapter commits its receipt as accepted and waits for the gate to print."""
+    data.mkdir(parents=True, exist_ok=True)
+    fd = os.open(data / "kkt-device.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def device_receipts(data: Path) -> list[tuple[str, int]]:
+    documents, _ = device_log(data)
+    return [(receipt_id, fd) for fd, receipt_id in documents if receipt_id is not None]
+
+
+def buffer_statuses(data: Path) -> dict[str, str]:
+    with contextlib.closing(sqlite3.connect(data / "buffer.sqlite", timeout=10)) as conn:
+        return {str(r[0]): str(r[1]) for r in conn.execute("SELECT id, status FROM receipts")}

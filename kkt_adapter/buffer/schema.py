@@ -115,6 +115,11 @@ _SCRIPTS: tuple[str, ...] = (
         UPDATE status_counts SET n = n - 1 WHERE status = OLD.status;
     END;
     """,
+    # 2: the owner of an ``accepted`` row (kkt_adapter.buffer.owners): only a dead owner's
+    # rows are settled by someone else.
+    """
+    ALTER TABLE receipts ADD COLUMN owner TEXT;
+    """,
 )
 
 

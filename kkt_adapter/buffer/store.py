@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from kkt_adapter.buffer.outbox import Outbox
+from kkt_adapter.buffer.owners import Owners
 from kkt_adapter.buffer.retention import (
     Leftover,
     Retention,
@@ -42,7 +43,7 @@ from kkt_adapter.buffer.sql import (
 )
 from kkt_adapter.domain.fiscal import FfdDocument, FiscalResult
 from kkt_adapter.domain.lifecycle import ReceiptStatus
-from kkt_adapter.errors import BufferFull, IdempotencyKeyReused, RequestInProgress
+from kkt_adapter.errors import BufferFull, IdempotencyKeyReused, RecordLost, RequestInProgress
 from kkt_adapter.hlc import HlcStamp, HybridClock, WallClock, system_wall_ms
 from kkt_adapter.serial import Poster
 from kkt_adapter.sqlite import Database, Staged, connect
@@ -77,6 +78,15 @@ class IntakeStart:
 
 
 @dataclass(frozen=True)
+class AcceptedRow:
+    """A receipt left ``accepted``, and the process that owns it (``Owners``)."""
+
+    receipt_id: str
+    idempotency_key: str
+    owner: str | None
+
+
+@dataclass(frozen=True)
 class OldestUnsent:
     receipt_id: str
     created_ms: int
@@ -99,6 +109,7 @@ class Buffer:
         self._wall = wall
         self._node_setting = node_id
         self._clock: HybridClock | None = None
+        self._owners: Owners | None = None
         self.outbox = Outbox(self._db, wall, self.merge_remote)
 
     def open(self) -> None:
@@ -121,9 +132,24 @@ class Buffer:
         if top is not None:
             stamps.append(HlcStamp(int(top[0]), int(top[1]), node))
         self._clock = HybridClock(node, last=max(stamps, default=None), wall=self._wall)
+        self._owners = Owners(self.path.parent, node)
+        self._owners.claim()
 
     def close(self) -> None:
         self._db.close()
+        if self._owners is not None:
+            self._owners.release()
+
+    @property
+    def owner(self) -> str:
+        """This process's owner id on the data dir (rows it accepts carry it)."""
+        assert self._owners is not None, "Buffer.open() first"
+        return self._owners.me
+
+    def owner_alive(self, owner: str | None) -> bool:
+        """Whether the process that owns a row still lives (``Owners.alive``)."""
+        assert self._owners is not None, "Buffer.open() first"
+        return self._owners.alive(owner)
 
     @property
     def clock(self) -> HybridClock:
@@ -177,8 +203,8 @@ class Buffer:
         stamp = self._tick()
         conn.execute(
             "INSERT INTO receipts (id, idempotency_key, pos_id, type, total, status, created_ms,"
-            " updated_ms, hlc_wall, hlc_counter, hlc_node, payload, document)"
-            f" VALUES (?, ?, ?, ?, ?, {ACCEPTED}, ?, ?, ?, ?, ?, ?, ?)",
+            " updated_ms, hlc_wall, hlc_counter, hlc_node, payload, document, owner)"
+            f" VALUES (?, ?, ?, ?, ?, {ACCEPTED}, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 new.receipt_id,
                 new.idempotency_key,
@@ -192,6 +218,7 @@ class Buffer:
                 stamp.node,
                 _dumps(new.payload),
                 _dumps(new.document),
+                self.owner,
             ),
         )
         conn.execute(
@@ -220,8 +247,8 @@ class Buffer:
         if status == ReceiptStatus.PRINT_FAILED:
             now = self._wall()
             conn.execute(
-                f"UPDATE receipts SET status = {ACCEPTED}, updated_ms = ? WHERE id = ?",
-                (now, known["id"]),
+                f"UPDATE receipts SET status = {ACCEPTED}, updated_ms = ?, owner = ? WHERE id = ?",
+                (now, self.owner, known["id"]),
             )
             append_event(
                 conn,
@@ -269,36 +296,42 @@ class Buffer:
         now = self._wall()
         stamp = stamp or self._tick()
         body = answer()
-        conn.execute(
+        values = (
+            now,
+            now,
+            stamp.wall_ms,
+            stamp.counter,
+            stamp.node,
+            result.fn,
+            result.fd,
+            result.fp,
+            result.shift,
+            result.number_in_shift,
+            result.datetime.isoformat(),
+            result.qr,
+            _dumps(result.document),
+            _dumps(body),
+            receipt_id,
+        )
+        update = (
             f"UPDATE receipts SET status = {PENDING}, updated_ms = ?, next_attempt_ms = ?,"
             " hlc_wall = ?, hlc_counter = ?, hlc_node = ?,"
             " fn = ?, fd = ?, fp = ?, shift = ?, number_in_shift = ?, fiscal_at = ?, qr = ?,"
-            f" document = ?, response = ?, last_error = NULL WHERE id = ? AND status = {ACCEPTED}",
-            (
-                now,
-                now,
-                stamp.wall_ms,
-                stamp.counter,
-                stamp.node,
-                result.fn,
-                result.fd,
-                result.fp,
-                result.shift,
-                result.number_in_shift,
-                result.datetime.isoformat(),
-                result.qr,
-                _dumps(result.document),
-                _dumps(body),
-                receipt_id,
-            ),
+            " document = ?, response = ?, last_error = NULL WHERE id = ? AND status = "
         )
+        before = ReceiptStatus.ACCEPTED
+        if not conn.execute(update + ACCEPTED, values).rowcount:
+            # Settled as not printed while the KKT was printing it (I8: the KKT is right).
+            before = ReceiptStatus.PRINT_FAILED
+            if not conn.execute(update + PRINT_FAILED, values).rowcount:
+                return _recorded_already(conn, receipt_id, result)
         append_event(
             conn,
             now,
-            "info",
+            "info" if before == ReceiptStatus.ACCEPTED else "warning",
             "fiscalized",
             receipt_id,
-            ReceiptStatus.ACCEPTED,
+            before,
             ReceiptStatus.PENDING,
             f"FD {result.fd}",
         )
@@ -311,11 +344,13 @@ class Buffer:
     def print_failed_tx(self, conn: sqlite3.Connection, receipt_id: str, reason: str) -> None:
         """``record_print_failed`` inside the caller's transaction."""
         now = self._wall()
-        conn.execute(
+        changed = conn.execute(
             f"UPDATE receipts SET status = {PRINT_FAILED}, updated_ms = ?, last_error = ?"
             f" WHERE id = ? AND status = {ACCEPTED}",
             (now, reason, receipt_id),
-        )
+        ).rowcount
+        if not changed:
+            return  # settled already (recorded from the KKT by another process)
         append_event(
             conn,
             now,
@@ -327,14 +362,15 @@ class Buffer:
             reason,
         )
 
-    async def accepted_ids(self) -> list[str]:
-        """Receipts left ``accepted`` (a crash between intake and record): to reconcile."""
+    async def accepted(self) -> list[AcceptedRow]:
+        """Receipts left ``accepted`` with their owners: to reconcile those whose owner died."""
         rows = await self._db.read(
             lambda conn: conn.execute(
-                f"SELECT id FROM receipts WHERE status = {ACCEPTED} ORDER BY created_ms"
+                f"SELECT id, idempotency_key, owner FROM receipts WHERE status = {ACCEPTED}"
+                " ORDER BY created_ms"
             ).fetchall()
         )
-        return [row["id"] for row in rows]
+        return [AcceptedRow(row["id"], row["idempotency_key"], row["owner"]) for row in rows]
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -438,6 +474,25 @@ class IntakeTx:
     def print_failed(self, receipt_id: str, reason: str) -> None:
         """``print_failed``: the device refused."""
         self._buffer.print_failed_tx(self._conn, receipt_id, reason)
+
+
+def _recorded_already(
+    conn: sqlite3.Connection, receipt_id: str, result: FiscalResult
+) -> dict[str, Any]:
+    """A record that changed no row: fine if another process recorded the same document (its
+    answer is returned); anything else is lost loudly (``RecordLost``)."""
+    row = conn.execute(
+        "SELECT status, fn, fd, response FROM receipts WHERE id = ?", (receipt_id,)
+    ).fetchone()
+    if row is not None and (row["fn"], row["fd"]) == (result.fn, result.fd) and row["response"]:
+        answer: dict[str, Any] = json.loads(row["response"])
+        return answer
+    found = "no row" if row is None else f"status {row['status']}, FD {row['fd']}"
+    raise RecordLost(
+        f"receipt {receipt_id} was fiscalized as FN {result.fn} FD {result.fd} but its row"
+        f" holds {found}: not recorded; the KKT's journal keeps the document",
+        details={"receipt_id": receipt_id, "fn": result.fn, "fd": result.fd},
+    )
 
 
 def _dumps(value: Any) -> str:

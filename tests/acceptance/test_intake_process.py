@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
-import sqlite3
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from chaos import device_log
+from chaos import buffer_statuses, device_log, device_receipts, held_device_gate
 from conftest import Process, wait_until
 from helpers import new_key, priced_receipt, receipt
 
@@ -107,9 +104,9 @@ def test_crash_between_print_and_record_is_reconciled_not_reprinted(
         http.post("/v1/kkt/receipt", json=body, headers=key)
     assert crashing.wait_exit(timeout=10) == 70
 
-    device_docs = _device_receipts(data)
+    device_docs = device_receipts(data)
     assert len(device_docs) == 1  # printed once, before the crash
-    buffer_rows = _buffer_statuses(data)
+    buffer_rows = buffer_statuses(data)
     assert list(buffer_rows.values()) == ["accepted"]  # recorded as accepted, never as pending
 
     restarted = start_adapter(data)
@@ -123,7 +120,7 @@ def test_crash_between_print_and_record_is_reconciled_not_reprinted(
     assert replay.json()["receipt_id"] == receipt_id
     assert replay.json()["fiscal"]["fd"] == fd
     assert (status["total"], status["accepted"], status["print_failed"]) == (1, 0, 0)
-    assert _device_receipts(data) == device_docs  # not printed again
+    assert device_receipts(data) == device_docs  # not printed again
     assert device_log(data)[1] == 0  # and never asked to (the strict emulator counts it)
 
 
@@ -138,54 +135,31 @@ def test_crash_before_the_print_is_not_printed_behind_the_cashiers_back(
         waiting = threading.Thread(target=_post_ignoring_the_kill, args=(http, body, key))
         waiting.start()
         [receipt_id] = wait_until(
-            lambda: [rid for rid, status in _buffer_statuses(data).items() if status == "accepted"],
+            lambda: [rid for rid, status in buffer_statuses(data).items() if status == "accepted"],
             timeout=15,
             what="the receipt committed as accepted",
         )
         crashing.kill()  # SIGKILL between the accepted commit and the print
         waiting.join(timeout=15)
         assert not waiting.is_alive()
-    assert _device_receipts(data) == []
+    assert device_receipts(data) == []
 
     restarted = start_adapter(data)
     assert RECONCILED.format(found=0, never=1) in restarted.messages("kkt_adapter")
     with restarted.client() as http:
         row = http.get(f"/v1/kkt/receipt/{receipt_id}").json()
         assert (row["status"], row["last_error"]) == ("print_failed", "interrupted_before_print")
-        assert _device_receipts(data) == []  # start-up did not print it either
+        assert device_receipts(data) == []  # start-up did not print it either
         retried = http.post("/v1/kkt/receipt", json=body, headers=key)
     assert retried.status_code == 200, retried.text
     assert retried.json()["receipt_id"] == receipt_id
-    assert _device_receipts(data) == [(receipt_id, retried.json()["fiscal"]["fd"])]
+    assert device_receipts(data) == [(receipt_id, retried.json()["fiscal"]["fd"])]
     assert device_log(data)[1] == 0
 
 
 RECONCILED = "reconciled receipts left unfinished: {found} found on the KKT, {never} never printed"
 
 
-@contextlib.contextmanager
-def held_device_gate(data: Path) -> Iterator[None]:
-    """Hold the KKT's cross-process gate (``kkt-device.lock``), as a second adapter printing
-    would: the adapter commits its receipt as accepted and waits for the gate to print."""
-    data.mkdir(parents=True, exist_ok=True)
-    fd = os.open(data / "kkt-device.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
-
-
 def _post_ignoring_the_kill(http: httpx.Client, body: dict[str, Any], key: dict[str, str]) -> None:
     with contextlib.suppress(httpx.TransportError):  # the adapter is killed mid-request
         http.post("/v1/kkt/receipt", json=body, headers=key)
-
-
-def _device_receipts(data: Path) -> list[tuple[str, int]]:
-    documents, _ = device_log(data)
-    return [(receipt_id, fd) for fd, receipt_id in documents if receipt_id is not None]
-
-
-def _buffer_statuses(data: Path) -> dict[str, str]:
-    with contextlib.closing(sqlite3.connect(data / "buffer.sqlite", timeout=10)) as conn:
-        return {str(r[0]): str(r[1]) for r in conn.execute("SELECT id, status FROM receipts")}

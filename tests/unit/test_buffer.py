@@ -17,6 +17,7 @@ from kkt_adapter.domain.fiscal import FiscalResult
 from kkt_adapter.errors import (
     BufferFull,
     IdempotencyKeyReused,
+    RecordLost,
     RequestInProgress,
     StorageUnavailable,
 )
@@ -182,3 +183,50 @@ async def test_oldest_unsent_is_one_index_step_and_skips_synced(buffer: Buffer) 
     )
     oldest = await buffer.oldest_unsent()
     assert oldest is not None and oldest.receipt_id == "R0002"
+
+
+async def test_a_record_after_a_wrong_settlement_still_records_what_the_kkt_printed(
+    buffer: Buffer,
+) -> None:
+    await begin_intake(buffer, new(1))
+    await buffer.record_print_failed("R0001", "interrupted_before_print")
+    body = await buffer.record_fiscal("R0001", fiscal("R0001", 7), lambda: {"fd": 7})
+    row = await buffer.get_receipt("R0001")
+    assert row is not None
+    assert (body, row["status"], row["fd"], row["last_error"]) == ({"fd": 7}, "pending", 7, None)
+
+
+async def test_a_record_of_the_same_document_twice_returns_the_first_answer(
+    buffer: Buffer,
+) -> None:
+    await begin_intake(buffer, new(1))
+    await buffer.record_fiscal("R0001", fiscal("R0001", 7), lambda: {"fd": 7})
+    again = await buffer.record_fiscal("R0001", fiscal("R0001", 7), lambda: {"other": 1})
+    assert again == {"fd": 7}
+
+
+async def test_a_record_that_changes_no_row_is_an_error(buffer: Buffer) -> None:
+    await begin_intake(buffer, new(1))
+    await buffer.record_fiscal("R0001", fiscal("R0001", 7), lambda: {"fd": 7})
+    with pytest.raises(RecordLost, match="FD 8 but its row holds status pending, FD 7"):
+        await buffer.record_fiscal("R0001", fiscal("R0001", 8), lambda: {"fd": 8})
+    with pytest.raises(RecordLost, match="holds no row"):
+        await buffer.record_fiscal("R9999", fiscal("R9999", 9), lambda: {"fd": 9})
+
+
+async def test_accepted_rows_carry_their_owner_and_its_liveness(tmp_path: Path) -> None:
+    first = Buffer(tmp_path, capacity=5, node_id="n1", wall=Wall(1_000_000))
+    second = Buffer(tmp_path, capacity=5, node_id="n1", wall=Wall(1_000_000))
+    first.open()
+    second.open()
+    try:
+        await begin_intake(first, new(1))
+        [row] = await second.accepted()
+        assert (row.receipt_id, row.owner) == ("R0001", first.owner)
+        assert first.owner != second.owner
+        assert second.owner_alive(row.owner) and first.owner_alive(second.owner)
+        first.close()
+        assert not second.owner_alive(row.owner)  # its process let go of the data dir
+        assert not second.owner_alive(None)
+    finally:
+        second.close()

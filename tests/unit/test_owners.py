@@ -1,0 +1,42 @@
+"""Owner liveness on a data dir: a lock held for a process's life, released by its death."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from kkt_adapter.buffer.owners import Owners
+
+
+def test_an_owner_is_alive_while_its_process_holds_the_lock(tmp_path: Path) -> None:
+    mine = Owners(tmp_path, "n1")
+    me = mine.claim()
+    other = Owners(tmp_path, "n1")
+    other.claim()
+    assert other.alive(me) and mine.alive(me) and me.startswith("n1-")
+    mine.release()
+    assert not other.alive(me)
+    assert not other.alive("n1-123-abcdef")  # never existed
+    other.release()
+
+
+def test_an_owner_killed_with_sigkill_is_dead_at_once(tmp_path: Path) -> None:
+    script = (
+        "import sys, time; from pathlib import Path;"
+        "from kkt_adapter.buffer.owners import Owners;"
+        f"print(Owners(Path({str(tmp_path)!r}), 'n1').claim(), flush=True); time.sleep(60)"
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    owner = child.stdout.readline().strip()
+    watcher = Owners(tmp_path, "n1")
+    watcher.claim()
+    try:
+        assert watcher.alive(owner)
+        child.kill()
+        child.wait(timeout=10)
+        assert not watcher.alive(owner)
+    finally:
+        watcher.release()
+        child.kill()
