@@ -23,7 +23,7 @@ from kkt_adapter import __version__
 from kkt_adapter.buffer import Buffer
 from kkt_adapter.buffer.retention import Retention
 from kkt_adapter.delivery import Backoff, BreakerConfig, CircuitBreaker, DeliveryWorker
-from kkt_adapter.delivery.lease import LeaseBackend, RedisLease, SqliteLease, new_holder_id
+from kkt_adapter.delivery.lease import LeaseBackend, RedisLease, SqliteLease
 from kkt_adapter.delivery.worker import OnCall, WorkerConfig
 from kkt_adapter.device import EmulatedKkt
 from kkt_adapter.device.base import KktDevice
@@ -161,7 +161,7 @@ async def open_runtime(
         ofd.client,
         kkt.confirm_many,
         lease=_lease(settings, buffer),
-        holder=new_holder_id(buffer.node),
+        holder=buffer.owner,
         breaker=CircuitBreaker(
             BreakerConfig(
                 failure_threshold=settings.breaker_failures,
@@ -228,7 +228,7 @@ async def _open_ofd(
 def _lease(settings: Settings, buffer: Buffer) -> LeaseBackend:
     if settings.redis_url:
         prefix = settings.redis_key_prefix or f"kkt-adapter:{buffer.node}"
-        return RedisLease(settings.redis_url, prefix, buffer.outbox.fence_high)
+        return RedisLease(settings.redis_url, prefix, buffer.outbox.fence_high, buffer.owner_alive)
     return SqliteLease(buffer.outbox)
 
 

@@ -287,6 +287,7 @@ def leadership_view(leadership: Leadership) -> Json:
         "leader": leadership.leader,
         "backend": leadership.backend,
         "holder": leadership.holder,
+        "current_holder": leadership.current_holder,
         "fence": leadership.fence,
         "since": iso_ms(leadership.since_ms),
         "error": leadership.last_error,

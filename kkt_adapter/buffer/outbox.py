@@ -63,11 +63,16 @@ class Outbox:
     """
 
     def __init__(
-        self, db: Database, wall: WallClock, merge_remote: Callable[[HlcStamp], HlcStamp]
+        self,
+        db: Database,
+        wall: WallClock,
+        merge_remote: Callable[[HlcStamp], HlcStamp],
+        alive: Callable[[str | None], bool],
     ) -> None:
         self._db = db
         self._wall = wall
         self._merge_remote = merge_remote
+        self._alive = alive  # whether a lease holder's process lives (``Owners.alive``)
 
     def now_ms(self) -> int:
         return self._wall()
@@ -385,22 +390,32 @@ class Outbox:
     # -- the sync lease of the sqlite backend (kkt_adapter.delivery.lease) ----------------
 
     async def acquire_lease(self, holder: str, ttl_ms: int) -> int | None:
-        """The lease's fencing token for ``holder`` if the lease is free, expired or already
-        ``holder``'s (a new token when it changes hands); ``None`` while another holds it."""
+        """The lease's fencing token for ``holder`` if the lease is free, expired, already
+        ``holder``'s or held by a process that is dead (a new token when it changes hands);
+        ``None`` while another live process holds it."""
 
         def write(conn: sqlite3.Connection) -> int | None:
             now = self._wall()
             row = conn.execute(
                 "SELECT holder, fence, expires_ms FROM leases WHERE name = ?", (LEASE_NAME,)
             ).fetchone()
-            if row is not None and row["holder"] != holder and row["expires_ms"] > now:
+            held = row is not None and row["expires_ms"] > now
+            if held and row["holder"] != holder and self._alive(row["holder"]):
                 return None
-            if row is not None and row["holder"] == holder and row["expires_ms"] > now:
+            if held and row["holder"] == holder:
                 fence = int(row["fence"])
             else:
                 fence = _next_fence(conn)
+                gone = f" ({row['holder']} is gone)" if held else ""
                 append_event(
-                    conn, now, "info", "leader", None, None, None, f"{holder} leads, fence {fence}"
+                    conn,
+                    now,
+                    "info",
+                    "leader",
+                    None,
+                    None,
+                    None,
+                    f"{holder} leads, fence {fence}{gone}",
                 )
             conn.execute(
                 "INSERT INTO leases (name, holder, fence, expires_ms) VALUES (?, ?, ?, ?)"
@@ -425,6 +440,18 @@ class Outbox:
             return bool(changed)
 
         return await self._db.write(write)
+
+    async def lease_holder(self) -> str | None:
+        """Who holds the sqlite sync lease now (``None``: nobody, or it expired)."""
+
+        def read(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(
+                "SELECT holder FROM leases WHERE name = ? AND expires_ms > ?",
+                (LEASE_NAME, self._wall()),
+            ).fetchone()
+            return None if row is None else str(row["holder"])
+
+        return await self._db.read(read)
 
     async def release_lease(self, holder: str, fence: int) -> None:
         """Let the lease go at once (a clean shutdown)."""

@@ -18,6 +18,7 @@ import contextlib
 import fcntl
 import os
 import secrets
+import socket
 from pathlib import Path
 
 OWNERS_DIR = "owners"
@@ -36,7 +37,7 @@ class Owners:
         """Take an owner id for this process and hold its lock until ``release``."""
         self._dir.mkdir(parents=True, exist_ok=True)
         self._sweep()
-        self.me = f"{self._node}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.me = f"{self._node}:{_host()}:{os.getpid()}:{secrets.token_hex(3)}"
         # Locked before it gets its name, so nobody can find it unlocked and sweep it away.
         staging = self._dir / f".{self.me}.new"
         fd = os.open(staging, os.O_RDWR | os.O_CREAT, 0o600)
@@ -54,10 +55,17 @@ class Owners:
         self._fd = None
 
     def alive(self, owner: str | None) -> bool:
-        """True while the process that claimed ``owner`` holds its lock (this one included)."""
+        """True while the process that claimed ``owner`` holds its lock (this one included).
+
+        An owner on another host (a Redis lease holder elsewhere), or a name that is no
+        owner id, cannot be tested from here and counts as alive; no owner at all is dead.
+        """
         if not owner:
             return False
         if owner == self.me:
+            return True
+        parts = owner.split(":")
+        if len(parts) < 4 or parts[-3] != _host():
             return True
         path = self._path(owner)
         try:
@@ -82,3 +90,7 @@ class Owners:
 
     def _path(self, owner: str) -> Path:
         return self._dir / f"{owner}.lock"
+
+
+def _host() -> str:
+    return socket.gethostname().replace(":", "_")

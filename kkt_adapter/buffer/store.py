@@ -110,7 +110,7 @@ class Buffer:
         self._node_setting = node_id
         self._clock: HybridClock | None = None
         self._owners: Owners | None = None
-        self.outbox = Outbox(self._db, wall, self.merge_remote)
+        self.outbox = Outbox(self._db, wall, self.merge_remote, self.owner_alive)
 
     def open(self) -> None:
         """Open and migrate the file, and restore the HLC (blocking: call off the loop)."""

@@ -16,7 +16,6 @@ over. A backend error never reads as "leader": without a lease, nothing is deliv
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -50,12 +49,11 @@ class LeaseBackend(Protocol):
 
     async def release(self, holder: str, grant: Grant) -> None: ...
 
+    async def current_holder(self) -> str | None:
+        """Who holds the lease now (``None``: nobody)."""
+        ...
+
     async def close(self) -> None: ...
-
-
-def new_holder_id(node: str) -> str:
-    """This process's identity as a lease holder."""
-    return f"{node}-{secrets.token_hex(4)}"
 
 
 class SqliteLease:
@@ -75,6 +73,9 @@ class SqliteLease:
 
     async def release(self, holder: str, grant: Grant) -> None:
         await self._outbox.release_lease(holder, grant.fence)
+
+    async def current_holder(self) -> str | None:
+        return await self._outbox.lease_holder()
 
     async def close(self) -> None:
         return None
@@ -119,7 +120,9 @@ class RedisLease:
 
     name = "redis"
 
-    def __init__(self, url: str, key_prefix: str, floor: FloorFn) -> None:
+    def __init__(
+        self, url: str, key_prefix: str, floor: FloorFn, alive: Callable[[str], bool]
+    ) -> None:
         import redis.asyncio as redis_asyncio
 
         self._redis = redis_asyncio.from_url(
@@ -127,6 +130,7 @@ class RedisLease:
         )
         self._keys = [f"{key_prefix}:lease", f"{key_prefix}:fence"]
         self._floor = floor
+        self._alive = alive  # whether a holder's process lives (``Owners.alive``)
         self._acquire = self._redis.register_script(_ACQUIRE)
         self._renew = self._redis.register_script(_RENEW)
         self._release = self._redis.register_script(_RELEASE)
@@ -134,6 +138,14 @@ class RedisLease:
     async def acquire(self, holder: str, ttl_ms: int) -> Grant | None:
         floor = await self._floor()
         token = int(await self._acquire(keys=self._keys, args=[holder, ttl_ms, floor]))
+        if token < 0:
+            # Held: by a process on this host that is dead (kill -9, then restart)? Then let
+            # its lease go now instead of after its TTL (only if it is still that holder's).
+            current = await self._redis.get(self._keys[0])
+            if current is not None and not self._alive(str(current)):
+                log.warning("the sync lease holder %s is gone: taking the lease over", current)
+                await self._release(keys=self._keys, args=[current])
+                token = int(await self._acquire(keys=self._keys, args=[holder, ttl_ms, floor]))
         return Grant(token) if token > 0 else None
 
     async def renew(self, holder: str, grant: Grant, ttl_ms: int) -> bool:
@@ -141,6 +153,10 @@ class RedisLease:
 
     async def release(self, holder: str, grant: Grant) -> None:
         await self._release(keys=self._keys, args=[holder])
+
+    async def current_holder(self) -> str | None:
+        holder = await self._redis.get(self._keys[0])
+        return None if holder is None else str(holder)
 
     async def close(self) -> None:
         await self._redis.aclose()

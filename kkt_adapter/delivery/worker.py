@@ -78,6 +78,8 @@ class Leadership:
     fence: int | None = None
     since_ms: int | None = None
     last_error: str | None = None
+    current_holder: str | None = None
+    """Who holds the lease, as last read (this process or another; ``None``: nobody)."""
 
     @property
     def leader(self) -> bool:
@@ -174,6 +176,9 @@ class DeliveryWorker:
             elif not await self._lease.renew(holder, self._grant, ttl):
                 self._abdicate("the sync lease was taken over")
             self.leadership.last_error = None
+            self.leadership.current_holder = (
+                holder if self._grant is not None else await self._lease.current_holder()
+            )
         except Exception as exc:  # Redis down, buffer busy: stop delivering, say why
             self._abdicate(f"{self._lease.name} lease unavailable: {exc}")
 

@@ -98,3 +98,49 @@ def test_a_standby_finishes_a_sale_its_primary_died_on_before_printing(
         )
     assert device_receipts(data) == [(receipt_id, retried.json()["fiscal"]["fd"])]
     assert device_log(data)[1] == 0
+
+
+def _leader(http: httpx.Client) -> dict[str, Any]:
+    leader: dict[str, Any] = http.get("/v1/kkt/buffer/status").json()["sync_leader"]
+    return leader
+
+
+def test_a_restarted_process_takes_over_the_lease_of_its_killed_predecessor_at_once(
+    start_adapter: Start, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    slow_ttl = {**FAST, "KKT_LEADERSHIP_TTL_MS": "120000"}  # the lease would block 2 minutes
+    first = start_adapter(data, env=slow_ttl)
+    with first.client() as http:
+        dead = wait_until(lambda: _leader(http)["leader"] and _leader(http), timeout=15)
+    first.kill()
+    second = start_adapter(data, env=slow_ttl)
+    with second.client() as http:
+        leader = wait_until(lambda: _leader(http)["leader"] and _leader(http), timeout=15)
+        assert leader["current_holder"] == leader["holder"] != dead["holder"]
+        assert leader["fence"] > dead["fence"]
+        sale = http.post("/v1/kkt/receipt", json=receipt(), headers=new_key())
+        assert sale.status_code == 200, sale.text
+        sync = http.post("/v1/kkt/buffer/sync")
+        assert sync.status_code == 200, sync.text
+        assert sync.json()["synced"] >= 0
+        receipt_id = sale.json()["receipt_id"]
+        wait_until(
+            lambda: http.get(f"/v1/kkt/receipt/{receipt_id}").json()["status"] == "synced",
+            timeout=15,
+            what="the receipt synced",
+        )
+
+
+def test_status_names_the_process_that_leads(start_adapter: Start, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    first = start_adapter(data, env=FAST)
+    with first.client() as http:
+        leader = wait_until(lambda: _leader(http)["leader"] and _leader(http), timeout=15)
+    second = start_adapter(data, env=FAST)
+    with second.client() as http2:
+        follower = wait_until(
+            lambda: (view := _leader(http2))["current_holder"] and view, timeout=15
+        )
+    assert follower["leader"] is False
+    assert follower["current_holder"] == leader["holder"] != follower["holder"]

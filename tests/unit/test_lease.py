@@ -135,3 +135,24 @@ async def test_a_claim_under_a_token_below_the_highest_seen_cannot_record_a_resu
     assert not await outbox.record_transient(stale, 1, "stale retry", 60_000)
     row = await buffer.get_receipt(stale.receipt_id)
     assert row is not None and (row["status"], row["fence"], row["attempts"]) == ("syncing", 1, 0)
+
+
+async def test_a_dead_holders_lease_is_taken_over_before_it_expires(
+    tmp_path: Path, wall: Wall
+) -> None:
+    first = Buffer(tmp_path, capacity=100, node_id="n1", wall=wall)
+    second = Buffer(tmp_path, capacity=100, node_id="n1", wall=wall)
+    first.open()
+    second.open()
+    try:
+        held = await SqliteLease(first.outbox).acquire(first.owner, 60_000)
+        lease = SqliteLease(second.outbox)
+        assert held is not None
+        assert await lease.acquire(second.owner, 60_000) is None  # alive: it waits
+        assert await lease.current_holder() == first.owner
+        first.close()  # the process is gone (the kernel drops its lock, as on kill -9)
+        taken = await lease.acquire(second.owner, 60_000)
+        assert taken is not None and taken.fence > held.fence
+        assert await lease.current_holder() == second.owner
+    finally:
+        second.close()

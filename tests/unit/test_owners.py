@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,10 +15,13 @@ def test_an_owner_is_alive_while_its_process_holds_the_lock(tmp_path: Path) -> N
     me = mine.claim()
     other = Owners(tmp_path, "n1")
     other.claim()
-    assert other.alive(me) and mine.alive(me) and me.startswith("n1-")
+    assert other.alive(me) and mine.alive(me) and me.startswith("n1:")
     mine.release()
     assert not other.alive(me)
-    assert not other.alive("n1-123-abcdef")  # never existed
+    here = socket.gethostname()
+    assert not other.alive(f"n1:{here}:123:abcdef")  # never existed on this host
+    assert other.alive("n1:another-host:123:abcdef")  # another host's: cannot tell
+    assert other.alive("A") and not other.alive(None)  # no owner id: cannot tell; no owner
     other.release()
 
 
