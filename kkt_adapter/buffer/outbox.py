@@ -283,16 +283,16 @@ class Outbox:
 
         return await self._db.write(write)
 
-    async def unconfirmed_fds(self, limit: int = 500) -> list[tuple[str, int]]:
-        """Synced receipts the KKT has not been told about yet."""
+    async def unconfirmed_fds(self, limit: int = 500) -> list[tuple[str, str, int]]:
+        """Synced receipts the KKT has not been told about yet: (id, FN, FD)."""
         rows = await self._db.read(
             lambda conn: conn.execute(
-                f"SELECT id, fd FROM receipts WHERE status = {SYNCED} AND confirmed = 0"
+                f"SELECT id, fn, fd FROM receipts WHERE status = {SYNCED} AND confirmed = 0"
                 " ORDER BY fd LIMIT ?",
                 (limit,),
             ).fetchall()
         )
-        return [(row["id"], int(row["fd"])) for row in rows]
+        return [(row["id"], str(row["fn"]), int(row["fd"])) for row in rows]
 
     async def mark_confirmed(self, receipt_ids: list[str]) -> None:
         await self._db.write(

@@ -38,8 +38,8 @@ from kkt_adapter.settings import default_of
 
 log = logging.getLogger(__name__)
 
-Confirm = Callable[[list[int]], Awaitable[None]]
-"""Tells the KKT which documents the OFD acknowledged."""
+Confirm = Callable[[str, list[int]], Awaitable[None]]
+"""Tells the KKT which documents (FN, FDs) the OFD acknowledged."""
 OnCall = Callable[[CallOutcome, float], None]
 """Told each OFD call's outcome and seconds (the metrics)."""
 
@@ -288,9 +288,13 @@ class DeliveryWorker:
         """Tell the KKT which documents the OFD acknowledged (also after a crash)."""
         async with self._confirming:  # the loop and a manual sync must not tell it twice
             pending = await self.outbox.unconfirmed_fds()
+            by_fn: dict[str, list[int]] = {}
+            for _, fn, fd in pending:
+                by_fn.setdefault(fn, []).append(fd)
+            for fn, fds in by_fn.items():
+                await self._confirm(fn, fds)
             if pending:
-                await self._confirm([fd for _, fd in pending])
-                await self.outbox.mark_confirmed([receipt_id for receipt_id, _ in pending])
+                await self.outbox.mark_confirmed([receipt_id for receipt_id, _, _ in pending])
 
     async def sync_now(self) -> dict[str, float | int]:
         """A manual delivery pass: everything pending, now, until done or no progress."""

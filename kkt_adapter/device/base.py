@@ -48,6 +48,16 @@ class DeviceStatus:
     unconfirmed_count: int
     oldest_unconfirmed_at: datetime | None
     fn_blocked: bool
+    first_unconfirmed_fd: int | None = None
+    """The FD of the oldest receipt the OFD has not acknowledged (``None``: none)."""
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """A fiscalized receipt in the KKT's journal, and whether the OFD acknowledged it."""
+
+    result: FiscalResult
+    confirmed: bool
 
 
 class KktDevice(Protocol):
@@ -77,6 +87,11 @@ class KktDevice(Protocol):
         """Look up a fiscalized receipt by the id in its tag 1192."""
         ...
 
+    def journal(self, after_fd: int, limit: int) -> list[JournalEntry]:
+        """The fiscalized receipts with an FD above ``after_fd``, in FD order, at most
+        ``limit`` (shift documents are left out: only receipts go to the OFD)."""
+        ...
+
     def status(self) -> DeviceStatus: ...
 
     def open_shift(self, cashier: str | None = None) -> ShiftReport: ...
@@ -87,9 +102,10 @@ class KktDevice(Protocol):
 
     def x_report(self) -> ShiftReport: ...
 
-    def confirm_many(self, fds: Sequence[int]) -> None:
-        """The OFD acknowledged these documents (as the OFD's receipt tells a real FN): mark
-        them confirmed in one durable step; unknown fds are ignored."""
+    def confirm_many(self, fn: str, fds: Sequence[int]) -> None:
+        """The OFD acknowledged these documents of FN ``fn`` (as the OFD's receipt tells a real
+        FN): mark them confirmed in one durable step; unknown fds, or another FN's, are
+        ignored."""
         ...
 
     def close(self) -> None:

@@ -29,7 +29,7 @@ from pathlib import Path
 import orjson
 
 from kkt_adapter.device import emulator_store as store
-from kkt_adapter.device.base import DeviceStatus, ShiftReport
+from kkt_adapter.device.base import DeviceStatus, JournalEntry, ShiftReport
 from kkt_adapter.device.emulator_store import RECEIPT_TYPES, State
 from kkt_adapter.domain.fiscal import FfdDocument, FiscalResult
 from kkt_adapter.domain.sign import fiscal_sign
@@ -122,6 +122,12 @@ class EmulatedKkt:
             row = store.find_receipt(conn, receipt_id)
         return None if row is None else store.result_from_row(row)
 
+    def journal(self, after_fd: int, limit: int) -> list[JournalEntry]:
+        """Fiscalized receipts above ``after_fd`` in FD order, at most ``limit``."""
+        with self._tx("DEFERRED") as conn:
+            rows = store.journal(conn, after_fd, limit)
+        return [JournalEntry(store.result_from_row(row), bool(row["confirmed"])) for row in rows]
+
     def last_document(self) -> FiscalResult | None:
         """The most recent fiscalized receipt (shift documents are not receipts)."""
         with self._tx("DEFERRED") as conn:
@@ -133,7 +139,7 @@ class EmulatedKkt:
         now = self._now()
         with self._tx("DEFERRED") as conn:
             state = store.read_state(conn)
-            count, oldest = store.unconfirmed(conn)
+            count, oldest, first_fd = store.unconfirmed(conn)
         return DeviceStatus(
             emulator=True,
             model=MODEL,
@@ -149,6 +155,7 @@ class EmulatedKkt:
             unconfirmed_count=count,
             oldest_unconfirmed_at=oldest,
             fn_blocked=oldest is not None and now - oldest > self._offline_limit,
+            first_unconfirmed_fd=first_fd,
         )
 
     def open_shift(self, cashier: str | None = None) -> ShiftReport:
@@ -197,13 +204,18 @@ class EmulatedKkt:
 
     def confirm(self, fd: int) -> None:
         """Mark document ``fd`` acknowledged by the OFD; repeated or unknown ``fd`` is a no-op."""
-        self.confirm_many((fd,))
+        with self._tx() as conn:
+            store.confirm(conn, [(fd,)])
 
-    def confirm_many(self, fds: Sequence[int]) -> None:
-        """Mark all ``fds`` acknowledged in one transaction (one fsync); unknown fds are ignored."""
+    def confirm_many(self, fn: str, fds: Sequence[int]) -> None:
+        """Mark all ``fds`` of FN ``fn`` acknowledged in one transaction (one fsync); unknown
+        fds, or another FN's (the FN was replaced), are ignored."""
         if not fds:
             return
         with self._tx() as conn:
+            if store.read_state(conn).fn != fn:
+                log.warning("confirmations for FN %s ignored: this KKT's FN is another", fn)
+                return
             store.confirm(conn, [(fd,) for fd in fds])
 
     def repeat_prints(self) -> int:

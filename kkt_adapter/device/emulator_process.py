@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from kkt_adapter.device import wire
-from kkt_adapter.device.base import DeviceStatus, ShiftReport
+from kkt_adapter.device.base import DeviceStatus, JournalEntry, ShiftReport
 from kkt_adapter.domain.fiscal import FfdDocument, FiscalResult
 from kkt_adapter.errors import ConfigError, DeviceError, KktAdapterError
 
@@ -116,6 +116,10 @@ class EmulatorProcess:
         """The fiscalized receipt whose tag 1192 is ``receipt_id``, if any."""
         return wire.fiscal_result(self._call("find_document", receipt_id))
 
+    def journal(self, after_fd: int, limit: int) -> list[JournalEntry]:
+        """Fiscalized receipts above ``after_fd`` in FD order, at most ``limit``."""
+        return wire.journal(self._call("journal", after_fd, limit))
+
     def last_document(self) -> FiscalResult | None:
         """The most recent fiscalized receipt."""
         return wire.fiscal_result(self._call("last_document"))
@@ -140,10 +144,10 @@ class EmulatorProcess:
         """Mark document ``fd`` acknowledged by the OFD."""
         self._call("confirm", fd)
 
-    def confirm_many(self, fds: Sequence[int]) -> None:
-        """Mark all ``fds`` acknowledged in one durable step."""
+    def confirm_many(self, fn: str, fds: Sequence[int]) -> None:
+        """Mark all ``fds`` of FN ``fn`` acknowledged in one durable step."""
         if fds:
-            self._call("confirm_many", list(fds))
+            self._call("confirm_many", fn, list(fds))
 
     def set_fault(self, fault: str | None) -> None:
         """Inject ``"out_of_paper"`` or ``"offline"``, or clear with ``None`` (persisted)."""

@@ -209,13 +209,26 @@ def last_receipt(conn: sqlite3.Connection) -> sqlite3.Row | None:
     return row
 
 
-def unconfirmed(conn: sqlite3.Connection) -> tuple[int, datetime | None]:
-    """Count of receipts not confirmed by the OFD and the time of the oldest one."""
+def unconfirmed(conn: sqlite3.Connection) -> tuple[int, datetime | None, int | None]:
+    """Count of receipts not confirmed by the OFD, the time and FD of the oldest one."""
     count: int = conn.execute(
         "SELECT count(*) FROM documents WHERE confirmed = 0 AND kind = 'receipt'"
     ).fetchone()[0]
-    row = conn.execute(_OLDEST_UNCONFIRMED).fetchone()
-    return count, None if row is None else datetime.fromisoformat(row[0])
+    row = conn.execute(
+        "SELECT created_at, fd FROM documents WHERE confirmed = 0 AND kind = 'receipt'"
+        " ORDER BY fd LIMIT 1"
+    ).fetchone()
+    if row is None:
+        return count, None, None
+    return count, datetime.fromisoformat(row[0]), int(row[1])
+
+
+def journal(conn: sqlite3.Connection, after_fd: int, limit: int) -> list[sqlite3.Row]:
+    """Logged receipts above ``after_fd`` in FD order, at most ``limit``."""
+    return conn.execute(
+        "SELECT * FROM documents WHERE fd > ? AND kind = 'receipt' ORDER BY fd LIMIT ?",
+        (after_fd, limit),
+    ).fetchall()
 
 
 def shift_totals(conn: sqlite3.Connection, shift: int) -> tuple[int, dict[str, int]]:

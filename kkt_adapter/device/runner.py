@@ -22,7 +22,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, TypeVar
 
-from kkt_adapter.device.base import DeviceStatus, KktDevice, ShiftReport
+from kkt_adapter.device.base import DeviceStatus, JournalEntry, KktDevice, ShiftReport
 from kkt_adapter.device.gate import DeviceGate
 from kkt_adapter.domain.fiscal import FfdDocument, FiscalResult
 from kkt_adapter.hlc import HlcStamp, HybridClock
@@ -143,6 +143,11 @@ class DeviceRunner:
     async def x_report(self) -> ShiftReport:
         return await self._run(self.driver.x_report)
 
-    async def confirm_many(self, fds: list[int]) -> None:
-        """Tell the device the OFD acknowledged these documents (one durable write)."""
-        await self._run(self.driver.confirm_many, fds)
+    async def confirm_many(self, fn: str, fds: list[int]) -> None:
+        """Tell the device the OFD acknowledged these documents of FN ``fn`` (one durable
+        write)."""
+        await self._run(self.driver.confirm_many, fn, fds)
+
+    async def journal(self, after_fd: int, limit: int) -> list[JournalEntry]:
+        """The device's fiscalized receipts above ``after_fd``, in FD order (``limit`` at most)."""
+        return await self._run(self.driver.journal, after_fd, limit)

@@ -28,6 +28,7 @@ METHODS = frozenset(
     {
         "print_receipt",
         "find_document",
+        "journal",
         "last_document",
         "status",
         "open_shift",

@@ -15,7 +15,7 @@ from typing import IO, Any
 import orjson
 
 from kkt_adapter import errors
-from kkt_adapter.device.base import DeviceStatus, ShiftReport
+from kkt_adapter.device.base import DeviceStatus, JournalEntry, ShiftReport
 from kkt_adapter.domain.fiscal import FiscalResult
 from kkt_adapter.errors import DeviceError, KktAdapterError
 
@@ -101,6 +101,16 @@ def fiscal_result(value: dict[str, Any] | None) -> FiscalResult | None:
     if value is None:
         return None
     return FiscalResult(**{**value, "datetime": datetime.fromisoformat(value["datetime"])})
+
+
+def journal(value: list[dict[str, Any]]) -> list[JournalEntry]:
+    """Journal entries from their wire form."""
+    entries = []
+    for entry in value:
+        result = fiscal_result(entry["result"])
+        assert result is not None
+        entries.append(JournalEntry(result, bool(entry["confirmed"])))
+    return entries
 
 
 def shift_report(value: dict[str, Any]) -> ShiftReport:

@@ -139,9 +139,12 @@ def test_refusals_and_misuse_keep_their_types(device: EmulatorProcess) -> None:
 def test_confirm_many_and_confirm(device: EmulatorProcess) -> None:
     fds = [device.print_receipt(f"c{n}", receipt(f"c{n}")).fd for n in range(4)]
     assert device.status().unconfirmed_count == 4
-    device.confirm_many(fds[:3])
-    device.confirm_many([])
-    device.confirm_many([999])  # unknown fds are ignored
+    fn = device.status().fn
+    device.confirm_many(fn, fds[:3])
+    device.confirm_many(fn, [])
+    device.confirm_many(fn, [999])  # unknown fds are ignored
+    [entry] = device.journal(fds[2], 10)  # the journal travels over the link
+    assert (entry.result, entry.confirmed) == (device.find_document("c3"), False)
     assert device.status().unconfirmed_count == 1
     device.confirm(fds[3])
     status = device.status()
@@ -210,7 +213,8 @@ def test_a_killed_child_makes_every_call_offline(device: EmulatorProcess) -> Non
         device.close_shift,
         device.x_report,
         lambda: device.confirm(1),
-        lambda: device.confirm_many([1]),
+        lambda: device.confirm_many("1", [1]),
+        lambda: device.journal(0, 1),
         lambda: device.set_fault(None),
     ]
     for call in calls:

@@ -334,13 +334,15 @@ def test_confirm_many_confirms_a_batch_in_one_call_and_unblocks_the_fn(
     clock.advance(days=30, seconds=1)
     assert kkt.status().fn_blocked and kkt.status().unconfirmed_count == 100
 
-    kkt.confirm_many([*fds[:50], 10_000, fds[0]])  # unknown and repeated fds are ignored
+    fn = kkt.status().fn
+    kkt.confirm_many(fn, [*fds[:50], 10_000, fds[0]])  # unknown and repeated fds are ignored
+    kkt.confirm_many("9999000000000000", fds)  # another FN's: ignored
     status = kkt.status()
     assert status.fn_blocked and status.unconfirmed_count == 50
     assert status.oldest_unconfirmed_at == START.replace(microsecond=0)
 
-    kkt.confirm_many(fds)
-    kkt.confirm_many([])
+    kkt.confirm_many(fn, fds)
+    kkt.confirm_many(fn, [])
     status = kkt.status()
     assert not status.fn_blocked and status.unconfirmed_count == 0
     assert status.oldest_unconfirmed_at is None
@@ -350,9 +352,10 @@ def test_confirm_many_confirms_a_batch_in_one_call_and_unblocks_the_fn(
 
 def test_confirm_many_is_one_transaction(kkt: EmulatedKkt, tmp_path: Path) -> None:
     fds = [kkt.print_receipt(f"r{n}", receipt(f"r{n}")).fd for n in range(100)]
+    fn = kkt.status().fn
     statements: list[str] = []
     kkt._conn.set_trace_callback(statements.append)
-    kkt.confirm_many(fds)
+    kkt.confirm_many(fn, fds)
     kkt._conn.set_trace_callback(None)
     assert [s for s in statements if s.split()[0] in {"BEGIN", "COMMIT"}] == [
         "BEGIN IMMEDIATE",
@@ -552,3 +555,18 @@ def test_a_print_delay_means_one_receipt_at_a_time(tmp_path: Path) -> None:
         assert delayed.max_group == 1
     finally:
         delayed.close()
+
+
+def test_the_journal_lists_receipts_above_an_fd_with_their_confirmation(kkt: EmulatedKkt) -> None:
+    fds = [kkt.print_receipt(f"j{n}", receipt(f"j{n}")).fd for n in range(5)]
+    fn = kkt.status().fn
+    kkt.confirm_many(fn, fds[:2])
+    assert kkt.status().first_unconfirmed_fd == fds[2]
+    entries = kkt.journal(fds[0], 3)
+    assert [(e.result.receipt_id, e.result.fd, e.confirmed) for e in entries] == [
+        ("j1", fds[1], True),
+        ("j2", fds[2], False),
+        ("j3", fds[3], False),
+    ]
+    assert entries[0].result == kkt.find_document("j1")
+    assert kkt.journal(fds[-1], 10) == []

@@ -31,7 +31,7 @@ async def buffer(tmp_path: Path, wall: Wall) -> AsyncIterator[Buffer]:
 
 
 def worker(buffer: Buffer, wall: Wall, ofd: ScriptedOfd, confirmed: list[int]) -> DeliveryWorker:
-    async def confirm(fds: list[int]) -> None:
+    async def confirm(fn: str, fds: list[int]) -> None:
         confirmed.extend(fds)
 
     return DeliveryWorker(
