@@ -82,6 +82,27 @@ def _settings_or_exit(**flags: Any) -> Settings:
         raise typer.Exit(2) from None
 
 
+class _OneLineRefusal:
+    """Says a refused start-up (``StartupRefused``, e.g. the KKT contradicts the buffer) in
+    one line instead of uvicorn's traceback of the lifespan."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def reworded(message: Any) -> None:
+            refusal = getattr(getattr(self.app, "state", None), "refusal", None)
+            if message["type"] == "lifespan.startup.failed" and refusal:
+                message = {**message, "message": f"refusing to start: {refusal}"}
+            await send(message)
+
+        await self.app(scope, receive, reworded)
+
+
 def run_server(
     asgi_app: Any,
     host: str,
@@ -98,7 +119,7 @@ def run_server(
     ``max_connections`` connections (or requests) at once uvicorn answers 503.
     """
     config = uvicorn.Config(
-        asgi_app,
+        _OneLineRefusal(asgi_app),
         host=host,
         port=port,
         log_level=log_level,
@@ -113,6 +134,10 @@ def run_server(
     server = _AnnouncingServer(config, name)
     server.run()
     if not server.started:
+        refusal = getattr(getattr(asgi_app, "state", None), "refusal", None)
+        if refusal:
+            typer.echo(f"{name}: refusing to start: {refusal}", err=True)
+            raise typer.Exit(2)
         raise typer.Exit(1)
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from kkt_adapter.buffer import Buffer
 from kkt_adapter.buffer.retention import Retention
+from kkt_adapter.journal import JournalKeeper
 from kkt_adapter.periodic import Periodic
 from kkt_adapter.service import IntakeService
 
@@ -36,6 +37,7 @@ class Housekeeper:
         self,
         buffer: Buffer,
         intake: IntakeService,
+        journal: JournalKeeper,
         retention: Retention,
         *,
         period: float,
@@ -43,6 +45,7 @@ class Housekeeper:
     ) -> None:
         self._buffer = buffer
         self._intake = intake
+        self._journal = journal
         self._retention = retention
         self._idle_ms = leftover_idle_ms
         self._loop = Periodic("housekeeping", self._run, period=period, delay_first=True)
@@ -59,6 +62,7 @@ class Housekeeper:
     async def sweep(self) -> SweepResult:
         """Settle leftovers, then prune; returns what was done."""
         report = await self._intake.reconcile()  # rows of processes that died since
+        await self._journal.check()  # the KKT's journal against the buffer (I8)
         settled = len(report.recovered) + len(report.never_printed)
         for left in await self._buffer.leftovers(self._buffer.now_ms() - self._idle_ms):
             if await self._intake.settle_leftover(left.receipt_id, left.idempotency_key):

@@ -33,6 +33,7 @@ from kkt_adapter.device.runner import DeviceRunner
 from kkt_adapter.erp import ErpHeartbeat, heartbeat_payload
 from kkt_adapter.hlc import WallClock, system_wall_ms
 from kkt_adapter.housekeeping import Housekeeper
+from kkt_adapter.journal import JournalKeeper
 from kkt_adapter.ofd import AsgiOfdClient, HttpOfdClient, OfdClient
 from kkt_adapter.service import IntakeService, Shifts
 from kkt_adapter.settings import Settings
@@ -90,6 +91,8 @@ class Runtime:
     ofd: OfdLink
     erp: ErpHeartbeat
     housekeeper: Housekeeper
+    journal: JournalKeeper
+    """Holds the buffer to the KKT's journal (I8)."""
     today: Callable[[], date]
     """The calendar day in the shop's time zone (the VAT rule depends on it)."""
 
@@ -109,6 +112,7 @@ class Runtime:
             device_error=device_error,
             now_ms=self.buffer.now_ms(),
             erp=self.erp.facts(),
+            journal=self.journal.state,
         )
 
     async def link_facts(self) -> LinkFacts:
@@ -182,6 +186,7 @@ async def open_runtime(
     )
     stack.push_async_callback(worker.stop)
     intake = IntakeService(buffer, kkt, on_pending=worker.wake)
+    journal = JournalKeeper(buffer, kkt, on_pending=worker.wake)
     erp = ErpHeartbeat(
         settings.erp_url,
         period=settings.erp_heartbeat_seconds,
@@ -193,7 +198,9 @@ async def open_runtime(
     retention = Retention.from_days(
         settings.retention_days, settings.dlq_retention_days, settings.retention_batch
     )
-    housekeeper = Housekeeper(buffer, intake, retention, period=settings.retention_sweep_seconds)
+    housekeeper = Housekeeper(
+        buffer, intake, journal, retention, period=settings.retention_sweep_seconds
+    )
     stack.push_async_callback(housekeeper.stop)
     return Runtime(
         settings=settings,
@@ -205,6 +212,7 @@ async def open_runtime(
         ofd=ofd,
         erp=erp,
         housekeeper=housekeeper,
+        journal=journal,
         today=lambda: datetime.now(zone).date(),
     )
 
@@ -233,9 +241,10 @@ def _lease(settings: Settings, buffer: Buffer) -> LeaseBackend:
 
 
 async def start(runtime: Runtime) -> None:
-    """Say what is emulated, settle what a crash left unfinished, then start the background
-    work: delivery, the ERP heartbeat, housekeeping."""
-    status = await runtime.kkt.status()
+    """Say what is emulated, refuse a KKT that contradicts the buffer, settle what a crash
+    left unfinished and recover what the buffer lacks from the KKT's journal, then start the
+    background work: delivery, the ERP heartbeat, housekeeping."""
+    status = await runtime.journal.verify()  # StartupRefused: another FN, FDs gone back
     if status.emulator:
         log.warning(
             "KKT: EMULATOR (%s, FN %s) - not a real cash register; documents are not fiscal",
@@ -253,6 +262,7 @@ async def start(runtime: Runtime) -> None:
             len(report.recovered),
             len(report.never_printed),
         )
+    await runtime.journal.check()
     await runtime.buffer.log_event(
         "info", "started", f"kkt-adapter {__version__}; emulator={status.emulator}"
     )

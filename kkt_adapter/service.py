@@ -23,6 +23,7 @@ from kkt_adapter.device.base import ShiftReport
 from kkt_adapter.device.runner import DeviceRunner, Stamped
 from kkt_adapter.domain import Receipt, receipt_fingerprint, receipt_to_json, to_ffd
 from kkt_adapter.domain.fiscal import FiscalResult
+from kkt_adapter.domain.journal import TAG_USER_ATTRIBUTE, mark
 from kkt_adapter.domain.lifecycle import ReceiptStatus
 from kkt_adapter.errors import DeviceError, RequestInProgress
 from kkt_adapter.hlc import HlcStamp
@@ -78,15 +79,18 @@ def new_receipt(key: str, receipt: Receipt, now_ms: int) -> NewReceipt:
     """A validated receipt under ``key``, with a new id and its fiscal document."""
     receipt_id = new_receipt_id(now_ms)
     payload = receipt_to_json(receipt)
+    fingerprint = receipt_fingerprint(receipt, payload)
+    document = to_ffd(receipt, receipt_id)
+    document[TAG_USER_ATTRIBUTE] = mark(key, fingerprint)  # the journal knows the key (I8)
     return NewReceipt(
         receipt_id=receipt_id,
         idempotency_key=key,
-        fingerprint=receipt_fingerprint(receipt, payload),
+        fingerprint=fingerprint,
         pos_id=receipt.pos_id,
         type=str(receipt.type),
         total=receipt.total,
         payload=payload,
-        document=to_ffd(receipt, receipt_id),
+        document=document,
     )
 
 

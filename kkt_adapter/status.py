@@ -14,6 +14,7 @@ from kkt_adapter.delivery.worker import Leadership
 from kkt_adapter.device.base import DeviceStatus
 from kkt_adapter.domain.dates import iso_ms
 from kkt_adapter.domain.lifecycle import UNSYNCED, BreakerState, ReceiptStatus
+from kkt_adapter.journal import JournalState
 
 Json = dict[str, object]
 """A JSON object of an answer (status, health, the heartbeat)."""
@@ -35,6 +36,7 @@ class Facts:
     device_error: str | None
     now_ms: int
     erp: ErpFacts | None = None
+    journal: JournalState | None = None
 
 
 @dataclass(frozen=True)
@@ -78,13 +80,15 @@ def alerts(facts: Facts) -> list[dict[str, str]]:
         found.append(_alert("critical", "buffer_90", f"the buffer is {fill}% full"))
     elif fill >= 80:
         found.append(_alert("warning", "buffer_80", f"the buffer is {fill}% full"))
-    if facts.oldest is not None:
-        age_days = (facts.now_ms - facts.oldest.created_ms) / (24 * HOUR_MS)
+    oldest_ms = oldest_unconfirmed_ms(facts)
+    if oldest_ms is not None:
+        age_days = (facts.now_ms - oldest_ms) / (24 * HOUR_MS)
         left = FN_LIMIT_DAYS - age_days
         if age_days >= FN_CRITICAL_DAYS:
             found.append(_alert("critical", "fn_offline_limit", _fn_message(age_days, left)))
         elif age_days >= FN_WARN_DAYS:
             found.append(_alert("warning", "fn_offline_limit", _fn_message(age_days, left)))
+    found.extend(_journal_alerts(facts.journal))
     if facts.device is not None and facts.device.shift_expired:
         found.append(
             _alert("critical", "shift_over_24h", "the shift is open over 24 h: close it (Z report)")
@@ -105,6 +109,38 @@ def alerts(facts: Facts) -> list[dict[str, str]]:
         )
     order = {"critical": 0, "warning": 1, "info": 2}
     return sorted(found, key=lambda a: order[a["level"]])
+
+
+def oldest_unconfirmed_ms(facts: Facts) -> int | None:
+    """The oldest document the OFD has not acknowledged, by the buffer or by the KKT's own
+    count (a document the buffer lost still blocks the FN)."""
+    found = [] if facts.oldest is None else [facts.oldest.created_ms]
+    device = facts.device
+    if device is not None and device.oldest_unconfirmed_at is not None:
+        found.append(int(device.oldest_unconfirmed_at.timestamp() * 1000))
+    return min(found, default=None)
+
+
+def _journal_alerts(journal: JournalState | None) -> list[dict[str, str]]:
+    if journal is None:
+        return []
+    found = []
+    if journal.contradiction:
+        found.append(_alert("critical", "kkt_journal_contradiction", journal.contradiction))
+    if journal.gaps:
+        found.append(
+            _alert(
+                "critical",
+                "kkt_journal_gap",
+                f"{len(journal.gaps)} documents on the KKT cannot be recovered into the buffer"
+                f" (FDs {', '.join(map(str, journal.gaps[:10]))})",
+            )
+        )
+    if journal.error:
+        found.append(
+            _alert("warning", "kkt_journal_unchecked", f"the KKT's journal: {journal.error}")
+        )
+    return found
 
 
 def _fn_message(age_days: float, left: float) -> str:
@@ -158,9 +194,11 @@ def kkt_component(facts: Facts) -> Json:
         )
         if bad
     ]
+    # The journal's problems do not stop fiscalizing: health degraded, not unhealthy.
+    journal = [] if facts.journal is None else facts.journal.problems()
     return {
-        "status": "error" if problems else "ok",
-        "problems": problems,
+        "status": "error" if problems else "warning" if journal else "ok",
+        "problems": problems + journal,
         "emulator": device.emulator,
         "model": device.model,
         "fn": device.fn,
@@ -169,6 +207,21 @@ def kkt_component(facts: Facts) -> Json:
         "shift": device.shift,
         "last_fd": device.last_fd,
         "unconfirmed_documents": device.unconfirmed_count,
+        "oldest_unconfirmed_at": None
+        if device.oldest_unconfirmed_at is None
+        else device.oldest_unconfirmed_at.isoformat(),
+        "journal": None if facts.journal is None else journal_view(facts.journal),
+    }
+
+
+def journal_view(journal: JournalState) -> Json:
+    """The last check of the KKT's journal against the buffer (I8)."""
+    return {
+        "checked_at": iso_ms(journal.checked_ms),
+        "recovered": journal.recovered,
+        "gaps": journal.gaps,
+        "contradiction": journal.contradiction,
+        "error": journal.error,
     }
 
 

@@ -27,6 +27,7 @@ from kkt_adapter.api.routes_delivery import delivery_router
 from kkt_adapter.api.routes_metrics import metrics_router
 from kkt_adapter.api.schemas import ReceiptIn
 from kkt_adapter.api.ui import ui_router
+from kkt_adapter.errors import StartupRefused
 from kkt_adapter.hlc import WallClock, system_wall_ms
 from kkt_adapter.http_errors import install_error_handlers
 from kkt_adapter.metrics import Metrics
@@ -87,7 +88,11 @@ def create_app(
                 wall=wall_ms,
             )
             app.state.runtime = runtime
-            await start(runtime)
+            try:
+                await start(runtime)
+            except StartupRefused as refused:
+                app.state.refusal = refused.message  # said in one line (kkt_adapter.cli)
+                raise
             yield
         log.info("stopped cleanly")
 

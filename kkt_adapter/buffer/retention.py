@@ -15,6 +15,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+from kkt_adapter.buffer.recovery import keep_fd_high_tx
 from kkt_adapter.buffer.sql import ACCEPTED, SYNCED
 
 DAY_MS = 86_400_000
@@ -53,6 +54,8 @@ def prune_batch_tx(conn: sqlite3.Connection, now_ms: int, retention: Retention) 
         (now_ms - retention.synced_ms, now_ms - longest, retention.batch),
     ).fetchall()
     ids = [(row[0],) for row in rows]
+    if ids:
+        keep_fd_high_tx(conn, ids)  # the journal check reads above it (kkt_adapter.journal)
     conn.executemany("DELETE FROM buffer_events WHERE receipt_id = ?", ids)
     conn.executemany("DELETE FROM idempotency_keys WHERE receipt_id = ?", ids)
     conn.executemany("DELETE FROM dlq WHERE receipt_id = ?", ids)

@@ -22,6 +22,14 @@ import orjson
 
 from kkt_adapter.buffer.outbox import Outbox
 from kkt_adapter.buffer.owners import Owners
+from kkt_adapter.buffer.recovery import (
+    FnView,
+    KnownRow,
+    Recovered,
+    fn_view_tx,
+    insert_recovered_tx,
+    known_tx,
+)
 from kkt_adapter.buffer.retention import (
     Leftover,
     Retention,
@@ -42,6 +50,7 @@ from kkt_adapter.buffer.sql import (
     set_meta,
 )
 from kkt_adapter.domain.fiscal import FfdDocument, FiscalResult
+from kkt_adapter.domain.journal import key_digest
 from kkt_adapter.domain.lifecycle import ReceiptStatus
 from kkt_adapter.errors import BufferFull, IdempotencyKeyReused, RecordLost, RequestInProgress
 from kkt_adapter.hlc import HlcStamp, HybridClock, WallClock, system_wall_ms
@@ -186,9 +195,10 @@ class Buffer:
             f" (SELECT COALESCE(SUM(n), 0) FROM status_counts WHERE status != {SYNCED}),"
             " (SELECT COALESCE(SUM(n), 0) FROM status_counts"
             f"  WHERE status IN ({PENDING}, {SYNCING}))"
-            " FROM (SELECT 1) LEFT JOIN idempotency_keys k ON k.key = ?"
+            " FROM (SELECT 1) LEFT JOIN idempotency_keys k ON k.key IN (?, ?)"
             " LEFT JOIN receipts r ON r.id = k.receipt_id",
-            (new.idempotency_key,),
+            # A receipt recovered from the KKT's journal is known by the key's digest.
+            (new.idempotency_key, key_digest(new.idempotency_key)),
         ).fetchone()
         if known["id"] is not None:
             return self._resolve_known_key(conn, new, known)
@@ -371,6 +381,22 @@ class Buffer:
             ).fetchall()
         )
         return [AcceptedRow(row["id"], row["idempotency_key"], row["owner"]) for row in rows]
+
+    # -- the journal check (kkt_adapter.journal, I8) --------------------------------------
+
+    async def fn_view(self, fn: str) -> FnView:
+        """The highest FD of ``fn`` ever held, and other FNs' documents still to deliver."""
+        return await self._db.read(lambda conn: fn_view_tx(conn, fn))
+
+    async def known(self, receipt_ids: list[str]) -> dict[str, KnownRow]:
+        """The rows of these receipt ids that the buffer holds."""
+        if not receipt_ids:
+            return {}
+        return await self._db.read(lambda conn: known_tx(conn, receipt_ids))
+
+    async def insert_recovered(self, rows: list[Recovered]) -> int:
+        """Receipts from the KKT's journal that the buffer lacked, as ``pending``."""
+        return await self._db.write(lambda conn: insert_recovered_tx(conn, self._wall(), rows))
 
     # -- reads ----------------------------------------------------------------------------
 

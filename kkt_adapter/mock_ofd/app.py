@@ -202,8 +202,11 @@ def _validate(key: str | None, body: bytes) -> tuple[Submission, HlcStamp]:
     except pydantic.ValidationError as exc:
         raise _invalid_request(exc) from None
     identity = {name: getattr(parsed, name) for name in ("receipt_id", "pos_id", "fn", "fd", "fp")}
+    # A repeat is the same fiscal document: the POS id is the adapter's label, not part of it
+    # (a receipt recovered from the KKT's journal no longer knows its till).
+    fiscal = {name: value for name, value in identity.items() if name != "pos_id"}
     fingerprint = hashlib.sha256(
-        orjson.dumps({**identity, "document": parsed.document}, option=orjson.OPT_SORT_KEYS)
+        orjson.dumps({**fiscal, "document": parsed.document}, option=orjson.OPT_SORT_KEYS)
     ).hexdigest()
     submission = Submission(
         idempotency_key=key,

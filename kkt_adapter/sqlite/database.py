@@ -83,6 +83,7 @@ class Database:
         self._writer: threading.Thread | None = None
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix=f"{name}-read")
         self._local = threading.local()
+        self._reader_conns: list[sqlite3.Connection] = []  # closed by ``close``
         self._write_conn: sqlite3.Connection | None = None
         self._away = 0  # staged writes whose outside call is running
         self._away_lock = threading.Lock()
@@ -110,6 +111,11 @@ class Database:
             self._writer.join()
             self._writer = None
         self._readers.shutdown(wait=True)
+        # Closed now, not whenever their threads' locals are collected: a file put in place
+        # of this one (a restored backup) must not meet this process's old locks.
+        for conn in self._reader_conns:
+            conn.close()
+        self._reader_conns.clear()
         if self._write_conn is not None:
             self._write_conn.close()
             self._write_conn = None
@@ -131,6 +137,7 @@ class Database:
         if conn is None:
             conn = connect(self.path)
             self._local.conn = conn
+            self._reader_conns.append(conn)
         conn.execute("BEGIN")
         try:
             return read(conn)

@@ -175,7 +175,12 @@ async def test_full_disk_after_the_print_without_a_retry_is_settled_by_housekeep
         injected.on = False
         rt = runtime(api)
         sweeper = Housekeeper(
-            rt.buffer, rt.intake, Retention.from_days(7, 90, 100), period=60, leftover_idle_ms=0
+            rt.buffer,
+            rt.intake,
+            rt.journal,
+            Retention.from_days(7, 90, 100),
+            period=60,
+            leftover_idle_ms=0,
         )
         result = await sweeper.sweep()
         assert result.settled == 1

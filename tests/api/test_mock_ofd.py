@@ -172,13 +172,30 @@ async def test_different_document_under_a_stored_key_is_a_conflict(
 
 
 async def test_different_document_with_a_stored_fn_fd_is_a_conflict(
-    ofd: httpx.AsyncClient, fiscalize: Callable[..., FiscalResult]
+    ofd: httpx.AsyncClient, fiscalize: Callable[..., FiscalResult], tmp_path: Path
 ) -> None:
     body = submission(fiscalize())
     await post(ofd, body)
-    answer = await post(ofd, {**body, "pos_id": "POS-999"}, key="new-key")
+    twin = EmulatedKkt(tmp_path / "twin", key=KEY, fn=body["fn"])  # same FN, same FD, another
+    receipt = parse_receipt(json.dumps(SAMPLE_RECEIPT).encode(), date.today())
+    other = submission(twin.print_receipt("other-receipt", to_ffd(receipt, "other-receipt")))
+    twin.close()
+    assert (other["fn"], other["fd"]) == (body["fn"], body["fd"])
+    answer = await post(ofd, other, key="new-key")
     assert answer.status_code == 409
     assert answer.json()["details"]["fd"] == body["fd"]
+
+
+async def test_the_same_document_from_another_till_label_is_a_repeat(
+    ofd: httpx.AsyncClient, fiscalize: Callable[..., FiscalResult]
+) -> None:
+    body = submission(fiscalize())
+    stored = await post(ofd, body)
+    # Recovered from the KKT's journal, a receipt no longer knows its POS: still a repeat.
+    again = await post(ofd, {**body, "pos_id": "(recovered from the KKT)"})
+    assert again.status_code == 200, again.text
+    assert again.json()["ofd_receipt_id"] == stored.json()["ofd_receipt_id"]
+    assert (await stats(ofd))["unique_documents"] == 1
 
 
 async def test_missing_tags_are_listed(
