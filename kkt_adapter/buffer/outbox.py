@@ -437,9 +437,14 @@ class Outbox:
 
 
 def _next_fence(conn: sqlite3.Connection) -> int:
-    """A token above every token this buffer has seen (from any backend)."""
-    row = conn.execute("SELECT value FROM meta WHERE key = 'fence'").fetchone()
-    token = int(row[0]) + 1 if row else 1
+    """A token above every token this buffer has seen, from any backend: the sqlite lease's
+    own counter lags behind ``fence_high`` after a spell on Redis, and a token below it would
+    be refused by every claim."""
+    row = conn.execute(
+        "SELECT MAX(COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'fence'), 0),"
+        " (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'fence_high'))"
+    ).fetchone()
+    token = int(row[0]) + 1
     set_meta(conn, "fence", str(token))
     return token
 

@@ -303,8 +303,13 @@ class DeliveryWorker:
             try:
                 result = await self.run_pass(manual=True)
             except StaleLeader as exc:
+                # Answering 200 with ``synced: 0`` here hid a leader fenced out for good.
                 self._abdicate(str(exc))
-                break
+                raise NotSyncLeader(
+                    f"this process's sync lease was fenced out: {exc}",
+                    code="sync_fenced_out",
+                    details={"backend": self._lease.name, "reason": str(exc)},
+                ) from exc
             totals.add(result)
             if result.claimed == 0 or result.synced + result.failed == 0:
                 break

@@ -99,3 +99,38 @@ async def test_a_process_without_the_lease_refuses_a_manual_sync(
         assert ofd.sent == []
     finally:
         await delivery.stop()
+
+
+async def test_after_a_spell_on_redis_the_sqlite_leader_delivers_again(
+    buffer: Buffer, wall: Wall
+) -> None:
+    await buffer.outbox.take_over(50)  # a Redis leader's token, the highest the buffer saw
+    rid = await fiscalized(buffer, 1)
+    ofd = ScriptedOfd()
+    delivery = worker(buffer, wall, ofd, [])
+    await delivery.start()
+    try:
+        assert delivery.fence == 51
+        summary = await delivery.sync_now()
+        assert (summary["synced"], summary["remaining"]) == (1, 0)
+        assert [s.receipt_id for s in ofd.sent] == [rid]
+    finally:
+        await delivery.stop()
+
+
+async def test_a_manual_sync_fenced_out_says_so_instead_of_answering_synced_zero(
+    buffer: Buffer, wall: Wall
+) -> None:
+    await fiscalized(buffer, 1)
+    ofd = ScriptedOfd()
+    delivery = worker(buffer, wall, ofd, [])
+    await delivery.start()
+    try:
+        await buffer.outbox.take_over(delivery.fence + 1)  # another leader's newer token
+        with pytest.raises(NotSyncLeader) as refused:
+            await delivery.sync_now()
+        assert refused.value.code == "sync_fenced_out"
+        assert refused.value.http_status == 409
+        assert ofd.sent == []
+    finally:
+        await delivery.stop()
