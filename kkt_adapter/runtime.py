@@ -143,7 +143,11 @@ async def open_runtime(
     """
     zone = ZoneInfo(settings.timezone)
     buffer = Buffer(
-        settings.data_dir, capacity=settings.buffer_capacity, node_id=settings.node_id, wall=wall
+        settings.data_dir,
+        capacity=settings.buffer_capacity,
+        node_id=settings.node_id,
+        wall=wall,
+        hlc_max_offset_ms=int(settings.hlc_max_offset_seconds * 1000),
     )
     await asyncio.to_thread(buffer.open)
     stack.callback(buffer.close)

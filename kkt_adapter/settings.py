@@ -155,6 +155,13 @@ class Settings(BaseSettings):
     breaker_successes: int = Field(
         default=2, ge=1, le=100, description="Half-open successes that close the breaker."
     )
+    hlc_max_offset_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        le=86_400 * 365,
+        description="An OFD clock stamp further ahead of the local clock than this is not "
+        "merged into the HLC (logged as a warning).",
+    )
     erp_url: str | None = Field(
         default=None, description="ERP endpoint the status heartbeat is POSTed to. Unset: off."
     )

@@ -59,11 +59,15 @@ class Outbox:
     """The buffer's delivery side: claims, results, the DLQ, the audit log and the sync lease.
 
     Made by the ``Buffer`` (``buffer.outbox``) on its database; ``merge_remote`` merges an
-    OFD's clock stamp into the buffer's hybrid logical clock and returns the merged stamp.
+    OFD's clock stamp into the buffer's hybrid logical clock and returns the merged stamp
+    (``None``: refused, too far ahead).
     """
 
     def __init__(
-        self, db: Database, wall: WallClock, merge_remote: Callable[[HlcStamp], HlcStamp]
+        self,
+        db: Database,
+        wall: WallClock,
+        merge_remote: Callable[[HlcStamp], HlcStamp | None],
     ) -> None:
         self._db = db
         self._wall = wall
@@ -149,8 +153,9 @@ class Outbox:
                 + CURRENT_FENCE,
                 (now, now, ofd_receipt_id, claimed.receipt_id, fence),
             ).rowcount
-            if changed and ofd_hlc is not None:
-                set_meta(conn, "hlc", str(self._merge_remote(ofd_hlc)))
+            merged = self._merge_remote(ofd_hlc) if changed and ofd_hlc is not None else None
+            if merged is not None:
+                set_meta(conn, "hlc", str(merged))
             if changed:
                 append_event(
                     conn,

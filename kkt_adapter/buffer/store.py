@@ -45,6 +45,7 @@ from kkt_adapter.domain.lifecycle import ReceiptStatus
 from kkt_adapter.errors import BufferFull, IdempotencyKeyReused, RequestInProgress
 from kkt_adapter.hlc import HlcStamp, HybridClock, WallClock, system_wall_ms
 from kkt_adapter.serial import Poster
+from kkt_adapter.settings import default_of
 from kkt_adapter.sqlite import Database, Staged, connect
 
 STATUSES = tuple(ReceiptStatus)
@@ -92,9 +93,11 @@ class Buffer:
         capacity: int,
         node_id: str | None = None,
         wall: WallClock = system_wall_ms,
+        hlc_max_offset_ms: int = int(default_of("hlc_max_offset_seconds") * 1000),
     ) -> None:
         self.path = data_dir / BUFFER_FILE
         self.capacity = capacity
+        self.hlc_max_offset_ms = hlc_max_offset_ms
         self._db = Database(self.path, migrate=migrate, name="buffer")
         self._wall = wall
         self._node_setting = node_id
@@ -136,9 +139,10 @@ class Buffer:
         """The buffer's node id (shared by every process on this data dir)."""
         return self.clock.node
 
-    def merge_remote(self, stamp: HlcStamp) -> HlcStamp:
-        """Merge another node's stamp (the OFD's) into the clock; the merged stamp."""
-        return self.clock.merge(stamp)
+    def merge_remote(self, stamp: HlcStamp) -> HlcStamp | None:
+        """Merge another node's stamp (the OFD's) into the clock; the merged stamp, or ``None``
+        when it is too far ahead to adopt (``KKT_HLC_MAX_OFFSET_SECONDS``)."""
+        return self.clock.merge_remote(stamp, max_offset_ms=self.hlc_max_offset_ms)
 
     def now_ms(self) -> int:
         return self._wall()

@@ -134,3 +134,18 @@ async def test_a_manual_sync_fenced_out_says_so_instead_of_answering_synced_zero
         assert ofd.sent == []
     finally:
         await delivery.stop()
+
+
+async def test_an_ofd_stamp_far_in_the_future_is_not_adopted(buffer: Buffer, wall: Wall) -> None:
+    await fiscalized(buffer, 1)
+    year_2286 = HlcStamp(9_999_999_999_999, 0, "ofd")
+    delivery = worker(buffer, wall, ScriptedOfd(Delivered("ofd-1", year_2286, False)), [])
+    await delivery.start()
+    try:
+        assert (await delivery.sync_now())["synced"] == 1  # delivered all the same
+        assert buffer.clock.now().wall_ms < wall.ms + 300_000
+    finally:
+        await delivery.stop()
+    buffer.close()
+    buffer.open()  # the refused stamp was not persisted either
+    assert buffer.clock.now().wall_ms < wall.ms + 300_000
