@@ -79,7 +79,7 @@ def alerts(facts: Facts) -> list[dict[str, str]]:
     elif fill >= 80:
         found.append(_alert("warning", "buffer_80", f"the buffer is {fill}% full"))
     if facts.oldest is not None:
-        age_days = (facts.now_ms - facts.oldest.created_ms) / (24 * HOUR_MS)
+        age_days = _age_ms(facts, facts.oldest) / (24 * HOUR_MS)
         left = FN_LIMIT_DAYS - age_days
         if age_days >= FN_CRITICAL_DAYS:
             found.append(_alert("critical", "fn_offline_limit", _fn_message(age_days, left)))
@@ -124,8 +124,13 @@ def oldest_pending(facts: Facts) -> Json | None:
     return {
         "receipt_id": facts.oldest.receipt_id,
         "created_at": iso_ms(facts.oldest.created_ms),
-        "age_hours": round((facts.now_ms - facts.oldest.created_ms) / HOUR_MS, 3),
+        "age_hours": round(_age_ms(facts, facts.oldest) / HOUR_MS, 3),
     }
+
+
+def _age_ms(facts: Facts, oldest: OldestUnsent) -> int:
+    """How old ``oldest`` is; never negative (a wall clock stepped back since it was made)."""
+    return max(facts.now_ms - oldest.created_ms, 0)
 
 
 def buffer_status(facts: Facts, delivery: Json) -> Json:

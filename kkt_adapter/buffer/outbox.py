@@ -113,22 +113,36 @@ class Outbox:
         return int(row[0]) if row else 0
 
     async def claim(
-        self, *, limit: int, fence: int, lease_ms: int, ignore_timers: bool
+        self,
+        *,
+        limit: int,
+        fence: int,
+        lease_ms: int,
+        ignore_timers: bool,
+        max_delay_ms: int | None = None,
     ) -> list[Claimed]:
-        """Claim up to ``limit`` due receipts in HLC order (all pending if ``ignore_timers``)."""
+        """Claim up to ``limit`` due receipts in HLC order (all pending if ``ignore_timers``).
+
+        Backoff timers survive a wall clock stepped back: a receipt last written "in the
+        future" (``updated_ms`` after now) is due, and so is one whose due time is further
+        ahead than the longest backoff, ``max_delay_ms``. Either way it is retried early by at
+        most one backoff, never late by the size of the step.
+        """
 
         def write(conn: sqlite3.Connection) -> list[Claimed]:
             _check_fence(conn, fence)
             now = self._wall()
             due = now if not ignore_timers else 2**62
+            latest = 2**62 if max_delay_ms is None else now + max_delay_ms
             rows = conn.execute(
                 f"UPDATE receipts SET status = {SYNCING}, lease_until_ms = ?, fence = ?,"
                 " updated_ms = ? WHERE id IN (SELECT id FROM receipts"
-                f" WHERE status = {PENDING} AND next_attempt_ms <= ?"
+                f" WHERE status = {PENDING}"
+                " AND (next_attempt_ms <= ? OR next_attempt_ms > ? OR updated_ms > ?)"
                 " ORDER BY hlc_wall, hlc_counter, hlc_node LIMIT ?)"
                 " RETURNING id, pos_id, fn, fd, fp, hlc_wall, hlc_counter, hlc_node, document,"
                 " attempts",
-                (now + lease_ms, fence, now, due, limit),
+                (now + lease_ms, fence, now, due, latest, now, limit),
             ).fetchall()
             conn.executemany(
                 "INSERT INTO buffer_events (ts_ms, level, event, receipt_id, from_status,"

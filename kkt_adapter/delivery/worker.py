@@ -216,7 +216,11 @@ class DeliveryWorker:
         half_open = self.breaker.state is BreakerState.HALF_OPEN and not manual
         limit = 1 if half_open else self.config.batch_size
         claimed = await self.outbox.claim(
-            limit=limit, fence=grant.fence, lease_ms=self.config.lease_ms, ignore_timers=manual
+            limit=limit,
+            fence=grant.fence,
+            lease_ms=self.config.lease_ms,
+            ignore_timers=manual,
+            max_delay_ms=int(self.backoff.cap * 1000),
         )
         result = PassResult(claimed=len(claimed))
         if not claimed:

@@ -55,3 +55,12 @@ def test_overall_health() -> None:
     assert overall({"kkt": ok, "ofd": {"status": "warning"}, "buffer": ok, "erp": ok}) == "degraded"
     assert overall({"kkt": {"status": "error"}, "ofd": ok, "buffer": ok, "erp": ok}) == "unhealthy"
     assert buffer_component(facts(85))["status"] == "warning"
+
+
+def test_after_the_clock_stepped_back_the_oldest_pending_age_is_never_negative() -> None:
+    from kkt_adapter.status import oldest_pending
+
+    stepped = facts(1, oldest_age_days=-0.5)  # created "12 h in the future" of the clock now
+    view = oldest_pending(stepped)
+    assert view is not None and view["age_hours"] == 0
+    assert codes(stepped) == []

@@ -149,3 +149,34 @@ async def test_an_ofd_stamp_far_in_the_future_is_not_adopted(buffer: Buffer, wal
     buffer.close()
     buffer.open()  # the refused stamp was not persisted either
     assert buffer.clock.now().wall_ms < wall.ms + 300_000
+
+
+async def test_a_backing_off_receipt_is_due_after_the_wall_clock_stepped_back(
+    buffer: Buffer, wall: Wall
+) -> None:
+    rid = await fiscalized(buffer, 1)
+    ofd = ScriptedOfd(Transient("503", 503, retry_after=30))
+    delivery = worker(buffer, wall, ofd, [])
+    await delivery.start()
+    try:
+        await delivery.sync_now()  # fails: next attempt 30 s from now
+        wall.ms -= 3_600_000  # NTP steps the clock back an hour
+        result = await delivery.run_pass(manual=False)  # an automatic pass honours timers
+        assert result.synced == 1  # not an hour and 30 s later
+        assert [s.receipt_id for s in ofd.sent] == [rid, rid]
+    finally:
+        await delivery.stop()
+
+
+async def test_a_due_time_beyond_the_longest_backoff_is_due_now(buffer: Buffer, wall: Wall) -> None:
+    await fiscalized(buffer, 1)
+    await buffer.outbox.take_over(1)
+    [item] = await buffer.outbox.claim(limit=1, fence=1, lease_ms=60_000, ignore_timers=False)
+    # Written by a clock an hour ahead (then stepped back): due in an hour and a minute.
+    await buffer.outbox.record_transient(item, 1, "503", 3_660_000)
+    claim = buffer.outbox.claim
+    assert await claim(limit=1, fence=1, lease_ms=60_000, ignore_timers=False) == []
+    again = await claim(
+        limit=1, fence=1, lease_ms=60_000, ignore_timers=False, max_delay_ms=300_000
+    )
+    assert [c.receipt_id for c in again] == [item.receipt_id]
