@@ -28,6 +28,12 @@ LEASE_NAME = "sync"
 CURRENT_FENCE = " AND fence >= (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'fence_high')"
 
 
+# A pending receipt whose next attempt is due (``:due``: now, or far ahead for a manual
+# sync). After the wall clock stepped back, a receipt last written after now or due further
+# ahead than the longest backoff (``:latest``) is due too.
+_DUE = "(next_attempt_ms <= :due OR next_attempt_ms > :latest OR updated_ms > :now)"
+
+
 @dataclass(frozen=True)
 class Claimed:
     """A receipt claimed for one delivery attempt."""
@@ -121,7 +127,10 @@ class Outbox:
         ignore_timers: bool,
         max_delay_ms: int | None = None,
     ) -> list[Claimed]:
-        """Claim up to ``limit`` due receipts in HLC order (all pending if ``ignore_timers``).
+        """Claim up to ``limit`` due receipts in (FN, FD) order (all pending if
+        ``ignore_timers``), never one behind an earlier document of its FN that is still
+        unsent and not claimable now (backing off, or claimed by another pass): per FN, the
+        OFD gets the documents in FD order. A document in the DLQ holds nothing back.
 
         Backoff timers survive a wall clock stepped back: a receipt last written "in the
         future" (``updated_ms`` after now) is due, and so is one whose due time is further
@@ -135,21 +144,30 @@ class Outbox:
             due = now if not ignore_timers else 2**62
             latest = 2**62 if max_delay_ms is None else now + max_delay_ms
             rows = conn.execute(
-                f"UPDATE receipts SET status = {SYNCING}, lease_until_ms = ?, fence = ?,"
-                " updated_ms = ? WHERE id IN (SELECT id FROM receipts"
-                f" WHERE status = {PENDING}"
-                " AND (next_attempt_ms <= ? OR next_attempt_ms > ? OR updated_ms > ?)"
-                " ORDER BY hlc_wall, hlc_counter, hlc_node LIMIT ?)"
+                f"WITH held (fn, fd) AS (SELECT fn, MIN(fd) FROM receipts WHERE status = {SYNCING}"
+                f"  OR (status = {PENDING} AND NOT {_DUE}) GROUP BY fn)"
+                f" UPDATE receipts SET status = {SYNCING}, lease_until_ms = :lease, fence = :fence,"
+                " updated_ms = :now WHERE id IN (SELECT r.id FROM receipts r"
+                " LEFT JOIN held h ON h.fn = r.fn"
+                f" WHERE r.status = {PENDING} AND {_DUE}"
+                " AND (h.fd IS NULL OR r.fd < h.fd) ORDER BY r.fn, r.fd LIMIT :limit)"
                 " RETURNING id, pos_id, fn, fd, fp, hlc_wall, hlc_counter, hlc_node, document,"
                 " attempts",
-                (now + lease_ms, fence, now, due, latest, now, limit),
+                {
+                    "lease": now + lease_ms,
+                    "fence": fence,
+                    "now": now,
+                    "due": due,
+                    "latest": latest,
+                    "limit": limit,
+                },
             ).fetchall()
             conn.executemany(
                 "INSERT INTO buffer_events (ts_ms, level, event, receipt_id, from_status,"
                 f" to_status, message) VALUES (?, 'debug', 'claimed', ?, {PENDING}, {SYNCING}, ?)",
                 [(now, row["id"], f"fence {fence}") for row in rows],
             )
-            return sorted((_claimed(row) for row in rows), key=lambda c: c.hlc)
+            return sorted((_claimed(row) for row in rows), key=lambda c: (c.fn, c.fd))
 
         return await self._db.write(write)
 

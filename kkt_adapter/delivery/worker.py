@@ -1,11 +1,13 @@
 """The delivery worker: buffer claim -> OFD client -> buffer result, one small loop.
 
 Only the holder of the buffer's sync lease delivers (``kkt_adapter.delivery.lease``). The
-leader wakes when a receipt becomes ``pending`` and on a periodic sweep, claims a batch in HLC
-order under a claim lease and its fencing token, sends with bounded concurrency, and records
-each result on its own. While the circuit breaker is open it makes no OFD calls; a manual sync
-ignores backoff timers and the open timer (it may probe), and never touches a receipt another
-pass holds, because claims are atomic status changes. A leader that cannot renew its lease
+leader wakes when a receipt becomes ``pending`` and on a periodic sweep, claims a batch in
+(FN, FD) order under a claim lease and its fencing token, sends with bounded concurrency, and
+records each result on its own. Per FN, a document not delivered (backing off) holds back the
+later ones: the claim skips them, and a pass sends none of them after a failure. While the
+circuit breaker is open it makes no OFD calls; a manual sync ignores backoff timers and the
+open timer (it may probe), and never touches a receipt another pass holds, because claims are
+atomic status changes. A leader that cannot renew its lease
 stops sending at once; the buffer refuses its later writes anyway (fencing).
 """
 
@@ -226,16 +228,24 @@ class DeliveryWorker:
         if not claimed:
             return result
         in_flight = asyncio.Semaphore(self.config.concurrency)
+        held_fns: set[str] = set()  # FNs with a document not delivered in this pass
 
         async def deliver(item: Claimed) -> None:
             async with in_flight:  # bounds the OFD requests in flight, not the result writes
                 if self._grant is not grant:
                     return  # leadership lost: send nothing more; the new leader takes over
-                stopped = not manual and not self.breaker.allows_calls()
-                outcome = None if stopped else await self._submit(item)
+                outcome: OfdAnswer | None = None
+                if not manual and not self.breaker.allows_calls():
+                    reason = "circuit breaker open"
+                elif item.fn in held_fns:
+                    reason = "held back behind an earlier document of its FN"
+                else:
+                    outcome = await self._submit(item)
+                if outcome is None or isinstance(outcome, Transient):
+                    held_fns.add(item.fn)  # before the next send starts (per-FN order)
             if outcome is None:
                 await self.outbox.record_transient(
-                    item, grant.fence, "circuit breaker open", 0, count_attempt=False
+                    item, grant.fence, reason, 0, count_attempt=False
                 )
                 result.transient += 1
             else:

@@ -182,3 +182,43 @@ async def test_after_a_spell_on_redis_the_sqlite_lease_delivers_again(
         await post_receipts(api, 1, start=300)
         status = await status_when(api, lambda s: s["synced"] == 5)
         assert status["sync_leader"]["fence"] == 43
+
+
+async def arrival_fds(api: httpx.AsyncClient) -> list[int]:
+    """The FDs in the order the OFD emulator first stored them."""
+    items = (await api.get(f"{OFD}/_control/received", params={"limit": 500})).json()["items"]
+    return [int(item["fd"]) for item in items]
+
+
+ONE_AT_A_TIME = {**FAST, "backoff_base_seconds": 1.0, "backoff_cap_seconds": 1.0}
+
+
+@pytest.mark.parametrize("settings", [{**ONE_AT_A_TIME, "delivery_concurrency": 1}], indirect=True)
+async def test_with_concurrency_1_a_receipt_in_backoff_holds_back_the_later_ones_of_its_fn(
+    api: httpx.AsyncClient,
+) -> None:
+    await api.post(f"{OFD}/_control/mode", json={"mode": "success", "fail_next": 1})
+    await post_receipts(api, 6)  # the first one's first attempt fails: up to 1 s of backoff
+    await status_when(api, lambda s: s["synced"] == 6)
+    fds = await arrival_fds(api)
+    assert fds == sorted(fds) and len(fds) == 6  # arrival order at the OFD is FD order
+    stats = (await api.get(f"{OFD}/_control/stats")).json()
+    assert (stats["failed"], stats["unique_documents"]) == (1, 6)
+
+
+@pytest.mark.parametrize("settings", [ONE_AT_A_TIME], indirect=True)
+async def test_with_concurrency_above_1_a_receipt_in_backoff_still_holds_back_its_fn(
+    api: httpx.AsyncClient,
+) -> None:
+    await api.post(f"{OFD}/_control/mode", json={"mode": "success", "fail_next": 1})
+    (first,) = await post_receipts(api, 1)
+
+    async def row() -> dict[str, Any]:
+        answer: dict[str, Any] = (await api.get(f"/v1/kkt/receipt/{first}")).json()
+        return answer
+
+    await eventually(row, lambda r: r["ofd"]["attempts"] == 1, what="the first attempt failed")
+    await post_receipts(api, 4, start=200)  # sent while the first one backs off
+    await status_when(api, lambda s: s["synced"] == 5)
+    fds = await arrival_fds(api)
+    assert fds[0] == min(fds) and len(fds) == 5

@@ -12,6 +12,7 @@ from helpers import fiscalized
 from kkt_adapter.buffer import Buffer
 from kkt_adapter.delivery import Backoff, BreakerConfig, CircuitBreaker, DeliveryWorker
 from kkt_adapter.delivery.lease import SqliteLease
+from kkt_adapter.delivery.worker import WorkerConfig
 from kkt_adapter.errors import NotSyncLeader
 from kkt_adapter.hlc import HlcStamp
 from kkt_adapter.ofd import Delivered, Rejected, Transient
@@ -180,3 +181,27 @@ async def test_a_due_time_beyond_the_longest_backoff_is_due_now(buffer: Buffer, 
         limit=1, fence=1, lease_ms=60_000, ignore_timers=False, max_delay_ms=300_000
     )
     assert [c.receipt_id for c in again] == [item.receipt_id]
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+async def test_a_failure_in_a_batch_holds_back_the_rest_of_its_fn(
+    buffer: Buffer, wall: Wall, concurrency: int
+) -> None:
+    ids = [await fiscalized(buffer, n) for n in (1, 2, 3)]
+    ofd = ScriptedOfd(Transient("503", 503))
+    delivery = worker(buffer, wall, ofd, [])
+    delivery.config = WorkerConfig(concurrency=concurrency)
+    await delivery.start()
+    try:
+        result = await delivery.run_pass(manual=False)
+        assert (result.claimed, result.synced) == (3, 0)
+        assert [s.receipt_id for s in ofd.sent] == ids[:1]  # FD 2 and 3 were not sent
+        rows = [await buffer.get_receipt(rid) for rid in ids]
+        assert [(r["status"], r["attempts"]) for r in rows if r] == [("pending", 1)] + [
+            ("pending", 0)
+        ] * 2
+        wall.ms += 300_000  # past any backoff
+        await delivery.run_pass(manual=False)
+        assert [s.receipt_id for s in ofd.sent] == [ids[0], *ids]  # then in FD order
+    finally:
+        await delivery.stop()
