@@ -1,7 +1,8 @@
 """Periodic housekeeping of the buffer: retention, and receipts whose record was lost.
 
 Every ``KKT_RETENTION_SWEEP_SECONDS`` it prunes what retention allows (in bounded batches,
-``kkt_adapter.buffer.retention``) and settles receipts left ``accepted`` by an intake whose
+``kkt_adapter.buffer.retention``: synced receipts, and failed prints past their retention or
+limit) and settles receipts left ``accepted`` by an intake whose
 record could not be committed (a full disk) and that nobody retried: if the KKT printed one,
 it is recorded from the KKT's log and goes to the OFD like any other.
 """

@@ -195,7 +195,11 @@ async def open_runtime(
     )
     stack.push_async_callback(erp.stop)
     retention = Retention.from_days(
-        settings.retention_days, settings.dlq_retention_days, settings.retention_batch
+        settings.retention_days,
+        settings.dlq_retention_days,
+        settings.retention_batch,
+        print_failed_hours=settings.print_failed_retention_hours,
+        print_failed_limit=settings.print_failed_limit,
     )
     housekeeper = Housekeeper(buffer, intake, retention, period=settings.retention_sweep_seconds)
     stack.push_async_callback(housekeeper.stop)

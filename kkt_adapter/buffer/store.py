@@ -24,9 +24,11 @@ from kkt_adapter.buffer.outbox import Outbox
 from kkt_adapter.buffer.retention import (
     Leftover,
     Retention,
+    clear_print_failed_tx,
     leftovers_tx,
     prune_batch_tx,
     prune_events_tx,
+    prune_print_failed_tx,
 )
 from kkt_adapter.buffer.schema import migrate
 from kkt_adapter.buffer.sql import (
@@ -161,7 +163,8 @@ class Buffer:
         # round trip through the GIL, and intake is the hot path.
         known = conn.execute(
             "SELECT k.fingerprint, r.response, r.id, r.status, r.document,"
-            f" (SELECT COALESCE(SUM(n), 0) FROM status_counts WHERE status != {SYNCED}),"
+            " (SELECT COALESCE(SUM(n), 0) FROM status_counts"
+            f"  WHERE status NOT IN ({SYNCED}, {PRINT_FAILED})),"
             " (SELECT COALESCE(SUM(n), 0) FROM status_counts"
             f"  WHERE status IN ({PENDING}, {SYNCING}))"
             " FROM (SELECT 1) LEFT JOIN idempotency_keys k ON k.key = ?"
@@ -402,10 +405,18 @@ class Buffer:
             total += deleted
             if deleted < retention.batch:
                 break
+        while deleted := await self._db.write(
+            lambda conn: prune_print_failed_tx(conn, self._wall(), retention)
+        ):
+            total += deleted
         before = self._wall() - max(retention.synced_ms, retention.dlq_ms)
         while await self._db.write(lambda conn: prune_events_tx(conn, before, retention.batch)):
             pass
         return total
+
+    async def clear_print_failed(self) -> int:
+        """Delete every ``print_failed`` receipt (an operator's action); how many went."""
+        return await self._db.write(lambda conn: clear_print_failed_tx(conn, self._wall()))
 
     async def leftovers(self, idle_before_ms: int) -> list[Leftover]:
         """Receipts ``accepted`` and untouched since ``idle_before_ms``: their intake failed to
