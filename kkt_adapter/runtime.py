@@ -95,7 +95,9 @@ class Runtime:
 
     async def facts(self) -> Facts:
         """Measure the buffer and the device for status, health and the ERP heartbeat."""
-        counts, oldest = await asyncio.gather(self.buffer.counts(), self.buffer.oldest_unsent())
+        counts, oldest, storage = await asyncio.gather(
+            self.buffer.counts(), self.buffer.oldest_unsent(), self.buffer.storage()
+        )
         device, device_error = None, None
         try:
             device = await self.kkt.status()
@@ -109,6 +111,7 @@ class Runtime:
             device_error=device_error,
             now_ms=self.buffer.now_ms(),
             erp=self.erp.facts(),
+            storage=storage,
         )
 
     async def link_facts(self) -> LinkFacts:

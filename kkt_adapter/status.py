@@ -14,6 +14,7 @@ from kkt_adapter.delivery.worker import Leadership
 from kkt_adapter.device.base import DeviceStatus
 from kkt_adapter.domain.dates import iso_ms
 from kkt_adapter.domain.lifecycle import UNSYNCED, BreakerState, ReceiptStatus
+from kkt_adapter.sqlite import WRITABLE, StorageHealth
 
 Json = dict[str, object]
 """A JSON object of an answer (status, health, the heartbeat)."""
@@ -35,6 +36,7 @@ class Facts:
     device_error: str | None
     now_ms: int
     erp: ErpFacts | None = None
+    storage: StorageHealth = WRITABLE
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,14 @@ def percent_full(counts: dict[str, int], capacity: int) -> float:
 def alerts(facts: Facts) -> list[dict[str, str]]:
     """Active alerts, most severe first."""
     found: list[dict[str, str]] = []
+    if not facts.storage.available:
+        found.append(
+            _alert(
+                "critical",
+                "storage_unavailable",
+                f"the buffer cannot be written ({facts.storage.error}): new receipts are refused",
+            )
+        )
     fill = percent_full(facts.counts, facts.capacity)
     if fill >= 100:
         found.append(
@@ -178,9 +188,13 @@ def kkt_component(facts: Facts) -> Json:
 
 
 def buffer_component(facts: Facts) -> Json:
+    """The buffer's fill and whether its file can be written (``storage``)."""
     fill = percent_full(facts.counts, facts.capacity)
+    writable = facts.storage.available
     return {
-        "status": "error" if fill >= 100 else "warning" if fill >= 80 else "ok",
+        "status": "error" if fill >= 100 or not writable else "warning" if fill >= 80 else "ok",
+        "storage": "ok" if writable else "unavailable",
+        "storage_error": facts.storage.error,
         "percent_full": fill,
         "current_queued": unsynced(facts.counts),
         "total_capacity": facts.capacity,
@@ -211,8 +225,11 @@ def erp_component(erp: ErpFacts | None, now_ms: int) -> Json:
 
 
 def overall(components: dict[str, Json]) -> str:
-    """unhealthy: the KKT cannot fiscalize; degraded: any other component not ok."""
-    if components["kkt"]["status"] == "error":
+    """unhealthy: the KKT cannot fiscalize or the buffer cannot be written (no sale can be
+    taken either way); degraded: any other component not ok."""
+    if components["kkt"]["status"] == "error" or components["buffer"].get("storage") == (
+        "unavailable"
+    ):
         return "unhealthy"
     if any(c.get("status") not in ("ok", "not_configured") for c in components.values()):
         return "degraded"

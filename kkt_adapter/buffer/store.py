@@ -10,6 +10,7 @@ receipts.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import sqlite3
@@ -44,14 +45,22 @@ from kkt_adapter.buffer.sql import (
 )
 from kkt_adapter.domain.fiscal import FfdDocument, FiscalResult
 from kkt_adapter.domain.lifecycle import ReceiptStatus
-from kkt_adapter.errors import BufferFull, IdempotencyKeyReused, RequestInProgress
+from kkt_adapter.errors import (
+    BufferFull,
+    IdempotencyKeyReused,
+    RequestInProgress,
+    StorageUnavailable,
+)
 from kkt_adapter.hlc import HlcStamp, HybridClock, WallClock, system_wall_ms
 from kkt_adapter.serial import Poster
 from kkt_adapter.settings import default_of
-from kkt_adapter.sqlite import Database, Staged, connect
+from kkt_adapter.sqlite import Database, Staged, StorageHealth, connect
 
 STATUSES = tuple(ReceiptStatus)
 BUFFER_FILE = "buffer.sqlite"
+STORAGE_PROBE_BYTES = 8192
+"""About what one receipt writes (row, document, key, event): a probe that small may fit in
+space a full disk still has, and say "writable" while sales fail."""
 
 
 @dataclass(frozen=True)
@@ -382,6 +391,16 @@ class Buffer:
             return OldestUnsent(row["id"], row["created_ms"]) if row else None
 
         return await self._db.read(read)
+
+    async def storage(self) -> StorageHealth:
+        """Whether the buffer can be written. While the last commit failed (a full disk), a
+        probe write the size of a receipt finds out first whether it recovered, even with no
+        sale coming."""
+        if not self._db.storage.available:
+            probe = f"{self._wall()}:".ljust(STORAGE_PROBE_BYTES, "x")
+            with contextlib.suppress(StorageUnavailable):
+                await self._db.write(lambda conn: set_meta(conn, "storage_probe", probe))
+        return self._db.storage
 
     async def log_event(
         self, level: str, event: str, message: str, receipt_id: str | None = None

@@ -64,3 +64,18 @@ def test_after_the_clock_stepped_back_the_oldest_pending_age_is_never_negative()
     view = oldest_pending(stepped)
     assert view is not None and view["age_hours"] == 0
     assert codes(stepped) == []
+
+
+def test_an_unwritable_buffer_is_a_critical_alert_and_unhealthy() -> None:
+    from dataclasses import replace
+
+    from kkt_adapter.sqlite import StorageHealth
+
+    full = replace(facts(1), storage=StorageHealth("database or disk is full", 3))
+    [alert] = alerts(full)
+    assert (alert["level"], alert["code"]) == ("critical", "storage_unavailable")
+    component = buffer_component(full)
+    assert (component["status"], component["storage"]) == ("error", "unavailable")
+    ok = {"status": "ok"}
+    assert overall({"kkt": ok, "ofd": ok, "buffer": component, "erp": ok}) == "unhealthy"
+    assert buffer_component(facts(1))["storage"] == "ok"
