@@ -91,7 +91,8 @@ class ShiftError(KktAdapterError):
 
 
 class NotSyncLeader(KktAdapterError):
-    """Another adapter process holds the sync lease: only it delivers."""
+    """Another adapter process holds the sync lease: only it delivers (``sync_fenced_out``:
+    this process's lease was overtaken by a newer fencing token)."""
 
     code = "not_sync_leader"
     http_status = 409

@@ -3,14 +3,21 @@
 A stamp is (wall milliseconds, logical counter, node id). ``now`` never returns a stamp lower
 than one it returned before or merged in, even when the wall clock steps back; the buffer
 persists the last stamp so this also holds across restarts (promise I5).
+
+A stamp from another node is merged only within a maximum offset ahead of the local wall
+clock (``merge_remote``): one OFD answer stamped in the year 2286 would otherwise carry this
+clock there for good, since it never goes back.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
 
 WallClock = Callable[[], int]
 """Returns the wall clock in milliseconds since the epoch."""
@@ -75,6 +82,22 @@ class HybridClock:
     def merge(self, remote: HlcStamp) -> HlcStamp:
         """Take in a stamp received from another node (e.g. the OFD's answer)."""
         with self._lock:
+            return self._merge(remote)
+
+    def merge_remote(self, remote: HlcStamp, *, max_offset_ms: int) -> HlcStamp | None:
+        """``merge`` a stamp from another host, unless it is more than ``max_offset_ms`` ahead
+        of the local wall clock: then it is refused (logged, not adopted) and ``None``."""
+        with self._lock:
+            ahead = remote.wall_ms - self._wall()
+            if ahead > max_offset_ms:
+                log.warning(
+                    "remote clock stamp %s is %d s ahead of the local clock (at most %d s):"
+                    " not adopted",
+                    remote,
+                    ahead // 1000,
+                    max_offset_ms // 1000,
+                )
+                return None
             return self._merge(remote)
 
     def _merge(self, remote: HlcStamp) -> HlcStamp:

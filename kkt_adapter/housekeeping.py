@@ -1,10 +1,12 @@
 """Periodic housekeeping of the buffer: retention, and receipts whose record was lost.
 
 Every ``KKT_RETENTION_SWEEP_SECONDS`` it prunes what retention allows (in bounded batches,
-``kkt_adapter.buffer.retention``) and settles receipts left ``accepted`` by a process that
-died since (another process on the data dir, ``kkt_adapter.buffer.owners``), or by an intake
-of this process whose record could not be committed (a full disk) and that nobody retried: if
-the KKT printed one, it is recorded from the KKT's log and goes to the OFD like any other.
+``kkt_adapter.buffer.retention``: synced receipts, and failed prints past their retention or
+limit), checks the buffer against the KKT's journal (``kkt_adapter.journal``), and settles
+receipts left ``accepted`` by a process that died since (another process on the data dir,
+``kkt_adapter.buffer.owners``), or by an intake of this process whose record could not be
+committed (a full disk) and that nobody retried: if the KKT printed one, it is recorded from
+the KKT's log and goes to the OFD like any other.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from kkt_adapter.domain.lifecycle import BreakerState, CallOutcome, ReceiptStatus
+from kkt_adapter.sqlite import WRITABLE, StorageHealth
 
 BREAKER_STATES = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
 SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -28,6 +29,7 @@ class GaugeFacts:
     breaker: BreakerState
     leader: bool
     fence: int | None
+    storage: StorageHealth = WRITABLE
 
 
 class Metrics:
@@ -81,6 +83,17 @@ class Metrics:
         self.device_errors = Counter(
             "kkt_device_errors", "KKT refusals on intake by reason", ["reason"], registry=reg
         )
+        self.storage_unavailable = Gauge(
+            "kkt_storage_unavailable",
+            "1 while the buffer cannot be written (disk full, I/O error): sales are refused",
+            registry=reg,
+        )
+        self.storage_failures = Counter(
+            "kkt_storage_failures",
+            "Buffer commits that failed (disk full, I/O error)",
+            registry=reg,
+        )
+        self._storage_failures_seen = 0
         for outcome in CallOutcome:
             self.ofd_calls.labels(outcome.value)
         self.observe_intake = self.intake_seconds.observe
@@ -105,6 +118,12 @@ class Metrics:
         self.breaker_state.set(BREAKER_STATES[snapshot.breaker])
         self.leader.set(int(snapshot.leader))
         self.fence.set(snapshot.fence or 0)
+        self.storage_unavailable.set(int(not snapshot.storage.available))
+        # The writer thread counts the failures; the counter catches up with it here.
+        new = snapshot.storage.failures - self._storage_failures_seen
+        if new > 0:
+            self.storage_failures.inc(new)
+            self._storage_failures_seen = snapshot.storage.failures
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -98,7 +98,9 @@ class Runtime:
 
     async def facts(self) -> Facts:
         """Measure the buffer and the device for status, health and the ERP heartbeat."""
-        counts, oldest = await asyncio.gather(self.buffer.counts(), self.buffer.oldest_unsent())
+        counts, oldest, storage = await asyncio.gather(
+            self.buffer.counts(), self.buffer.oldest_unsent(), self.buffer.storage()
+        )
         device, device_error = None, None
         try:
             device = await self.kkt.status()
@@ -112,6 +114,7 @@ class Runtime:
             device_error=device_error,
             now_ms=self.buffer.now_ms(),
             erp=self.erp.facts(),
+            storage=storage,
             journal=self.journal.state,
         )
 
@@ -147,7 +150,11 @@ async def open_runtime(
     """
     zone = ZoneInfo(settings.timezone)
     buffer = Buffer(
-        settings.data_dir, capacity=settings.buffer_capacity, node_id=settings.node_id, wall=wall
+        settings.data_dir,
+        capacity=settings.buffer_capacity,
+        node_id=settings.node_id,
+        wall=wall,
+        hlc_max_offset_ms=int(settings.hlc_max_offset_seconds * 1000),
     )
     await asyncio.to_thread(buffer.open)
     stack.callback(buffer.close)
@@ -196,7 +203,11 @@ async def open_runtime(
     )
     stack.push_async_callback(erp.stop)
     retention = Retention.from_days(
-        settings.retention_days, settings.dlq_retention_days, settings.retention_batch
+        settings.retention_days,
+        settings.dlq_retention_days,
+        settings.retention_batch,
+        print_failed_hours=settings.print_failed_retention_hours,
+        print_failed_limit=settings.print_failed_limit,
     )
     housekeeper = Housekeeper(
         buffer, intake, journal, retention, period=settings.retention_sweep_seconds

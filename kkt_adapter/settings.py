@@ -53,7 +53,10 @@ class Settings(BaseSettings):
         default=None, description="Bearer token for sync, DLQ and shift actions."
     )
     buffer_capacity: int = Field(
-        default=200, ge=1, le=10_000_000, description="Receipts not yet synced the buffer holds."
+        default=200,
+        ge=1,
+        le=10_000_000,
+        description="Receipts not yet synced the buffer holds (failed prints not counted).",
     )
     print_delay_ms: int = Field(
         default=0,
@@ -155,6 +158,13 @@ class Settings(BaseSettings):
     breaker_successes: int = Field(
         default=2, ge=1, le=100, description="Half-open successes that close the breaker."
     )
+    hlc_max_offset_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        le=86_400 * 365,
+        description="An OFD clock stamp further ahead of the local clock than this is not "
+        "merged into the HLC (logged as a warning).",
+    )
     erp_url: str | None = Field(
         default=None, description="ERP endpoint the status heartbeat is POSTed to. Unset: off."
     )
@@ -181,6 +191,20 @@ class Settings(BaseSettings):
         gt=0,
         le=3650,
         description="Receipts that went through the DLQ are kept this long after their sync.",
+    )
+    print_failed_retention_hours: float = Field(
+        default=24.0,
+        gt=0,
+        le=87_600,
+        description="Receipts the KKT refused to print (no fiscal document) are deleted this "
+        "long after their last attempt; a POS retry after that is a new sale.",
+    )
+    print_failed_limit: int = Field(
+        default=1000,
+        ge=1,
+        le=10_000_000,
+        description="Most receipts the KKT refused to print kept (the newest); they do not "
+        "count against the buffer capacity.",
     )
     retention_sweep_seconds: float = Field(
         default=300.0, gt=0, le=86_400, description="Period of pruning and housekeeping."

@@ -15,6 +15,7 @@ from kkt_adapter.device.base import DeviceStatus
 from kkt_adapter.domain.dates import iso_ms
 from kkt_adapter.domain.lifecycle import UNSYNCED, BreakerState, ReceiptStatus
 from kkt_adapter.journal import JournalState
+from kkt_adapter.sqlite import WRITABLE, StorageHealth
 
 Json = dict[str, object]
 """A JSON object of an answer (status, health, the heartbeat)."""
@@ -37,6 +38,7 @@ class Facts:
     now_ms: int
     erp: ErpFacts | None = None
     journal: JournalState | None = None
+    storage: StorageHealth = WRITABLE
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,14 @@ def percent_full(counts: dict[str, int], capacity: int) -> float:
 def alerts(facts: Facts) -> list[dict[str, str]]:
     """Active alerts, most severe first."""
     found: list[dict[str, str]] = []
+    if not facts.storage.available:
+        found.append(
+            _alert(
+                "critical",
+                "storage_unavailable",
+                f"the buffer cannot be written ({facts.storage.error}): new receipts are refused",
+            )
+        )
     fill = percent_full(facts.counts, facts.capacity)
     if fill >= 100:
         found.append(
@@ -82,7 +92,7 @@ def alerts(facts: Facts) -> list[dict[str, str]]:
         found.append(_alert("warning", "buffer_80", f"the buffer is {fill}% full"))
     oldest_ms = oldest_unconfirmed_ms(facts)
     if oldest_ms is not None:
-        age_days = (facts.now_ms - oldest_ms) / (24 * HOUR_MS)
+        age_days = max(facts.now_ms - oldest_ms, 0) / (24 * HOUR_MS)
         left = FN_LIMIT_DAYS - age_days
         if age_days >= FN_CRITICAL_DAYS:
             found.append(_alert("critical", "fn_offline_limit", _fn_message(age_days, left)))
@@ -160,8 +170,13 @@ def oldest_pending(facts: Facts) -> Json | None:
     return {
         "receipt_id": facts.oldest.receipt_id,
         "created_at": iso_ms(facts.oldest.created_ms),
-        "age_hours": round((facts.now_ms - facts.oldest.created_ms) / HOUR_MS, 3),
+        "age_hours": round(_age_ms(facts, facts.oldest) / HOUR_MS, 3),
     }
+
+
+def _age_ms(facts: Facts, oldest: OldestUnsent) -> int:
+    """How old ``oldest`` is; never negative (a wall clock stepped back since it was made)."""
+    return max(facts.now_ms - oldest.created_ms, 0)
 
 
 def buffer_status(facts: Facts, delivery: Json) -> Json:
@@ -226,9 +241,13 @@ def journal_view(journal: JournalState) -> Json:
 
 
 def buffer_component(facts: Facts) -> Json:
+    """The buffer's fill and whether its file can be written (``storage``)."""
     fill = percent_full(facts.counts, facts.capacity)
+    writable = facts.storage.available
     return {
-        "status": "error" if fill >= 100 else "warning" if fill >= 80 else "ok",
+        "status": "error" if fill >= 100 or not writable else "warning" if fill >= 80 else "ok",
+        "storage": "ok" if writable else "unavailable",
+        "storage_error": facts.storage.error,
         "percent_full": fill,
         "current_queued": unsynced(facts.counts),
         "total_capacity": facts.capacity,
@@ -259,8 +278,11 @@ def erp_component(erp: ErpFacts | None, now_ms: int) -> Json:
 
 
 def overall(components: dict[str, Json]) -> str:
-    """unhealthy: the KKT cannot fiscalize; degraded: any other component not ok."""
-    if components["kkt"]["status"] == "error":
+    """unhealthy: the KKT cannot fiscalize or the buffer cannot be written (no sale can be
+    taken either way); degraded: any other component not ok."""
+    if components["kkt"]["status"] == "error" or components["buffer"].get("storage") == (
+        "unavailable"
+    ):
         return "unhealthy"
     if any(c.get("status") not in ("ok", "not_configured") for c in components.values()):
         return "degraded"

@@ -39,7 +39,13 @@ OPEN_PATHS = frozenset(
     {"/v1/health", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/ui"}
 )
 ADMIN_POSTS = frozenset(
-    {"/v1/kkt/buffer/sync", "/v1/kkt/shift/open", "/v1/kkt/shift/close", "/v1/kkt/x_report"}
+    {
+        "/v1/kkt/buffer/sync",
+        "/v1/kkt/shift/open",
+        "/v1/kkt/shift/close",
+        "/v1/kkt/x_report",
+        "/v1/kkt/print_failed/clear",
+    }
 )
 EMULATOR_PREFIX = "/ofd-emulator"
 

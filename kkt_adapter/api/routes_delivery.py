@@ -1,4 +1,5 @@
-"""HTTP routes of the delivery side: manual sync, audit log, DLQ."""
+"""HTTP routes of the delivery side and the buffer's operator actions: manual sync, audit log,
+DLQ, clearing failed prints."""
 
 from __future__ import annotations
 
@@ -89,6 +90,16 @@ async def requeue(receipt_id: str, request: Request) -> Response:
         raise NotFound(f"{receipt_id} is not in the DLQ", details={"receipt_id": receipt_id})
     runtime.worker.wake()
     return json_response({"receipt_id": receipt_id, "status": "pending"})
+
+
+@delivery_router.post(
+    "/v1/kkt/print_failed/clear",
+    tags=["buffer"],
+    summary="Delete every receipt the KKT refused to print (none is a fiscal document)",
+)
+async def clear_print_failed(request: Request) -> Response:
+    cleared = await _runtime(request).buffer.clear_print_failed()
+    return json_response({"cleared": cleared})
 
 
 def _epoch_ms(moment: datetime) -> int:

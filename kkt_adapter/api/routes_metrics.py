@@ -19,7 +19,9 @@ metrics_router = APIRouter()
 async def metrics(request: Request) -> Response:
     runtime = _runtime(request)
     buffer, worker = runtime.buffer, runtime.worker
-    counts, oldest = await asyncio.gather(buffer.counts(), buffer.oldest_unsent())
+    counts, oldest, storage = await asyncio.gather(
+        buffer.counts(), buffer.oldest_unsent(), buffer.storage()
+    )
     age_ms = buffer.now_ms() - oldest.created_ms if oldest is not None else 0
     registry: Metrics = request.app.state.metrics
     registry.update(
@@ -31,6 +33,7 @@ async def metrics(request: Request) -> Response:
             breaker=worker.breaker.state,
             leader=worker.leadership.leader,
             fence=worker.leadership.fence,
+            storage=storage,
         )
     )
     return Response(registry.render(), media_type=CONTENT_TYPE_LATEST)

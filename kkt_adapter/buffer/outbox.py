@@ -28,6 +28,12 @@ LEASE_NAME = "sync"
 CURRENT_FENCE = " AND fence >= (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'fence_high')"
 
 
+# A pending receipt whose next attempt is due (``:due``: now, or far ahead for a manual
+# sync). After the wall clock stepped back, a receipt last written after now or due further
+# ahead than the longest backoff (``:latest``) is due too.
+_DUE = "(next_attempt_ms <= :due OR next_attempt_ms > :latest OR updated_ms > :now)"
+
+
 @dataclass(frozen=True)
 class Claimed:
     """A receipt claimed for one delivery attempt."""
@@ -59,14 +65,15 @@ class Outbox:
     """The buffer's delivery side: claims, results, the DLQ, the audit log and the sync lease.
 
     Made by the ``Buffer`` (``buffer.outbox``) on its database; ``merge_remote`` merges an
-    OFD's clock stamp into the buffer's hybrid logical clock and returns the merged stamp.
+    OFD's clock stamp into the buffer's hybrid logical clock and returns the merged stamp
+    (``None``: refused, too far ahead).
     """
 
     def __init__(
         self,
         db: Database,
         wall: WallClock,
-        merge_remote: Callable[[HlcStamp], HlcStamp],
+        merge_remote: Callable[[HlcStamp], HlcStamp | None],
         alive: Callable[[str | None], bool],
     ) -> None:
         self._db = db
@@ -114,29 +121,55 @@ class Outbox:
         return int(row[0]) if row else 0
 
     async def claim(
-        self, *, limit: int, fence: int, lease_ms: int, ignore_timers: bool
+        self,
+        *,
+        limit: int,
+        fence: int,
+        lease_ms: int,
+        ignore_timers: bool,
+        max_delay_ms: int | None = None,
     ) -> list[Claimed]:
-        """Claim up to ``limit`` due receipts in HLC order (all pending if ``ignore_timers``)."""
+        """Claim up to ``limit`` due receipts in (FN, FD) order (all pending if
+        ``ignore_timers``), never one behind an earlier document of its FN that is still
+        unsent and not claimable now (backing off, or claimed by another pass): per FN, the
+        OFD gets the documents in FD order. A document in the DLQ holds nothing back.
+
+        Backoff timers survive a wall clock stepped back: a receipt last written "in the
+        future" (``updated_ms`` after now) is due, and so is one whose due time is further
+        ahead than the longest backoff, ``max_delay_ms``. Either way it is retried early by at
+        most one backoff, never late by the size of the step.
+        """
 
         def write(conn: sqlite3.Connection) -> list[Claimed]:
             _check_fence(conn, fence)
             now = self._wall()
             due = now if not ignore_timers else 2**62
+            latest = 2**62 if max_delay_ms is None else now + max_delay_ms
             rows = conn.execute(
-                f"UPDATE receipts SET status = {SYNCING}, lease_until_ms = ?, fence = ?,"
-                " updated_ms = ? WHERE id IN (SELECT id FROM receipts"
-                f" WHERE status = {PENDING} AND next_attempt_ms <= ?"
-                " ORDER BY hlc_wall, hlc_counter, hlc_node LIMIT ?)"
+                f"WITH held (fn, fd) AS (SELECT fn, MIN(fd) FROM receipts WHERE status = {SYNCING}"
+                f"  OR (status = {PENDING} AND NOT {_DUE}) GROUP BY fn)"
+                f" UPDATE receipts SET status = {SYNCING}, lease_until_ms = :lease, fence = :fence,"
+                " updated_ms = :now WHERE id IN (SELECT r.id FROM receipts r"
+                " LEFT JOIN held h ON h.fn = r.fn"
+                f" WHERE r.status = {PENDING} AND {_DUE}"
+                " AND (h.fd IS NULL OR r.fd < h.fd) ORDER BY r.fn, r.fd LIMIT :limit)"
                 " RETURNING id, pos_id, fn, fd, fp, hlc_wall, hlc_counter, hlc_node, document,"
                 " attempts",
-                (now + lease_ms, fence, now, due, limit),
+                {
+                    "lease": now + lease_ms,
+                    "fence": fence,
+                    "now": now,
+                    "due": due,
+                    "latest": latest,
+                    "limit": limit,
+                },
             ).fetchall()
             conn.executemany(
                 "INSERT INTO buffer_events (ts_ms, level, event, receipt_id, from_status,"
                 f" to_status, message) VALUES (?, 'debug', 'claimed', ?, {PENDING}, {SYNCING}, ?)",
                 [(now, row["id"], f"fence {fence}") for row in rows],
             )
-            return sorted((_claimed(row) for row in rows), key=lambda c: c.hlc)
+            return sorted((_claimed(row) for row in rows), key=lambda c: (c.fn, c.fd))
 
         return await self._db.write(write)
 
@@ -154,8 +187,9 @@ class Outbox:
                 + CURRENT_FENCE,
                 (now, now, ofd_receipt_id, claimed.receipt_id, fence),
             ).rowcount
-            if changed and ofd_hlc is not None:
-                set_meta(conn, "hlc", str(self._merge_remote(ofd_hlc)))
+            merged = self._merge_remote(ofd_hlc) if changed and ofd_hlc is not None else None
+            if merged is not None:
+                set_meta(conn, "hlc", str(merged))
             if changed:
                 append_event(
                     conn,
@@ -464,9 +498,14 @@ class Outbox:
 
 
 def _next_fence(conn: sqlite3.Connection) -> int:
-    """A token above every token this buffer has seen (from any backend)."""
-    row = conn.execute("SELECT value FROM meta WHERE key = 'fence'").fetchone()
-    token = int(row[0]) + 1 if row else 1
+    """A token above every token this buffer has seen, from any backend: the sqlite lease's
+    own counter lags behind ``fence_high`` after a spell on Redis, and a token below it would
+    be refused by every claim."""
+    row = conn.execute(
+        "SELECT MAX(COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'fence'), 0),"
+        " (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'fence_high'))"
+    ).fetchone()
+    token = int(row[0]) + 1
     set_meta(conn, "fence", str(token))
     return token
 

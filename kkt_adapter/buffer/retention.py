@@ -4,6 +4,8 @@ Retention (see docs/decisions.md, "Retention"): only receipts that are ``synced`
 confirmed to the KKT (``confirmed = 1``) are ever deleted, with their idempotency key and
 their audit events; a receipt that went through the DLQ is kept longer than one that did not.
 A ``failed`` receipt (and its DLQ row) is an unsent fiscal document and is never deleted.
+A ``print_failed`` receipt is no fiscal document (the KKT refused it): it expires
+``print_failed_ms`` after its last attempt, and beyond ``print_failed_limit`` the oldest go.
 Deletes go in bounded batches, each one write of the group-committing writer, so a prune
 never holds the writer long. The status counters stay exact: a trigger counts deletes.
 """
@@ -16,9 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kkt_adapter.buffer.recovery import keep_fd_high_tx
-from kkt_adapter.buffer.sql import ACCEPTED, SYNCED
+from kkt_adapter.buffer.sql import ACCEPTED, PRINT_FAILED, SYNCED, append_event
 
 DAY_MS = 86_400_000
+HOUR_MS = 3_600_000
 
 
 @dataclass(frozen=True)
@@ -28,10 +31,25 @@ class Retention:
     synced_ms: int
     dlq_ms: int
     batch: int
+    print_failed_ms: int | None = None
+    """Failed prints older than this (since their last attempt) go; ``None``: kept."""
+    print_failed_limit: int | None = None
+    """At most this many failed prints are kept, the newest; ``None``: no limit."""
 
     @classmethod
-    def from_days(cls, synced_days: float, dlq_days: float, batch: int) -> Retention:
-        return cls(int(synced_days * DAY_MS), int(dlq_days * DAY_MS), batch)
+    def from_days(
+        cls,
+        synced_days: float,
+        dlq_days: float,
+        batch: int,
+        *,
+        print_failed_hours: float | None = None,
+        print_failed_limit: int | None = None,
+    ) -> Retention:
+        hours = None if print_failed_hours is None else int(print_failed_hours * HOUR_MS)
+        return cls(
+            int(synced_days * DAY_MS), int(dlq_days * DAY_MS), batch, hours, print_failed_limit
+        )
 
 
 @dataclass(frozen=True)
@@ -63,6 +81,48 @@ def prune_batch_tx(conn: sqlite3.Connection, now_ms: int, retention: Retention) 
         f"DELETE FROM receipts WHERE id = ? AND status = {SYNCED} AND confirmed = 1", ids
     )
     return len(ids)
+
+
+def prune_print_failed_tx(conn: sqlite3.Connection, now_ms: int, retention: Retention) -> int:
+    """Delete up to ``retention.batch`` failed prints that expired or are beyond the limit
+    (the oldest first), with their keys and events."""
+    expired_before = -1 if retention.print_failed_ms is None else now_ms - retention.print_failed_ms
+    keep = -1 if retention.print_failed_limit is None else retention.print_failed_limit
+    rows = conn.execute(
+        f"SELECT id FROM receipts WHERE status = {PRINT_FAILED} AND (updated_ms < ?"
+        f" OR id NOT IN (SELECT id FROM receipts WHERE status = {PRINT_FAILED}"
+        "  ORDER BY updated_ms DESC, id DESC LIMIT ?)) ORDER BY updated_ms LIMIT ?",
+        (expired_before, keep, retention.batch),
+    ).fetchall()
+    return _delete_print_failed(conn, [row[0] for row in rows])
+
+
+def clear_print_failed_tx(conn: sqlite3.Connection, now_ms: int) -> int:
+    """Delete every failed print (an operator's action), leaving one audit event."""
+    rows = conn.execute(f"SELECT id FROM receipts WHERE status = {PRINT_FAILED}").fetchall()
+    cleared = _delete_print_failed(conn, [row[0] for row in rows])
+    if cleared:
+        append_event(
+            conn,
+            now_ms,
+            "warning",
+            "print_failed_cleared",
+            None,
+            None,
+            None,
+            f"{cleared} receipts the KKT refused to print were cleared by an operator",
+        )
+    return cleared
+
+
+def _delete_print_failed(conn: sqlite3.Connection, receipt_ids: list[str]) -> int:
+    ids = [(rid,) for rid in receipt_ids]
+    conn.executemany("DELETE FROM buffer_events WHERE receipt_id = ?", ids)
+    conn.executemany("DELETE FROM idempotency_keys WHERE receipt_id = ?", ids)
+    return sum(
+        conn.execute(f"DELETE FROM receipts WHERE id = ? AND status = {PRINT_FAILED}", rid).rowcount
+        for rid in ids
+    )
 
 
 def prune_events_tx(conn: sqlite3.Connection, before_ms: int, batch: int) -> int:

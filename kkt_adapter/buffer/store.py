@@ -10,6 +10,7 @@ receipts.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import sqlite3
@@ -33,9 +34,11 @@ from kkt_adapter.buffer.recovery import (
 from kkt_adapter.buffer.retention import (
     Leftover,
     Retention,
+    clear_print_failed_tx,
     leftovers_tx,
     prune_batch_tx,
     prune_events_tx,
+    prune_print_failed_tx,
 )
 from kkt_adapter.buffer.schema import migrate
 from kkt_adapter.buffer.sql import (
@@ -52,13 +55,23 @@ from kkt_adapter.buffer.sql import (
 from kkt_adapter.domain.fiscal import FfdDocument, FiscalResult
 from kkt_adapter.domain.journal import key_digest
 from kkt_adapter.domain.lifecycle import ReceiptStatus
-from kkt_adapter.errors import BufferFull, IdempotencyKeyReused, RecordLost, RequestInProgress
+from kkt_adapter.errors import (
+    BufferFull,
+    IdempotencyKeyReused,
+    RecordLost,
+    RequestInProgress,
+    StorageUnavailable,
+)
 from kkt_adapter.hlc import HlcStamp, HybridClock, WallClock, system_wall_ms
 from kkt_adapter.serial import Poster
-from kkt_adapter.sqlite import Database, Staged, connect
+from kkt_adapter.settings import default_of
+from kkt_adapter.sqlite import Database, Staged, StorageHealth, connect
 
 STATUSES = tuple(ReceiptStatus)
 BUFFER_FILE = "buffer.sqlite"
+STORAGE_PROBE_BYTES = 8192
+"""About what one receipt writes (row, document, key, event): a probe that small may fit in
+space a full disk still has, and say "writable" while sales fail."""
 
 
 @dataclass(frozen=True)
@@ -111,9 +124,11 @@ class Buffer:
         capacity: int,
         node_id: str | None = None,
         wall: WallClock = system_wall_ms,
+        hlc_max_offset_ms: int = int(default_of("hlc_max_offset_seconds") * 1000),
     ) -> None:
         self.path = data_dir / BUFFER_FILE
         self.capacity = capacity
+        self.hlc_max_offset_ms = hlc_max_offset_ms
         self._db = Database(self.path, migrate=migrate, name="buffer")
         self._wall = wall
         self._node_setting = node_id
@@ -171,9 +186,10 @@ class Buffer:
         """The buffer's node id (shared by every process on this data dir)."""
         return self.clock.node
 
-    def merge_remote(self, stamp: HlcStamp) -> HlcStamp:
-        """Merge another node's stamp (the OFD's) into the clock; the merged stamp."""
-        return self.clock.merge(stamp)
+    def merge_remote(self, stamp: HlcStamp) -> HlcStamp | None:
+        """Merge another node's stamp (the OFD's) into the clock; the merged stamp, or ``None``
+        when it is too far ahead to adopt (``KKT_HLC_MAX_OFFSET_SECONDS``)."""
+        return self.clock.merge_remote(stamp, max_offset_ms=self.hlc_max_offset_ms)
 
     def now_ms(self) -> int:
         return self._wall()
@@ -192,7 +208,8 @@ class Buffer:
         # round trip through the GIL, and intake is the hot path.
         known = conn.execute(
             "SELECT k.fingerprint, r.response, r.id, r.status, r.document,"
-            f" (SELECT COALESCE(SUM(n), 0) FROM status_counts WHERE status != {SYNCED}),"
+            " (SELECT COALESCE(SUM(n), 0) FROM status_counts"
+            f"  WHERE status NOT IN ({SYNCED}, {PRINT_FAILED})),"
             " (SELECT COALESCE(SUM(n), 0) FROM status_counts"
             f"  WHERE status IN ({PENDING}, {SYNCING}))"
             " FROM (SELECT 1) LEFT JOIN idempotency_keys k ON k.key IN (?, ?)"
@@ -438,6 +455,16 @@ class Buffer:
 
         return await self._db.read(read)
 
+    async def storage(self) -> StorageHealth:
+        """Whether the buffer can be written. While the last commit failed (a full disk), a
+        probe write the size of a receipt finds out first whether it recovered, even with no
+        sale coming."""
+        if not self._db.storage.available:
+            probe = f"{self._wall()}:".ljust(STORAGE_PROBE_BYTES, "x")
+            with contextlib.suppress(StorageUnavailable):
+                await self._db.write(lambda conn: set_meta(conn, "storage_probe", probe))
+        return self._db.storage
+
     async def log_event(
         self, level: str, event: str, message: str, receipt_id: str | None = None
     ) -> None:
@@ -460,10 +487,18 @@ class Buffer:
             total += deleted
             if deleted < retention.batch:
                 break
+        while deleted := await self._db.write(
+            lambda conn: prune_print_failed_tx(conn, self._wall(), retention)
+        ):
+            total += deleted
         before = self._wall() - max(retention.synced_ms, retention.dlq_ms)
         while await self._db.write(lambda conn: prune_events_tx(conn, before, retention.batch)):
             pass
         return total
+
+    async def clear_print_failed(self) -> int:
+        """Delete every ``print_failed`` receipt (an operator's action); how many went."""
+        return await self._db.write(lambda conn: clear_print_failed_tx(conn, self._wall()))
 
     async def leftovers(self, idle_before_ms: int) -> list[Leftover]:
         """Receipts ``accepted`` and untouched since ``idle_before_ms``: their intake failed to

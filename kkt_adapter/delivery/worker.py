@@ -1,11 +1,13 @@
 """The delivery worker: buffer claim -> OFD client -> buffer result, one small loop.
 
 Only the holder of the buffer's sync lease delivers (``kkt_adapter.delivery.lease``). The
-leader wakes when a receipt becomes ``pending`` and on a periodic sweep, claims a batch in HLC
-order under a claim lease and its fencing token, sends with bounded concurrency, and records
-each result on its own. While the circuit breaker is open it makes no OFD calls; a manual sync
-ignores backoff timers and the open timer (it may probe), and never touches a receipt another
-pass holds, because claims are atomic status changes. A leader that cannot renew its lease
+leader wakes when a receipt becomes ``pending`` and on a periodic sweep, claims a batch in
+(FN, FD) order under a claim lease and its fencing token, sends with bounded concurrency, and
+records each result on its own. Per FN, a document not delivered (backing off) holds back the
+later ones: the claim skips them, and a pass sends none of them after a failure. While the
+circuit breaker is open it makes no OFD calls; a manual sync ignores backoff timers and the
+open timer (it may probe), and never touches a receipt another pass holds, because claims are
+atomic status changes. A leader that cannot renew its lease
 stops sending at once; the buffer refuses its later writes anyway (fencing).
 """
 
@@ -221,22 +223,34 @@ class DeliveryWorker:
         half_open = self.breaker.state is BreakerState.HALF_OPEN and not manual
         limit = 1 if half_open else self.config.batch_size
         claimed = await self.outbox.claim(
-            limit=limit, fence=grant.fence, lease_ms=self.config.lease_ms, ignore_timers=manual
+            limit=limit,
+            fence=grant.fence,
+            lease_ms=self.config.lease_ms,
+            ignore_timers=manual,
+            max_delay_ms=int(self.backoff.cap * 1000),
         )
         result = PassResult(claimed=len(claimed))
         if not claimed:
             return result
         in_flight = asyncio.Semaphore(self.config.concurrency)
+        held_fns: set[str] = set()  # FNs with a document not delivered in this pass
 
         async def deliver(item: Claimed) -> None:
             async with in_flight:  # bounds the OFD requests in flight, not the result writes
                 if self._grant is not grant:
                     return  # leadership lost: send nothing more; the new leader takes over
-                stopped = not manual and not self.breaker.allows_calls()
-                outcome = None if stopped else await self._submit(item)
+                outcome: OfdAnswer | None = None
+                if not manual and not self.breaker.allows_calls():
+                    reason = "circuit breaker open"
+                elif item.fn in held_fns:
+                    reason = "held back behind an earlier document of its FN"
+                else:
+                    outcome = await self._submit(item)
+                if outcome is None or isinstance(outcome, Transient):
+                    held_fns.add(item.fn)  # before the next send starts (per-FN order)
             if outcome is None:
                 await self.outbox.record_transient(
-                    item, grant.fence, "circuit breaker open", 0, count_attempt=False
+                    item, grant.fence, reason, 0, count_attempt=False
                 )
                 result.transient += 1
             else:
@@ -312,8 +326,13 @@ class DeliveryWorker:
             try:
                 result = await self.run_pass(manual=True)
             except StaleLeader as exc:
+                # Answering 200 with ``synced: 0`` here hid a leader fenced out for good.
                 self._abdicate(str(exc))
-                break
+                raise NotSyncLeader(
+                    f"this process's sync lease was fenced out: {exc}",
+                    code="sync_fenced_out",
+                    details={"backend": self._lease.name, "reason": str(exc)},
+                ) from exc
             totals.add(result)
             if result.claimed == 0 or result.synced + result.failed == 0:
                 break

@@ -34,8 +34,10 @@ class ReceiptStatus(StrEnum):
     """The OFD rejected it as invalid; it waits in the DLQ for an operator."""
 
 
-UNSYNCED = frozenset(set(ReceiptStatus) - {ReceiptStatus.SYNCED})
-"""Everything that counts against the buffer's capacity."""
+UNSYNCED = frozenset(set(ReceiptStatus) - {ReceiptStatus.SYNCED, ReceiptStatus.PRINT_FAILED})
+"""Everything that counts against the buffer's capacity: fiscal documents not yet synced and
+receipts being printed. Failed prints are no fiscal documents; they are bounded on their own
+(``KKT_PRINT_FAILED_LIMIT``, ``KKT_PRINT_FAILED_RETENTION_HOURS``)."""
 
 UNSENT = frozenset({ReceiptStatus.PENDING, ReceiptStatus.SYNCING, ReceiptStatus.FAILED})
 """Fiscal documents the OFD does not have (the FN's 30-day clock runs for them)."""

@@ -2,6 +2,15 @@
 with the durability settings, versioned migrations, and the group-committing ``Database``."""
 
 from kkt_adapter.sqlite.connection import apply_migrations, configure, connect, split_statements
-from kkt_adapter.sqlite.database import Database, Staged
+from kkt_adapter.sqlite.database import WRITABLE, Database, Staged, StorageHealth
 
-__all__ = ["Database", "Staged", "apply_migrations", "configure", "connect", "split_statements"]
+__all__ = [
+    "WRITABLE",
+    "Database",
+    "Staged",
+    "StorageHealth",
+    "apply_migrations",
+    "configure",
+    "connect",
+    "split_statements",
+]

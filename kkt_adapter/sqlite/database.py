@@ -54,6 +54,24 @@ Staged = Generator[Callable[[], Any], Any, Any]
 """A staged write: yields a blocking call to run outside the transaction, gets its result."""
 
 
+@dataclass(frozen=True)
+class StorageHealth:
+    """Whether the file can be written, as the writer last found out (disk full, I/O error)."""
+
+    error: str | None = None
+    """Why the last commit failed; ``None`` when it succeeded."""
+    failures: int = 0
+    """Commits that failed since the file was opened."""
+
+    @property
+    def available(self) -> bool:
+        return self.error is None
+
+
+WRITABLE = StorageHealth()
+"""No commit failed."""
+
+
 @dataclass
 class _Job:
     write: Write
@@ -87,6 +105,8 @@ class Database:
         self._write_conn: sqlite3.Connection | None = None
         self._away = 0  # staged writes whose outside call is running
         self._away_lock = threading.Lock()
+        self.storage = WRITABLE
+        """Set by the writer thread after each commit (one reference swap: no lock needed)."""
 
     def open(self) -> int:
         """Open, migrate and start the writer; returns the schema version found."""
@@ -193,12 +213,19 @@ class Database:
             return
         outcomes: list[tuple[str, Any]] = []
         try:
+            changes = conn.total_changes
             conn.execute("BEGIN IMMEDIATE")
             outcomes = [_run_in_savepoint(conn, job) for job in jobs]
             conn.execute("COMMIT")
+            # Only a commit that wrote something shows the file writable again: one that
+            # changed no row commits on a full disk too.
+            if self.storage.error is not None and conn.total_changes > changes:
+                log.warning("%s commits again", self._name)
+                self.storage = StorageHealth(None, self.storage.failures)
         except sqlite3.Error as exc:
             log.error("buffer commit failed: %s", exc)
             _rollback(conn)
+            self.storage = StorageHealth(str(exc), self.storage.failures + 1)
             failure = StorageUnavailable(f"the buffer could not be written: {exc}", retry_after=5)
             outcomes = [("failed", failure)] * len(jobs)
         finished: dict[asyncio.AbstractEventLoop, list[tuple[_Job, bool, Any]]] = {}

@@ -133,6 +133,7 @@ async def test_every_route_has_a_deliberate_access_class(api: httpx.AsyncClient)
         ("GET", "/v1/kkt/shift"): Access.POS,
         ("POST", "/v1/kkt/buffer/sync"): Access.ADMIN,
         ("POST", "/v1/kkt/dlq/{receipt_id}/requeue"): Access.ADMIN,
+        ("POST", "/v1/kkt/print_failed/clear"): Access.ADMIN,
         ("POST", "/v1/kkt/shift/open"): Access.ADMIN,
         ("POST", "/v1/kkt/shift/close"): Access.ADMIN,
         ("POST", "/v1/kkt/x_report"): Access.ADMIN,

@@ -7,7 +7,10 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers import eventually, new_key, priced_receipt
+from conftest import RedisServer
+from helpers import adapter, eventually, new_key, priced_receipt
+
+from kkt_adapter.settings import Settings
 
 OFD = "/ofd-emulator"
 FAST = {"backoff_base_seconds": 0.05, "backoff_cap_seconds": 0.2, "delivery_sweep_seconds": 0.05}
@@ -136,3 +139,86 @@ async def test_bad_log_queries_are_422_with_a_code(
 async def test_requeue_of_a_receipt_not_in_the_dlq_is_404(api: httpx.AsyncClient) -> None:
     answer = await api.post("/v1/kkt/dlq/NOPE/requeue")
     assert answer.status_code == 404 and answer.json()["code"] == "not_found"
+
+
+async def test_a_manual_sync_that_cannot_deliver_is_409_with_a_code(
+    api: httpx.AsyncClient,
+) -> None:
+    runtime = api.app.state.runtime  # type: ignore[attr-defined]
+    await runtime.buffer.outbox.take_over(runtime.worker.fence + 1)  # a newer leader's token
+    answer = await api.post("/v1/kkt/buffer/sync")
+    assert answer.status_code == 409, answer.text
+    body = answer.json()
+    assert body["code"] == "sync_fenced_out"
+    assert "fencing token" in body["message"]
+
+
+async def test_after_a_spell_on_redis_the_sqlite_lease_delivers_again(
+    settings: Settings, redis_server: RedisServer
+) -> None:
+    # A Redis that saw many changes of leadership hands out tokens far above the sqlite
+    # lease's own counter; back on sqlite, tokens must continue above them.
+    import redis
+
+    with redis.Redis.from_url(redis_server.url) as raw:
+        raw.set("kkt-test:fence", 40)
+    on_redis = settings.model_copy(
+        update={"redis_url": redis_server.url, "redis_key_prefix": "kkt-test", **FAST}
+    )
+    async with adapter(on_redis) as api:
+        await post_receipts(api, 2)
+        status = await status_when(api, lambda s: s["synced"] == 2)
+        assert status["sync_leader"]["backend"] == "redis"
+        assert status["sync_leader"]["fence"] == 41
+    async with adapter(settings.model_copy(update=FAST)) as api:
+        await post_receipts(api, 2, start=200)
+        status = await status_when(api, lambda s: s["synced"] == 4)
+        assert status["sync_leader"]["backend"] == "sqlite"
+        assert status["sync_leader"]["fence"] == 42
+        manual = await api.post("/v1/kkt/buffer/sync")
+        assert manual.status_code == 200, manual.text
+    # And back on Redis, whose counter (41) is now below the buffer's: it starts above.
+    async with adapter(on_redis) as api:
+        await post_receipts(api, 1, start=300)
+        status = await status_when(api, lambda s: s["synced"] == 5)
+        assert status["sync_leader"]["fence"] == 43
+
+
+async def arrival_fds(api: httpx.AsyncClient) -> list[int]:
+    """The FDs in the order the OFD emulator first stored them."""
+    items = (await api.get(f"{OFD}/_control/received", params={"limit": 500})).json()["items"]
+    return [int(item["fd"]) for item in items]
+
+
+ONE_AT_A_TIME = {**FAST, "backoff_base_seconds": 1.0, "backoff_cap_seconds": 1.0}
+
+
+@pytest.mark.parametrize("settings", [{**ONE_AT_A_TIME, "delivery_concurrency": 1}], indirect=True)
+async def test_with_concurrency_1_a_receipt_in_backoff_holds_back_the_later_ones_of_its_fn(
+    api: httpx.AsyncClient,
+) -> None:
+    await api.post(f"{OFD}/_control/mode", json={"mode": "success", "fail_next": 1})
+    await post_receipts(api, 6)  # the first one's first attempt fails: up to 1 s of backoff
+    await status_when(api, lambda s: s["synced"] == 6)
+    fds = await arrival_fds(api)
+    assert fds == sorted(fds) and len(fds) == 6  # arrival order at the OFD is FD order
+    stats = (await api.get(f"{OFD}/_control/stats")).json()
+    assert (stats["failed"], stats["unique_documents"]) == (1, 6)
+
+
+@pytest.mark.parametrize("settings", [ONE_AT_A_TIME], indirect=True)
+async def test_with_concurrency_above_1_a_receipt_in_backoff_still_holds_back_its_fn(
+    api: httpx.AsyncClient,
+) -> None:
+    await api.post(f"{OFD}/_control/mode", json={"mode": "success", "fail_next": 1})
+    (first,) = await post_receipts(api, 1)
+
+    async def row() -> dict[str, Any]:
+        answer: dict[str, Any] = (await api.get(f"/v1/kkt/receipt/{first}")).json()
+        return answer
+
+    await eventually(row, lambda r: r["ofd"]["attempts"] == 1, what="the first attempt failed")
+    await post_receipts(api, 4, start=200)  # sent while the first one backs off
+    await status_when(api, lambda s: s["synced"] == 5)
+    fds = await arrival_fds(api)
+    assert fds[0] == min(fds) and len(fds) == 5

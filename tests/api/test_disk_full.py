@@ -308,12 +308,14 @@ async def refuses_while_full_then_recovers(
             assert answer.status_code == 503, answer.text
             assert answer.json()["code"] == "storage_unavailable"
         assert await last_fd(api) == fd_before
-        # Reads still answer on a full disk, and the KKT (its own storage) is fine: only a KKT
-        # in error makes health 503.
+        # Reads still answer on a full disk, and the KKT (its own storage) is fine, but no sale
+        # can be taken: health says so (503) and names the buffer's storage.
         health = await api.get("/v1/health")
-        assert health.status_code == 200, health.text
+        assert health.status_code == 503, health.text
         assert health.json()["components"]["kkt"]["status"] == "ok"
+        assert health.json()["components"]["buffer"]["storage"] == "unavailable"
         full_disk.free()
+        assert (await api.get("/v1/health")).json()["components"]["buffer"]["storage"] == "ok"
         answer = await post(api, key, 555)
         assert answer.status_code == 200, answer.text
         assert answer.json()["fiscal"]["fd"] == fd_before + 1
@@ -322,3 +324,41 @@ async def refuses_while_full_then_recovers(
     assert quick_check(path) is None
     kept, real = exact_counts(path)
     assert kept == real and sum(real.values()) == 5
+
+
+async def test_a_full_disk_shows_in_health_status_and_metrics_until_it_recovers(
+    injected: InjectedFull, settings: Settings
+) -> None:
+    async with adapter(settings) as api:
+        assert (await post(api, "warm-up")).status_code == 200
+        assert (await api.get("/v1/health")).json()["components"]["buffer"]["storage"] == "ok"
+        injected.on = True
+        assert (await post(api, "while-full")).json()["code"] == "storage_unavailable"
+        health = await api.get("/v1/health")
+        assert health.status_code == 503, health.text
+        body = health.json()
+        assert body["status"] == "unhealthy"
+        buffer = body["components"]["buffer"]
+        assert (buffer["status"], buffer["storage"]) == ("error", "unavailable")
+        assert "disk is full" in buffer["storage_error"]
+        status = (await api.get("/v1/kkt/buffer/status")).json()
+        [alert] = [a for a in status["alerts"] if a["code"] == "storage_unavailable"]
+        assert alert["level"] == "critical" and "disk is full" in alert["message"]
+        metrics = (await api.get("/metrics")).text
+        assert "kkt_storage_unavailable 1.0" in metrics
+        failures = _sample(metrics, "kkt_storage_failures_total")
+        assert failures >= 1
+        injected.on = False  # space is back: the next look finds the buffer writable again
+        health = await api.get("/v1/health")
+        assert health.status_code == 200, health.text
+        assert health.json()["components"]["buffer"]["storage"] == "ok"
+        status = (await api.get("/v1/kkt/buffer/status")).json()
+        assert not [a for a in status["alerts"] if a["code"] == "storage_unavailable"]
+        metrics = (await api.get("/metrics")).text
+        assert "kkt_storage_unavailable 0.0" in metrics
+        assert _sample(metrics, "kkt_storage_failures_total") >= failures  # a counter
+
+
+def _sample(metrics: str, name: str) -> float:
+    [line] = [line for line in metrics.splitlines() if line.startswith(name + " ")]
+    return float(line.split()[1])

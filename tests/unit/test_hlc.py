@@ -1,3 +1,6 @@
+import logging
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -62,3 +65,22 @@ def test_every_stamp_is_greater_than_the_one_before(steps: list[tuple[bool, int,
         stamp = clock.merge(HlcStamp(wall_ms, counter, "b")) if is_merge else clock.now()
         assert stamp > previous
         previous = stamp
+
+
+def test_a_remote_stamp_beyond_the_maximum_offset_is_refused_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = HybridClock("a", wall=FakeWall(1_000_000))
+    before = clock.now()
+    year_2286 = HlcStamp(9_999_999_999_999, 0, "ofd")
+    with caplog.at_level(logging.WARNING, logger="kkt_adapter.hlc"):
+        assert clock.merge_remote(year_2286, max_offset_ms=300_000) is None
+    assert clock.now() == HlcStamp(1_000_000, before.counter + 1, "a")  # not adopted
+    assert any("not adopted" in r.getMessage() for r in caplog.records)
+
+
+def test_a_remote_stamp_within_the_maximum_offset_is_merged() -> None:
+    clock = HybridClock("a", wall=FakeWall(1_000_000))
+    merged = clock.merge_remote(HlcStamp(1_300_000, 4, "ofd"), max_offset_ms=300_000)
+    assert merged == HlcStamp(1_300_000, 5, "a")
+    assert clock.merge_remote(HlcStamp(1_300_001, 0, "ofd"), max_offset_ms=300_000) is None

@@ -156,3 +156,22 @@ async def test_a_dead_holders_lease_is_taken_over_before_it_expires(
         assert await lease.current_holder() == second.owner
     finally:
         second.close()
+
+
+async def test_after_a_spell_on_redis_the_sqlite_lease_continues_above_the_highest_token(
+    buffer: Buffer,
+) -> None:
+    # The sqlite lease handed out 1, then a Redis leader delivered under token 50 for a while.
+    lease = SqliteLease(buffer.outbox)
+    first = await lease.acquire("A", 1000)
+    assert first is not None and first.fence == 1
+    await lease.release("A", first)
+    await buffer.outbox.take_over(50)
+    again = await lease.acquire("A", 1000)
+    assert again is not None and again.fence == 51
+    await buffer.outbox.take_over(again.fence)
+    await fiscalized(buffer, 1)
+    claimed = await buffer.outbox.claim(
+        limit=1, fence=again.fence, lease_ms=60_000, ignore_timers=False
+    )
+    assert [c.receipt_id for c in claimed] == ["R0001"]  # the fence lets it deliver

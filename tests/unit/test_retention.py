@@ -130,3 +130,25 @@ async def test_old_events_about_no_receipt_are_pruned_after_the_longest_retentio
     with sqlite3.connect(buffer.path) as conn:
         messages = [row[0] for row in conn.execute("SELECT message FROM buffer_events")]
     assert messages == ["recent"]
+
+
+async def test_failed_prints_expire_after_their_retention_and_beyond_their_limit(
+    buffer: Buffer,
+) -> None:
+    def seed(conn: sqlite3.Connection) -> None:
+        add(conn, "pending", "pending", confirmed=0)
+        for rid, hours_ago in (("pf-2d", 48), ("pf-3h", 3), ("pf-2h", 2), ("pf-1h", 1)):
+            add(conn, rid, "print_failed", confirmed=0)
+            conn.execute(
+                "UPDATE receipts SET updated_ms = ? WHERE id = ?",
+                (NOW - hours_ago * 3_600_000, rid),
+            )
+
+    write_directly(buffer.path, seed)
+    keep_all = await buffer.prune(Retention.from_days(7, 90, 100))
+    assert keep_all == 0  # without print_failed bounds nothing of them goes
+    bounded = Retention.from_days(7, 90, 100, print_failed_hours=24, print_failed_limit=2)
+    assert await buffer.prune(bounded) == 2
+    ids, keys, orphans, kept, real = left(buffer)
+    assert ids == {"pending", "pf-2h", "pf-1h"}  # expired, then the oldest beyond the limit
+    assert keys == 3 and orphans == 0 and kept == real

@@ -55,3 +55,27 @@ def test_overall_health() -> None:
     assert overall({"kkt": ok, "ofd": {"status": "warning"}, "buffer": ok, "erp": ok}) == "degraded"
     assert overall({"kkt": {"status": "error"}, "ofd": ok, "buffer": ok, "erp": ok}) == "unhealthy"
     assert buffer_component(facts(85))["status"] == "warning"
+
+
+def test_after_the_clock_stepped_back_the_oldest_pending_age_is_never_negative() -> None:
+    from kkt_adapter.status import oldest_pending
+
+    stepped = facts(1, oldest_age_days=-0.5)  # created "12 h in the future" of the clock now
+    view = oldest_pending(stepped)
+    assert view is not None and view["age_hours"] == 0
+    assert codes(stepped) == []
+
+
+def test_an_unwritable_buffer_is_a_critical_alert_and_unhealthy() -> None:
+    from dataclasses import replace
+
+    from kkt_adapter.sqlite import StorageHealth
+
+    full = replace(facts(1), storage=StorageHealth("database or disk is full", 3))
+    [alert] = alerts(full)
+    assert (alert["level"], alert["code"]) == ("critical", "storage_unavailable")
+    component = buffer_component(full)
+    assert (component["status"], component["storage"]) == ("error", "unavailable")
+    ok = {"status": "ok"}
+    assert overall({"kkt": ok, "ofd": ok, "buffer": component, "erp": ok}) == "unhealthy"
+    assert buffer_component(facts(1))["storage"] == "ok"

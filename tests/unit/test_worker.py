@@ -12,6 +12,7 @@ from helpers import fiscalized
 from kkt_adapter.buffer import Buffer
 from kkt_adapter.delivery import Backoff, BreakerConfig, CircuitBreaker, DeliveryWorker
 from kkt_adapter.delivery.lease import SqliteLease
+from kkt_adapter.delivery.worker import WorkerConfig
 from kkt_adapter.errors import NotSyncLeader
 from kkt_adapter.hlc import HlcStamp
 from kkt_adapter.ofd import Delivered, Rejected, Transient
@@ -97,5 +98,110 @@ async def test_a_process_without_the_lease_refuses_a_manual_sync(
         with pytest.raises(NotSyncLeader):
             await delivery.sync_now()
         assert ofd.sent == []
+    finally:
+        await delivery.stop()
+
+
+async def test_after_a_spell_on_redis_the_sqlite_leader_delivers_again(
+    buffer: Buffer, wall: Wall
+) -> None:
+    await buffer.outbox.take_over(50)  # a Redis leader's token, the highest the buffer saw
+    rid = await fiscalized(buffer, 1)
+    ofd = ScriptedOfd()
+    delivery = worker(buffer, wall, ofd, [])
+    await delivery.start()
+    try:
+        assert delivery.fence == 51
+        summary = await delivery.sync_now()
+        assert (summary["synced"], summary["remaining"]) == (1, 0)
+        assert [s.receipt_id for s in ofd.sent] == [rid]
+    finally:
+        await delivery.stop()
+
+
+async def test_a_manual_sync_fenced_out_says_so_instead_of_answering_synced_zero(
+    buffer: Buffer, wall: Wall
+) -> None:
+    await fiscalized(buffer, 1)
+    ofd = ScriptedOfd()
+    delivery = worker(buffer, wall, ofd, [])
+    await delivery.start()
+    try:
+        await buffer.outbox.take_over(delivery.fence + 1)  # another leader's newer token
+        with pytest.raises(NotSyncLeader) as refused:
+            await delivery.sync_now()
+        assert refused.value.code == "sync_fenced_out"
+        assert refused.value.http_status == 409
+        assert ofd.sent == []
+    finally:
+        await delivery.stop()
+
+
+async def test_an_ofd_stamp_far_in_the_future_is_not_adopted(buffer: Buffer, wall: Wall) -> None:
+    await fiscalized(buffer, 1)
+    year_2286 = HlcStamp(9_999_999_999_999, 0, "ofd")
+    delivery = worker(buffer, wall, ScriptedOfd(Delivered("ofd-1", year_2286, False)), [])
+    await delivery.start()
+    try:
+        assert (await delivery.sync_now())["synced"] == 1  # delivered all the same
+        assert buffer.clock.now().wall_ms < wall.ms + 300_000
+    finally:
+        await delivery.stop()
+    buffer.close()
+    buffer.open()  # the refused stamp was not persisted either
+    assert buffer.clock.now().wall_ms < wall.ms + 300_000
+
+
+async def test_a_backing_off_receipt_is_due_after_the_wall_clock_stepped_back(
+    buffer: Buffer, wall: Wall
+) -> None:
+    rid = await fiscalized(buffer, 1)
+    ofd = ScriptedOfd(Transient("503", 503, retry_after=30))
+    delivery = worker(buffer, wall, ofd, [])
+    await delivery.start()
+    try:
+        await delivery.sync_now()  # fails: next attempt 30 s from now
+        wall.ms -= 3_600_000  # NTP steps the clock back an hour
+        result = await delivery.run_pass(manual=False)  # an automatic pass honours timers
+        assert result.synced == 1  # not an hour and 30 s later
+        assert [s.receipt_id for s in ofd.sent] == [rid, rid]
+    finally:
+        await delivery.stop()
+
+
+async def test_a_due_time_beyond_the_longest_backoff_is_due_now(buffer: Buffer, wall: Wall) -> None:
+    await fiscalized(buffer, 1)
+    await buffer.outbox.take_over(1)
+    [item] = await buffer.outbox.claim(limit=1, fence=1, lease_ms=60_000, ignore_timers=False)
+    # Written by a clock an hour ahead (then stepped back): due in an hour and a minute.
+    await buffer.outbox.record_transient(item, 1, "503", 3_660_000)
+    claim = buffer.outbox.claim
+    assert await claim(limit=1, fence=1, lease_ms=60_000, ignore_timers=False) == []
+    again = await claim(
+        limit=1, fence=1, lease_ms=60_000, ignore_timers=False, max_delay_ms=300_000
+    )
+    assert [c.receipt_id for c in again] == [item.receipt_id]
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+async def test_a_failure_in_a_batch_holds_back_the_rest_of_its_fn(
+    buffer: Buffer, wall: Wall, concurrency: int
+) -> None:
+    ids = [await fiscalized(buffer, n) for n in (1, 2, 3)]
+    ofd = ScriptedOfd(Transient("503", 503))
+    delivery = worker(buffer, wall, ofd, [])
+    delivery.config = WorkerConfig(concurrency=concurrency)
+    await delivery.start()
+    try:
+        result = await delivery.run_pass(manual=False)
+        assert (result.claimed, result.synced) == (3, 0)
+        assert [s.receipt_id for s in ofd.sent] == ids[:1]  # FD 2 and 3 were not sent
+        rows = [await buffer.get_receipt(rid) for rid in ids]
+        assert [(r["status"], r["attempts"]) for r in rows if r] == [("pending", 1)] + [
+            ("pending", 0)
+        ] * 2
+        wall.ms += 300_000  # past any backoff
+        await delivery.run_pass(manual=False)
+        assert [s.receipt_id for s in ofd.sent] == [ids[0], *ids]  # then in FD order
     finally:
         await delivery.stop()
