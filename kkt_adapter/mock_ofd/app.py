@@ -170,7 +170,7 @@ async def _store(
 ) -> Response:
     stamp = _set_stamp(request, emulator.clock.merge(remote))
     accepted_at = datetime.now(UTC).isoformat(timespec="milliseconds")
-    fresh = Answer(f"OFD-{uuid.uuid4().hex}", accepted_at, stamp)
+    fresh = Answer(f"OFD-{uuid.uuid4().hex}", accepted_at, stamp, submission.fn, submission.fd)
     outcome, answer = await emulator.store.accept(submission, fresh)
     if outcome is Outcome.CONFLICT or answer is None:
         raise IdentityConflict(

@@ -1,12 +1,15 @@
 """HTTP client to the OFD and the classification of its answers.
 
-Answer classes (DESIGN §5): 2xx and 409 are done (409 and a replayed 2xx mean the OFD already
-has the document), except a 409 whose code is ``conflict``: the OFD holds a *different*
-document under this identity, which must not pass for delivered; that one, 400, 413 and 422 are
-permanent rejections of the document (DLQ); everything
-else - 408, 429, 5xx, timeouts, connection errors, and also 401/403/404, which say the OFD
-endpoint or credentials are wrong rather than the document - is transient: retried with backoff
-and counted by the circuit breaker.
+Answer classes (DESIGN §5): a 2xx is done only when it is a well-formed acknowledgement (I8): a
+JSON object naming the document sent (its ``fn`` and ``fd``) and giving an ``ofd_receipt_id``;
+any other 2xx - a captive portal's ``200 text/html``, a proxy's empty 204, an answer about
+another document - is transient, with the reason why. A 409 with a JSON body is done as a
+duplicate (the OFD already has the document), except one whose code is ``conflict``: the OFD
+holds a *different* document under this identity, which must not pass for delivered; that one,
+400, 413 and 422 are permanent rejections of the document (DLQ); everything else - 408, 429,
+5xx, timeouts, connection errors, and also 401/403/404, which say the OFD endpoint or
+credentials are wrong rather than the document - is transient: retried with backoff and counted
+by the circuit breaker.
 """
 
 from __future__ import annotations
@@ -135,7 +138,7 @@ class HttpOfdClient:
                 url, data=_body(submission), headers=_headers(submission)
             ) as answer:
                 content = await answer.read()
-                return classify(answer.status, answer.headers, content)
+                return classify(answer.status, answer.headers, content, sent=submission)
         except TimeoutError as exc:
             return Transient(f"timeout: {type(exc).__name__}")
         except aiohttp.ClientError as exc:
@@ -159,18 +162,25 @@ class AsgiOfdClient:
         answer = await self._http.post(
             RECEIPTS_PATH, content=_body(submission), headers=_headers(submission)
         )
-        return classify(answer.status_code, answer.headers, answer.content)
+        return classify(answer.status_code, answer.headers, answer.content, sent=submission)
 
     async def close(self) -> None:
         await self._http.aclose()
 
 
-def classify(status: int, headers: Mapping[str, str], content: bytes) -> OfdAnswer:
-    """Turn one OFD answer into an outcome (pure; see the module docstring).
+def classify(
+    status: int, headers: Mapping[str, str], content: bytes, *, sent: Submission
+) -> OfdAnswer:
+    """Turn the OFD's answer to ``sent`` into an outcome (pure; see the module docstring).
 
     ``headers`` must look names up case-insensitively (httpx and aiohttp headers do).
     """
-    body = _json_object(content)
+    body = _json_object(content) if _is_json(headers) else None
+    if 200 <= status < 300 or status == 409:
+        not_acknowledged = _not_an_acknowledgement(status, headers, body, sent)
+        if not_acknowledged is not None:
+            return Transient(not_acknowledged, status)
+    body = body or {}
     hlc = _stamp(body.get("hlc")) or _stamp(headers.get("x-ofd-hlc"))
     conflict = status == 409 and body.get("code") == "conflict"
     if 200 <= status < 300 or (status == 409 and not conflict):
@@ -200,12 +210,44 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-def _json_object(content: bytes) -> dict[str, Any]:
+def _not_an_acknowledgement(
+    status: int, headers: Mapping[str, str], body: dict[str, Any] | None, sent: Submission
+) -> str | None:
+    """Why a 2xx (or 409) answer to ``sent`` is not an acknowledgement; ``None`` if it is.
+
+    A 409 need only be a JSON object (its ``code`` says duplicate or conflict); a 2xx must
+    name the document sent and give the OFD's receipt id.
+    """
+    if body is None:
+        kind = headers.get("content-type") or "no content type"
+        return f"OFD answered HTTP {status} with {kind}, not a JSON acknowledgement"
+    if status == 409:
+        return None
+    if not _text(body.get("ofd_receipt_id")):
+        return f"OFD answered HTTP {status} with no ofd_receipt_id: not an acknowledgement"
+    fn, fd = body.get("fn"), body.get("fd")
+    # type() too: JSON true would otherwise equal FD 1, and "42" is not 42.
+    if type(fn) is not str or type(fd) is not int or (fn, fd) != (sent.fn, sent.fd):
+        return (
+            f"OFD answered HTTP {status} for fn {fn!r} fd {fd!r}: does not name the document"
+            f" sent (fn {sent.fn} fd {sent.fd})"
+        )
+    return None
+
+
+def _is_json(headers: Mapping[str, str]) -> bool:
+    """A JSON media type, or none given (an error body is read as JSON if it parses)."""
+    kind = (headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+    return kind == "" or kind == "application/json" or kind.endswith("+json")
+
+
+def _json_object(content: bytes) -> dict[str, Any] | None:
+    """The body as a JSON object; ``None`` if it is anything else."""
     try:
-        value = orjson.loads(content) if content else {}
+        value = orjson.loads(content) if content else None
     except orjson.JSONDecodeError:
-        return {}
-    return value if isinstance(value, dict) else {}
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _stamp(value: object) -> HlcStamp | None:

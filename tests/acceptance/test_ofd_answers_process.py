@@ -1,0 +1,74 @@
+"""What the adapter makes of an OFD that answers badly, with the real ``kkt-adapter serve``
+against a fake OFD on a free port: a captive portal's ``200 text/html`` is not delivery (I8)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from conftest import Process, wait_until
+from fakes import FakeOfd
+from helpers import new_key, priced_receipt
+
+pytestmark = pytest.mark.acceptance
+
+FAST_RETRIES = {
+    "KKT_BACKOFF_BASE_SECONDS": "0.05",
+    "KKT_BACKOFF_CAP_SECONDS": "0.3",
+    "KKT_BREAKER_OPEN_SECONDS": "0.5",
+    "KKT_DELIVERY_SWEEP_SECONDS": "0.1",
+}
+
+
+def sell(http: httpx.Client, kopecks: int) -> str:
+    answer = http.post("/v1/kkt/receipt", json=priced_receipt(kopecks), headers=new_key())
+    assert answer.status_code == 200, answer.text
+    receipt_id: str = answer.json()["receipt_id"]
+    return receipt_id
+
+
+def receipt(http: httpx.Client, receipt_id: str) -> dict[str, Any]:
+    body: dict[str, Any] = http.get(f"/v1/kkt/receipt/{receipt_id}").json()
+    return body
+
+
+def unconfirmed_on_the_kkt(http: httpx.Client) -> int:
+    count: int = http.get("/v1/health").json()["components"]["kkt"]["unconfirmed_documents"]
+    return count
+
+
+def test_a_captive_portals_html_200_is_not_delivery_until_the_ofd_acknowledges(
+    start_adapter: Callable[..., Process],
+) -> None:
+    with FakeOfd(mode="html") as ofd:
+        adapter = start_adapter(env={"KKT_OFD_URL": ofd.url, **FAST_RETRIES})
+        with adapter.client() as http:
+            sold = [sell(http, 100 + n) for n in range(2)]
+            wait_until(
+                lambda: all(receipt(http, rid)["ofd"]["attempts"] >= 2 for rid in sold),
+                timeout=30,
+                what="two answered attempts each",
+            )
+            for rid in sold:
+                row = receipt(http, rid)
+                assert row["status"] in ("pending", "syncing"), row
+                assert row["ofd"]["ofd_receipt_id"] is None
+                assert "HTTP 200 with text/html, not a JSON acknowledgement" in row["last_error"]
+            assert http.get("/v1/kkt/buffer/status").json()["synced"] == 0
+            assert unconfirmed_on_the_kkt(http) == 2  # the FN still counts them as unsent
+            assert not ofd.acknowledged
+
+            ofd.mode = "ack"
+            wait_until(
+                lambda: all(receipt(http, rid)["status"] == "synced" for rid in sold),
+                timeout=30,
+                what="delivery once the OFD acknowledges",
+            )
+            wait_until(lambda: unconfirmed_on_the_kkt(http) == 0, timeout=30, what="confirm")
+            for rid in sold:
+                row = receipt(http, rid)
+                assert row["ofd"]["ofd_receipt_id"] == f"FAKE-{rid}"
+                assert row["last_error"] is None
+    assert sorted(ofd.acknowledged) == sorted(sold)
