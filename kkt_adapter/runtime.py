@@ -216,10 +216,14 @@ async def _open_ofd(
     if settings.ofd_url is None:
         assert emulator is not None, "no OFD URL: the embedded emulator is needed"
         await stack.enter_async_context(emulator.router.lifespan_context(emulator))
-        client = AsgiOfdClient(emulator)
+        client = AsgiOfdClient(emulator, timeout_seconds=settings.ofd_timeout_seconds)
         link = OfdLink(client, "in-process OFD emulator (mounted at /ofd-emulator)", True)
     else:
-        client = HttpOfdClient(settings.ofd_url, max_connections=settings.delivery_concurrency)
+        client = HttpOfdClient(
+            settings.ofd_url,
+            max_connections=settings.delivery_concurrency,
+            timeout_seconds=settings.ofd_timeout_seconds,
+        )
         link = OfdLink(client, settings.ofd_url, False)
     stack.push_async_callback(client.close)
     return link

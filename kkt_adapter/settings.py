@@ -126,6 +126,13 @@ class Settings(BaseSettings):
     delivery_lease_ms: int = Field(
         default=30_000, ge=1000, le=3_600_000, description="How long a claim holds a receipt."
     )
+    ofd_timeout_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        le=600,
+        description="Total time one OFD request may take, answer body included; beyond it the "
+        "attempt is a transient failure. Keep it below the claim lease (KKT_DELIVERY_LEASE_MS).",
+    )
     delivery_sweep_seconds: float = Field(
         default=1.0, gt=0, le=300, description="Delivery sweep period (besides wake-ups)."
     )

@@ -40,6 +40,8 @@ class Claimed:
     hlc: HlcStamp
     document: dict[str, Any]
     attempts: int
+    lease_until_ms: int
+    """When this claim expires: past it, the receipt may be released and claimed again."""
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,7 @@ class Outbox:
                 f" WHERE status = {PENDING} AND next_attempt_ms <= ?"
                 " ORDER BY hlc_wall, hlc_counter, hlc_node LIMIT ?)"
                 " RETURNING id, pos_id, fn, fd, fp, hlc_wall, hlc_counter, hlc_node, document,"
-                " attempts",
+                " attempts, lease_until_ms",
                 (now + lease_ms, fence, now, due, limit),
             ).fetchall()
             conn.executemany(
@@ -462,4 +464,5 @@ def _claimed(row: sqlite3.Row) -> Claimed:
         hlc=HlcStamp(row["hlc_wall"], row["hlc_counter"], row["hlc_node"]),
         document=json.loads(row["document"]),
         attempts=int(row["attempts"]),
+        lease_until_ms=int(row["lease_until_ms"]),
     )

@@ -7,6 +7,10 @@ each result on its own. While the circuit breaker is open it makes no OFD calls;
 ignores backoff timers and the open timer (it may probe), and never touches a receipt another
 pass holds, because claims are atomic status changes. A leader that cannot renew its lease
 stops sending at once; the buffer refuses its later writes anyway (fencing).
+
+Every OFD call has a total deadline (the client's), so one trickling answer holds its pass for
+at most that long; claims whose lease runs out meanwhile are released by the lease keeper's
+tick, and a claim that expired while waiting for a sending slot is not sent.
 """
 
 from __future__ import annotations
@@ -161,6 +165,9 @@ class DeliveryWorker:
 
     async def _renew(self) -> None:
         await self._hold_lease()
+        # Expired claims go back to pending here too, not only between passes: a pass stuck
+        # on a slow OFD call must not keep the rest of its batch from a manual sync.
+        await self.outbox.release_expired()
 
     async def _hold_lease(self) -> None:
         """Acquire the lease if free, renew it if ours; any doubt means not leading."""
@@ -227,6 +234,8 @@ class DeliveryWorker:
             async with in_flight:  # bounds the OFD requests in flight, not the result writes
                 if self._grant is not grant:
                     return  # leadership lost: send nothing more; the new leader takes over
+                if self._wall_ms() >= item.lease_until_ms:
+                    return  # the claim ran out while it waited: released, maybe sent by now
                 stopped = not manual and not self.breaker.allows_calls()
                 outcome = None if stopped else await self._submit(item)
             if outcome is None:

@@ -14,6 +14,7 @@ by the circuit breaker.
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import time
 from collections.abc import Mapping
@@ -26,6 +27,7 @@ import orjson
 
 from kkt_adapter.domain.lifecycle import CallOutcome
 from kkt_adapter.hlc import HlcStamp
+from kkt_adapter.settings import default_of
 
 RECEIPTS_PATH = "/ofd/v1/receipts"
 PERMANENT_STATUSES = frozenset({400, 413, 422})
@@ -109,8 +111,17 @@ def _headers(submission: Submission) -> dict[str, str]:
     return {"Idempotency-Key": submission.receipt_id, "Content-Type": "application/json"}
 
 
+def _past_deadline(seconds: float) -> Transient:
+    return Transient(f"timeout: no complete answer within {seconds} s")
+
+
 class HttpOfdClient:
-    """The OFD over the network, with connection reuse; timeouts: connect 5 s, read 10 s.
+    """The OFD over the network, with connection reuse.
+
+    Every submission has a total deadline (``timeout_seconds``, ``KKT_OFD_TIMEOUT_SECONDS``),
+    answer body included: a per-read timeout never fires on an answer that trickles in a byte
+    every few seconds, and one such answer used to hold its whole delivery pass. Connecting
+    has 5 s of it at most.
 
     aiohttp rather than httpx here: delivery throughput is bound by the client's CPU, and on
     the same machine and load httpx spent about 1.3 ms of CPU per request, aiohttp about 0.1 ms
@@ -118,8 +129,15 @@ class HttpOfdClient:
     receipts/s with httpx.
     """
 
-    def __init__(self, base_url: str, *, max_connections: int = 32) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        max_connections: int = 32,
+        timeout_seconds: float = float(default_of("ofd_timeout_seconds")),
+    ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.timeout_seconds = timeout_seconds
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
 
@@ -127,20 +145,23 @@ class HttpOfdClient:
         if self._session is None:  # created on first use: it must belong to the running loop
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._max_connections),
-                timeout=aiohttp.ClientTimeout(total=None, connect=5.0, sock_read=10.0),
+                timeout=aiohttp.ClientTimeout(
+                    total=self.timeout_seconds, connect=min(5.0, self.timeout_seconds)
+                ),
             )
         return self._session
 
     async def submit(self, submission: Submission) -> OfdAnswer:
         url = self.base_url + RECEIPTS_PATH
         try:
-            async with self._open().post(
-                url, data=_body(submission), headers=_headers(submission)
-            ) as answer:
-                content = await answer.read()
-                return classify(answer.status, answer.headers, content, sent=submission)
-        except TimeoutError as exc:
-            return Transient(f"timeout: {type(exc).__name__}")
+            async with asyncio.timeout(self.timeout_seconds):
+                async with self._open().post(
+                    url, data=_body(submission), headers=_headers(submission)
+                ) as answer:
+                    content = await answer.read()
+                    return classify(answer.status, answer.headers, content, sent=submission)
+        except TimeoutError:
+            return _past_deadline(self.timeout_seconds)
         except aiohttp.ClientError as exc:
             return Transient(f"connection error: {type(exc).__name__}: {exc}")
 
@@ -153,15 +174,22 @@ class AsgiOfdClient:
     """An OFD app in this process (the embedded emulator), called through httpx's ASGI
     transport: the same requests and answers as over the network, without a socket."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(
+        self, app: Any, *, timeout_seconds: float = float(default_of("ofd_timeout_seconds"))
+    ) -> None:
+        self.timeout_seconds = timeout_seconds
         self._http = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://ofd-emulator"
         )
 
     async def submit(self, submission: Submission) -> OfdAnswer:
-        answer = await self._http.post(
-            RECEIPTS_PATH, content=_body(submission), headers=_headers(submission)
-        )
+        try:  # the same total deadline as over the network (the emulator's latency_ms)
+            async with asyncio.timeout(self.timeout_seconds):
+                answer = await self._http.post(
+                    RECEIPTS_PATH, content=_body(submission), headers=_headers(submission)
+                )
+        except TimeoutError:
+            return _past_deadline(self.timeout_seconds)
         return classify(answer.status_code, answer.headers, answer.content, sent=submission)
 
     async def close(self) -> None:

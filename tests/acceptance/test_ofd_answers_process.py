@@ -72,3 +72,31 @@ def test_a_captive_portals_html_200_is_not_delivery_until_the_ofd_acknowledges(
                 assert row["ofd"]["ofd_receipt_id"] == f"FAKE-{rid}"
                 assert row["last_error"] is None
     assert sorted(ofd.acknowledged) == sorted(sold)
+
+
+def test_a_trickling_ofd_answer_is_cut_at_the_deadline_and_holds_up_nothing_else(
+    start_adapter: Callable[..., Process],
+) -> None:
+    # Headers, then a byte every 0.3 s for a minute: no read ever times out.
+    with FakeOfd(trickle_interval=0.3, trickle_seconds=60) as ofd:
+        ofd.trickle_next = 1
+        env = {"KKT_OFD_URL": ofd.url, "KKT_OFD_TIMEOUT_SECONDS": "2", **FAST_RETRIES}
+        adapter = start_adapter(env=env)
+        with adapter.client() as http:
+            slow = sell(http, 100)
+            wait_until(lambda: ofd.trickled == [slow], timeout=10, what="the trickled answer")
+            others = [sell(http, 200 + n) for n in range(3)]
+            wait_until(
+                lambda: all(receipt(http, rid)["status"] == "synced" for rid in others),
+                timeout=15,
+                what="the other receipts delivered while one answer trickles",
+            )
+            wait_until(
+                lambda: receipt(http, slow)["status"] == "synced",
+                timeout=15,
+                what="the slow one retried after its deadline",
+            )
+            events = http.get("/v1/kkt/buffer/logs", params={"receipt_id": slow}).json()
+    retries = [e for e in events["items"] if e["event"] == "retry"]
+    assert retries and "no complete answer within 2.0 s" in retries[0]["message"], events
+    assert ofd.submissions.count(slow) == 2 and sorted(ofd.acknowledged) == sorted([slow, *others])

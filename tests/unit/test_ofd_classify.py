@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import time
 
 import httpx
 import orjson
@@ -119,3 +120,19 @@ async def test_connection_refused_is_transient() -> None:
     outcome = await client.submit(Submission("r", "p", "fn", 1, "fp", "h", {}))
     await client.close()
     assert isinstance(outcome, Transient) and "connection" in outcome.reason
+
+
+async def test_a_trickling_answer_ends_at_the_total_deadline() -> None:
+    from fakes import FakeOfd
+
+    from kkt_adapter.ofd import HttpOfdClient
+
+    with FakeOfd(trickle_interval=0.1) as ofd:
+        ofd.trickle_next = 1  # headers, then a byte every 0.1 s: no read ever times out
+        client = HttpOfdClient(ofd.url, timeout_seconds=0.5)
+        started = time.monotonic()
+        outcome = await client.submit(SENT)
+        took = time.monotonic() - started
+        await client.close()
+    assert isinstance(outcome, Transient) and "no complete answer within 0.5 s" in outcome.reason
+    assert took < 3
