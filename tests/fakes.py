@@ -58,6 +58,8 @@ class ScriptedOfd:
     """An OFD client answering each submission with the next scripted answer (then: delivered);
     remembers what it was sent."""
 
+    emulator = False
+
     def __init__(self, *answers: OfdAnswer) -> None:
         self.answers = list(answers)
         self.sent: list[Submission] = []

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,7 +30,13 @@ from kkt_adapter.domain.lifecycle import CallOutcome
 from kkt_adapter.hlc import HlcStamp
 from kkt_adapter.settings import default_of
 
+log = logging.getLogger("kkt_adapter")
+
 RECEIPTS_PATH = "/ofd/v1/receipts"
+HEALTH_PATH = "/ofd/v1/health"
+EMULATOR_HEADER = "x-ofd-emulator"
+"""The OFD emulator (``kkt-adapter mock-ofd``) sends it on every answer (I7)."""
+IDENTIFY_SECONDS = 2.0
 PERMANENT_STATUSES = frozenset({400, 413, 422})
 
 
@@ -88,6 +95,9 @@ def call_outcome(answer: OfdAnswer) -> CallOutcome:
 class OfdClient(Protocol):
     """What the delivery worker needs from an OFD."""
 
+    emulator: bool
+    """Whether the OFD is known to be an emulator (I7): it said so in an answer."""
+
     async def submit(self, submission: Submission) -> OfdAnswer: ...
 
     async def close(self) -> None: ...
@@ -138,8 +148,25 @@ class HttpOfdClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout_seconds = timeout_seconds
+        self.emulator = False
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+
+    def _note(self, headers: Mapping[str, str]) -> None:
+        """Learn from an answer whether the OFD is an emulator; say so once when it is."""
+        if not self.emulator and headers.get(EMULATOR_HEADER):
+            self.emulator = True
+            log.warning("OFD: EMULATOR at %s - documents do not reach a real OFD", self.base_url)
+
+    async def identify(self) -> None:
+        """Ask the OFD's health whether it is an emulator (at start-up, before any delivery);
+        no answer changes nothing: the first delivery's answer says it too."""
+        try:
+            async with asyncio.timeout(min(IDENTIFY_SECONDS, self.timeout_seconds)):
+                async with self._open().get(self.base_url + HEALTH_PATH) as answer:
+                    self._note(answer.headers)
+        except (TimeoutError, aiohttp.ClientError):
+            return
 
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None:  # created on first use: it must belong to the running loop
@@ -159,6 +186,7 @@ class HttpOfdClient:
                     url, data=_body(submission), headers=_headers(submission)
                 ) as answer:
                     content = await answer.read()
+                    self._note(answer.headers)
                     return classify(answer.status, answer.headers, content, sent=submission)
         except TimeoutError:
             return _past_deadline(self.timeout_seconds)
@@ -178,6 +206,7 @@ class AsgiOfdClient:
         self, app: Any, *, timeout_seconds: float = float(default_of("ofd_timeout_seconds"))
     ) -> None:
         self.timeout_seconds = timeout_seconds
+        self.emulator = True  # only the embedded OFD emulator runs in this process
         self._http = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://ofd-emulator"
         )

@@ -4,6 +4,7 @@ against a fake OFD on a free port: a captive portal's ``200 text/html`` is not d
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -100,3 +101,29 @@ def test_a_trickling_ofd_answer_is_cut_at_the_deadline_and_holds_up_nothing_else
     retries = [e for e in events["items"] if e["event"] == "retry"]
     assert retries and "no complete answer within 2.0 s" in retries[0]["message"], events
     assert ofd.submissions.count(slow) == 2 and sorted(ofd.acknowledged) == sorted([slow, *others])
+
+
+def ofd_component(http: httpx.Client) -> dict[str, Any]:
+    component: dict[str, Any] = http.get("/v1/health").json()["components"]["ofd"]
+    return component
+
+
+def test_an_external_ofd_emulator_is_labelled_as_one_and_a_real_ofd_is_not(
+    start_mock_ofd: Callable[..., Process], start_adapter: Callable[..., Process], tmp_path: Path
+) -> None:
+    ofd = start_mock_ofd()
+    adapter = start_adapter(tmp_path / "a", env={"KKT_OFD_URL": ofd.url, **FAST_RETRIES})
+    with adapter.client() as http:
+        labelled = wait_until(
+            lambda: ofd_component(http)["emulator"], timeout=10, what="the OFD emulator labelled"
+        )
+        assert labelled is True and ofd_component(http)["target"] == ofd.url
+    warnings = [m for m in adapter.messages("kkt_adapter") if m.startswith("OFD: EMULATOR")]
+    assert len(warnings) == 1 and ofd.url in warnings[0], adapter.messages("kkt_adapter")
+
+    with FakeOfd() as real:  # an OFD that does not say it is an emulator
+        other = start_adapter(tmp_path / "b", env={"KKT_OFD_URL": real.url, **FAST_RETRIES})
+        with other.client() as http:
+            sold = sell(http, 100)
+            wait_until(lambda: receipt(http, sold)["status"] == "synced", timeout=15, what="sync")
+            assert ofd_component(http)["emulator"] is False

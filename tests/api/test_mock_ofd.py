@@ -108,6 +108,7 @@ async def test_first_submission_is_stored_and_answered(
     assert HlcStamp.parse(body["hlc"]).node == "ofd-emulator"
     assert answer.headers["X-OFD-HLC"] == body["hlc"]
     assert "Idempotent-Replayed" not in answer.headers
+    assert answer.headers["X-OFD-Emulator"] == "kkt-adapter"  # it says what it is (I7)
     assert await stats(ofd) == {
         "submissions": 1,
         "unique_documents": 1,
