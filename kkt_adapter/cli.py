@@ -185,6 +185,7 @@ def serve(
         typer.echo(f"kkt-adapter: cannot use data dir {settings.data_dir}: {exc}", err=True)
         raise typer.Exit(2) from None
     _check_buffer_or_exit(settings.data_dir)
+    _check_kkt_state_or_exit(settings.data_dir)
     run_server(
         create_app(settings),
         settings.host,
@@ -229,6 +230,24 @@ def _check_buffer_or_exit(data_dir: Path) -> None:
             f"kkt-adapter: the buffer {path} is damaged ({problem.splitlines()[0]}); restore a "
             "copy made by `kkt-adapter backup` to that path, or move the file and its -wal and "
             "-shm aside to start with an empty buffer (unsent receipts stay in the moved file)",
+            err=True,
+        )
+        raise typer.Exit(2)
+
+
+def _check_kkt_state_or_exit(data_dir: Path) -> None:
+    """Refuse to start on a damaged KKT emulator state file, in one line rather than the
+    traceback of a failed start-up: the file is the emulated device, its FN and FD history."""
+    from kkt_adapter.device.emulator import STATE_FILE
+    from kkt_adapter.device.emulator_store import check_state_file
+
+    path = data_dir / STATE_FILE
+    problem = check_state_file(path)
+    if problem is not None:
+        typer.echo(
+            f"kkt-adapter: the KKT emulator's state file {path} is damaged "
+            f"({problem.splitlines()[0]}); restore it from a copy (moving it aside makes a new "
+            "emulated device with a new FN, whose journal lacks this one's documents)",
             err=True,
         )
         raise typer.Exit(2)

@@ -18,7 +18,9 @@ import orjson
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
 
-_EMAIL = re.compile(r"([A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]*@([A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+)")
+# Letters of any script (\w is Unicode here): internationalized addresses (RFC 6531), such as
+# иван@почта.рф, are customer contacts as much as ASCII ones.
+_EMAIL = re.compile(r"([\w.%+\-])[\w.%+\-]*@([\w\-]+(?:\.[\w\-]+)+)")
 # International form (+, 10-15 digits, separators allowed); the Russian national form (11
 # digits from 7 or 8); any number after a key naming a phone (FFD tag 1008 holds the contact).
 # A bare 10-digit number is left alone: it cannot be told from a fiscal sign or an INN.

@@ -10,6 +10,7 @@ The HTTP app (``kkt_adapter.api.app``) holds one ``Runtime``; nothing else build
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from contextlib import AsyncExitStack
@@ -68,13 +69,28 @@ def build_device(settings: Settings) -> KktDevice:
     )
 
 
-@dataclass(frozen=True)
+@dataclass
 class OfdLink:
     """Where fiscal documents go, and whether that is the emulator inside this process."""
 
     client: OfdClient
     target: str
-    emulator: bool
+    embedded: bool
+    """The OFD emulator inside this process."""
+    identifying: asyncio.Task[None] | None = None
+    """Asking an external OFD whether it is an emulator (at start-up)."""
+
+    @property
+    def emulator(self) -> bool:
+        """An emulator, embedded or one that said so in an answer (I7)."""
+        return self.embedded or self.client.emulator
+
+    async def close(self) -> None:
+        if self.identifying is not None:
+            self.identifying.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.identifying
+        await self.client.close()
 
 
 @dataclass
@@ -235,12 +251,18 @@ async def _open_ofd(
     if settings.ofd_url is None:
         assert emulator is not None, "no OFD URL: the embedded emulator is needed"
         await stack.enter_async_context(emulator.router.lifespan_context(emulator))
-        client = AsgiOfdClient(emulator)
+        client = AsgiOfdClient(emulator, timeout_seconds=settings.ofd_timeout_seconds)
         link = OfdLink(client, "in-process OFD emulator (mounted at /ofd-emulator)", True)
     else:
-        client = HttpOfdClient(settings.ofd_url, max_connections=settings.delivery_concurrency)
-        link = OfdLink(client, settings.ofd_url, False)
-    stack.push_async_callback(client.close)
+        http = HttpOfdClient(
+            settings.ofd_url,
+            max_connections=settings.delivery_concurrency,
+            timeout_seconds=settings.ofd_timeout_seconds,
+        )
+        link = OfdLink(http, settings.ofd_url, False)
+        # In the background: start-up must not wait for an OFD that does not answer.
+        link.identifying = asyncio.create_task(http.identify(), name="ofd-identify")
+    stack.push_async_callback(link.close)
     return link
 
 
@@ -262,9 +284,9 @@ async def start(runtime: Runtime) -> None:
             status.model,
             status.fn,
         )
-    if runtime.ofd.emulator:
+    if runtime.ofd.embedded:
         log.warning("OFD: EMULATOR, %s - documents do not reach a real OFD", runtime.ofd.target)
-    else:
+    else:  # an external emulator says so as soon as it answers (HttpOfdClient)
         log.info("OFD: %s", runtime.ofd.target)
     report = await runtime.intake.reconcile()
     if report.recovered or report.never_printed:

@@ -24,6 +24,7 @@ from kkt_adapter.errors import ConfigError
 DEFAULT_EMULATOR_KEY = "kkt-adapter-emulator-key"
 TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]{16,}=*")  # RFC 6750 b64token, not short
 ORIGIN = re.compile(r"https?://[^/\s]+")
+HOST_NAME = re.compile(r"[A-Za-z0-9.\-]+")  # a DNS name or an IPv4 address
 
 
 class Settings(BaseSettings):
@@ -105,6 +106,12 @@ class Settings(BaseSettings):
         description="Browser origins allowed by CORS (comma-separated); empty: no CORS. "
         "A '*' entry is refused.",
     )
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Host names the API answers to besides localhost, 127.0.0.1 and [::1] "
+        "(comma-separated, no port), against DNS rebinding. Checked while no token is set, or "
+        "whenever this list is set.",
+    )
     rate_limit_per_second: float = Field(
         default=200.0, ge=0, le=1_000_000, description="Requests per second per client; 0: off."
     )
@@ -128,6 +135,13 @@ class Settings(BaseSettings):
     )
     delivery_lease_ms: int = Field(
         default=30_000, ge=1000, le=3_600_000, description="How long a claim holds a receipt."
+    )
+    ofd_timeout_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        le=600,
+        description="Total time one OFD request may take, answer body included; beyond it the "
+        "attempt is a transient failure. Keep it below the claim lease (KKT_DELIVERY_LEASE_MS).",
     )
     delivery_sweep_seconds: float = Field(
         default=1.0, gt=0, le=300, description="Delivery sweep period (besides wake-ups)."
@@ -234,6 +248,27 @@ class Settings(BaseSettings):
                 raise ValueError("a wildcard origin is not allowed: list the origins explicitly")
             if not ORIGIN.fullmatch(origin):
                 raise ValueError(f"not an origin (scheme://host[:port]): {origin!r}")
+        return value
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _plain_host_names(cls, value: list[str]) -> list[str]:
+        for host in value:
+            bare = host.removeprefix("[").removesuffix("]")
+            if ":" in bare:  # IPv6, with or without brackets
+                try:
+                    ipaddress.IPv6Address(bare)
+                except ValueError:
+                    raise ValueError(f"not an IPv6 address: {host!r}") from None
+            elif not HOST_NAME.fullmatch(host):
+                raise ValueError(f"not a host name or address without a port: {host!r}")
         return value
 
     @field_validator("api_token", "admin_token")

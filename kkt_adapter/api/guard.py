@@ -187,21 +187,81 @@ def rate_limited(wait_seconds: float, rate: float) -> Refusal:
     )
 
 
-class Gate:
-    """Rate limit first (it also slows down token guessing), then the token check."""
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
-    def __init__(self, tokens: TokenPolicy, limiter: RateLimiter | None) -> None:
+
+class HostPolicy:
+    """Answers only to the host names it knows, against DNS rebinding: a web page in the
+    till's browser whose name is made to resolve to 127.0.0.1 sends its own name as ``Host``.
+
+    Known: ``localhost``, ``127.0.0.1``, ``[::1]`` (any port) and the configured names. A
+    request without a ``Host`` header (HTTP/1.0) is let through: browsers always send one.
+    """
+
+    def __init__(self, allowed: frozenset[str]) -> None:
+        self.allowed = allowed
+
+    @classmethod
+    def allowing(cls, names: Iterable[str]) -> HostPolicy:
+        return cls(LOOPBACK_HOSTS | {_normal_host(name) for name in names})
+
+    def check(self, headers: Iterable[tuple[bytes, bytes]]) -> Refusal | None:
+        """``None`` when the request names a known host, else the refusal."""
+        for name, value in headers:
+            if name == b"host":
+                if host_name(value) in self.allowed:
+                    return None
+                shown = value.decode("latin-1")
+                return Refusal(
+                    421,
+                    "host_not_allowed",
+                    f"this adapter does not answer to the host {shown!r}; use localhost or "
+                    "127.0.0.1, or list the name in KKT_ALLOWED_HOSTS",
+                    details={"host": shown},
+                )
+        return None
+
+
+def host_name(value: bytes) -> str | None:
+    """The host of a ``Host`` header value without its port, normalized; ``None`` if malformed."""
+    text = value.decode("latin-1").strip()
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0 or (text[end + 1 :] and not text[end + 1 :].startswith(":")):
+            return None
+        return _normal_host(text[1:end])
+    host = text.rsplit(":", 1)[0] if text.count(":") == 1 else text
+    return _normal_host(host) if host and ":" not in host else None
+
+
+def _normal_host(name: str) -> str:
+    return name.removeprefix("[").removesuffix("]").rstrip(".").lower()
+
+
+class Gate:
+    """The host check first (a rebinding page's request goes no further), then the rate limit
+    (it also slows down token guessing), then the token check."""
+
+    def __init__(
+        self, tokens: TokenPolicy, limiter: RateLimiter | None, hosts: HostPolicy | None = None
+    ) -> None:
         self.tokens = tokens
         self.limiter = limiter
+        self.hosts = hosts
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Gate:
         rate = settings.rate_limit_per_second
         limiter = RateLimiter(rate, settings.rate_limit_burst) if rate > 0 else None
-        return cls(TokenPolicy(_secret(settings.api_token), _secret(settings.admin_token)), limiter)
+        tokens = TokenPolicy(_secret(settings.api_token), _secret(settings.admin_token))
+        return cls(tokens, limiter, host_policy(settings, tokens))
 
     def refuse(self, scope: Scope, access: Access | None) -> Refusal | None:
         """Why this request may not go on, or ``None``. ``access=None``: look it up by path."""
+        if self.hosts is not None:
+            refusal = self.hosts.check(scope["headers"])
+            if refusal is not None:
+                return refusal
         if self.limiter is not None:
             client = scope.get("client")
             wait = self.limiter.wait_seconds(client[0] if client else "")
@@ -210,6 +270,19 @@ class Gate:
         if access is None:
             access = access_for(scope["method"], scope["path"])
         return self.tokens.check(scope["headers"], access)
+
+
+def host_policy(settings: Settings, tokens: TokenPolicy) -> HostPolicy | None:
+    """The host check, where it protects something: while no token is set (an open API is
+    what a rebinding page could reach), or whenever ``KKT_ALLOWED_HOSTS`` asks for it. With a
+    token, a rebinding page cannot present it, and clients on the network may use any name.
+    The address ``serve`` binds to, when it is one address, is a known host too."""
+    if tokens.enabled and not settings.allowed_hosts:
+        return None
+    names = list(settings.allowed_hosts)
+    if settings.host != "localhost" and not ipaddress.ip_address(settings.host).is_unspecified:
+        names.append(settings.host)
+    return HostPolicy.allowing(names)
 
 
 def _secret(value: Any) -> str | None:
@@ -233,7 +306,7 @@ def binding_problem(settings: Settings) -> str | None:
 
 
 def document_access(schema: dict[str, Any]) -> None:
-    """Add the bearer scheme and the 401/403/429 answers to an OpenAPI schema."""
+    """Add the bearer scheme and the 401/403/421/429 answers to an OpenAPI schema."""
     error = {"$ref": "#/components/schemas/Error"}
     components = schema.setdefault("components", {})
     components.setdefault("schemas", {})["Error"] = ERROR_SCHEMA
@@ -241,13 +314,14 @@ def document_access(schema: dict[str, Any]) -> None:
     answers = {
         "401": "Missing or unknown bearer token (when tokens are configured)",
         "403": "A POS token on an admin action",
+        "421": "The Host header names a host this adapter does not answer to",
         "429": "Rate limited; see Retry-After",
     }
     for path, operations in schema.get("paths", {}).items():
         for method, operation in operations.items():
             access = access_for(method.upper(), path)
             for status, text in answers.items():
-                if status != "429" and access is Access.OPEN:
+                if status in ("401", "403") and access is Access.OPEN:
                     continue
                 if status == "403" and access is not Access.ADMIN:
                     continue

@@ -16,7 +16,7 @@ import orjson
 from starlette.types import Receive, Scope, Send
 
 from kkt_adapter.api.schemas import check_idempotency_key, parse_receipt
-from kkt_adapter.errors import DeviceError, KktAdapterError
+from kkt_adapter.errors import BodyTooLarge, DeviceError, KktAdapterError
 from kkt_adapter.http_errors import UNEXPECTED, answer_for, error_responses
 from kkt_adapter.metrics import Metrics
 from kkt_adapter.runtime import Runtime
@@ -83,6 +83,8 @@ class ReceiptEndpoint:
             await answer_for(exc, "POST", RECEIPT_PATH).send(send, request_id)
             self._observe(started)
             return
+        except BodyTooLarge:
+            raise  # the request middleware answers it: 413 with its limit
         except Exception:
             log.exception("unexpected error on POST %s", RECEIPT_PATH)
             await UNEXPECTED.send(send, request_id)

@@ -46,6 +46,8 @@ class Claimed:
     hlc: HlcStamp
     document: dict[str, Any]
     attempts: int
+    lease_until_ms: int
+    """When this claim expires: past it, the receipt may be released and claimed again."""
 
 
 @dataclass(frozen=True)
@@ -154,7 +156,7 @@ class Outbox:
                 f" WHERE r.status = {PENDING} AND {_DUE}"
                 " AND (h.fd IS NULL OR r.fd < h.fd) ORDER BY r.fn, r.fd LIMIT :limit)"
                 " RETURNING id, pos_id, fn, fd, fp, hlc_wall, hlc_counter, hlc_node, document,"
-                " attempts",
+                " attempts, lease_until_ms",
                 {
                     "lease": now + lease_ms,
                     "fence": fence,
@@ -528,4 +530,5 @@ def _claimed(row: sqlite3.Row) -> Claimed:
         hlc=HlcStamp(row["hlc_wall"], row["hlc_counter"], row["hlc_node"]),
         document=json.loads(row["document"]),
         attempts=int(row["attempts"]),
+        lease_until_ms=int(row["lease_until_ms"]),
     )

@@ -9,6 +9,10 @@ circuit breaker is open it makes no OFD calls; a manual sync ignores backoff tim
 open timer (it may probe), and never touches a receipt another pass holds, because claims are
 atomic status changes. A leader that cannot renew its lease
 stops sending at once; the buffer refuses its later writes anyway (fencing).
+
+Every OFD call has a total deadline (the client's), so one trickling answer holds its pass for
+at most that long; claims whose lease runs out meanwhile are released by the lease keeper's
+tick, and a claim that expired while waiting for a sending slot is not sent.
 """
 
 from __future__ import annotations
@@ -165,6 +169,9 @@ class DeliveryWorker:
 
     async def _renew(self) -> None:
         await self._hold_lease()
+        # Expired claims go back to pending here too, not only between passes: a pass stuck
+        # on a slow OFD call must not keep the rest of its batch from a manual sync.
+        await self.outbox.release_expired()
 
     async def _hold_lease(self) -> None:
         """Acquire the lease if free, renew it if ours; any doubt means not leading."""
@@ -239,6 +246,9 @@ class DeliveryWorker:
             async with in_flight:  # bounds the OFD requests in flight, not the result writes
                 if self._grant is not grant:
                     return  # leadership lost: send nothing more; the new leader takes over
+                if self._wall_ms() >= item.lease_until_ms:
+                    held_fns.add(item.fn)  # the later ones of its FN wait for it
+                    return  # the claim ran out while it waited: released, maybe sent by now
                 outcome: OfdAnswer | None = None
                 if not manual and not self.breaker.allows_calls():
                     reason = "circuit breaker open"

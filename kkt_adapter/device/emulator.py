@@ -259,6 +259,11 @@ class EmulatedKkt:
 
     def _init_state(self, fn: str | None, registration_number: str | None) -> None:
         with self._tx() as conn:
+            problem = store.state_problem(conn)
+            if problem is not None:  # a fresh device row here would reuse FD numbers (I4)
+                raise ConfigError(
+                    f"the KKT emulator's state file {self.path} is damaged: {problem}"
+                )
             state = store.ensure_state(
                 conn, fn or "9999" + _digits(12), registration_number or _digits(16)
             )

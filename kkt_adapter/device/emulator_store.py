@@ -8,6 +8,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -102,6 +103,49 @@ class PrintContext:
 def migrate(conn: sqlite3.Connection) -> int:
     """Bring the state file's schema up to date; returns the version found (0: a new file)."""
     return apply_migrations(conn, MIGRATIONS, "KKT emulator state")
+
+
+def state_problem(conn: sqlite3.Connection) -> str | None:
+    """What makes this state file unusable as the device it was, in a few words; ``None`` if
+    nothing (a file with no device row and no documents is a device not made yet)."""
+    row = conn.execute(f"SELECT {_STATE_COLUMNS} FROM device_state WHERE id = 1").fetchone()
+    count, last_fd = conn.execute("SELECT COUNT(*), MAX(fd) FROM documents").fetchone()
+    if row is None:
+        return None if count == 0 else f"no device state row, but {count} documents"
+    try:
+        state = State.from_row(row)
+    except (TypeError, ValueError) as exc:
+        return f"unreadable device state: {exc}"
+    if not (isinstance(state.fn, str) and len(state.fn) == 16 and state.fn.isdigit()):
+        return f"the FN {state.fn!r} is not 16 digits"
+    if not isinstance(state.next_fd, int) or state.next_fd <= (last_fd or 0):
+        return f"the next FD {state.next_fd!r} is not above the last document's ({last_fd})"
+    return None
+
+
+def check_state_file(path: Path) -> str | None:
+    """Whether the state file at ``path`` can be opened as a device: ``None`` if it is sound,
+    absent or empty (a new device), else the first problem (not a database, torn pages, a
+    newer schema, a lost or contradictory device row). Read-only: it changes nothing."""
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    except sqlite3.Error as exc:
+        return str(exc)
+    try:
+        rows = conn.execute("PRAGMA quick_check(1)").fetchall()
+        first = str(rows[0][0]) if rows else "no answer"
+        if first != "ok":
+            return first
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            return f"schema version {version} is newer than this kkt-adapter's ({SCHEMA_VERSION})"
+        return state_problem(conn) if version > 0 else None
+    except sqlite3.Error as exc:  # "file is not a database", "no such table" ...
+        return str(exc)
+    finally:
+        conn.close()
 
 
 def ensure_state(conn: sqlite3.Connection, fn: str, registration_number: str) -> State:

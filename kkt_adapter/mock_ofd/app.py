@@ -1,6 +1,7 @@
 """The OFD emulator's HTTP app: ``/ofd/v1/*`` for the adapter, ``/_control/*`` for tests.
 
-It is an emulator and says so (title, health, the start-up line). A submission is handled in
+It is an emulator and says so (title, health, the start-up line, and ``X-OFD-Emulator`` on
+every answer, by which an adapter using it over the network labels it). A submission is handled in
 this order: the control mode (:mod:`kkt_adapter.mock_ofd.modes`), then validation (key, body,
 required tags, identity, fiscal sign), then the idempotent store
 (:mod:`kkt_adapter.mock_ofd.store`). Every answer carries ``X-OFD-HLC``, the emulator's clock.
@@ -43,6 +44,8 @@ from kkt_adapter.mock_ofd.store import Answer, OfdStore, Outcome, Submission
 
 TITLE = "kkt-adapter OFD emulator"
 HLC_HEADER = "X-OFD-HLC"
+EMULATOR_HEADER = "X-OFD-Emulator"
+"""On every answer: the adapter labels an OFD that sends it as an emulator (I7)."""
 MAX_BODY_BYTES = 1_048_576
 
 log = logging.getLogger(__name__)
@@ -170,7 +173,7 @@ async def _store(
 ) -> Response:
     stamp = _set_stamp(request, emulator.clock.merge(remote))
     accepted_at = datetime.now(UTC).isoformat(timespec="milliseconds")
-    fresh = Answer(f"OFD-{uuid.uuid4().hex}", accepted_at, stamp)
+    fresh = Answer(f"OFD-{uuid.uuid4().hex}", accepted_at, stamp, submission.fn, submission.fd)
     outcome, answer = await emulator.store.accept(submission, fresh)
     if outcome is Outcome.CONFLICT or answer is None:
         raise IdentityConflict(
@@ -334,7 +337,8 @@ async def _body(request: Request) -> bytes:
 
 class _OfdHeaders:
     """Gives each request an id (``X-Request-ID``, kept if the caller sent a sane one) and
-    adds ``X-OFD-HLC`` to every answer: the stamp the handler used, else a fresh one."""
+    adds ``X-OFD-Emulator`` and ``X-OFD-HLC`` to every answer (the stamp the handler used,
+    else a fresh one)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -351,6 +355,7 @@ class _OfdHeaders:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", state["request_id"].encode()))
+                headers.append((EMULATOR_HEADER.lower().encode(), b"kkt-adapter"))
                 stamp = state.get("ofd_hlc") or _current_stamp(scope)
                 if stamp:
                     headers.append((HLC_HEADER.lower().encode(), stamp.encode()))

@@ -80,17 +80,25 @@ class Submission:
 
 @dataclass(frozen=True)
 class Answer:
-    """The body of a ``200`` for a stored document; a repeat gets exactly this again."""
+    """The body of a ``200`` for a stored document; a repeat gets exactly this again.
+
+    It names the document it acknowledges (``fn``, ``fd``): the adapter counts only such an
+    answer as delivery (I8).
+    """
 
     ofd_receipt_id: str
     accepted_at: str
     hlc: str
+    fn: str
+    fd: int
 
-    def as_dict(self) -> dict[str, str]:
+    def as_dict(self) -> dict[str, str | int]:
         return {
             "ofd_receipt_id": self.ofd_receipt_id,
             "accepted_at": self.accepted_at,
             "hlc": self.hlc,
+            "fn": self.fn,
+            "fd": self.fd,
         }
 
 
@@ -169,7 +177,9 @@ class OfdStore:
         await self._db.write(_reset)
 
 
-_SELECT_IDENTITY = "SELECT seq, fingerprint, ofd_receipt_id, accepted_at, ofd_hlc FROM documents"
+_SELECT_IDENTITY = (
+    "SELECT seq, fingerprint, ofd_receipt_id, accepted_at, ofd_hlc, fn, fd FROM documents"
+)
 
 
 def _accept(
@@ -192,7 +202,13 @@ def _accept(
         _count(conn, rejected=1, last_hlc=answer.hlc)
         return Outcome.CONFLICT, None
     _count(conn, duplicates=1, last_hlc=answer.hlc)
-    stored = Answer(existing["ofd_receipt_id"], existing["accepted_at"], existing["ofd_hlc"])
+    stored = Answer(
+        existing["ofd_receipt_id"],
+        existing["accepted_at"],
+        existing["ofd_hlc"],
+        existing["fn"],
+        int(existing["fd"]),
+    )
     return Outcome.REPLAYED, stored
 
 

@@ -129,3 +129,41 @@ def test_serve_refuses_a_corrupt_buffer_and_starts_on_a_restored_backup(
         status = http.get("/v1/kkt/buffer/status").json()
     assert status["total"] == 60
     assert restored.terminate() == 0
+
+
+def _overwrite_with_noise(path: Path) -> None:
+    path.write_bytes(os.urandom(path.stat().st_size))
+
+
+def _delete_the_device_row(path: Path) -> None:
+    with sqlite3.connect(path) as conn:
+        conn.execute("DELETE FROM device_state")
+
+
+@pytest.mark.parametrize(
+    ("damage", "says"),
+    [(_overwrite_with_noise, "not a database"), (_delete_the_device_row, "no device state")],
+)
+def test_serve_refuses_a_damaged_kkt_emulator_state_file_in_one_line(
+    start_adapter: Start, tmp_path: Path, damage: Callable[[Path], None], says: str
+) -> None:
+    data = tmp_path / "data"
+    adapter = start_adapter(data)
+    with adapter.client() as http:
+        assert http.post("/v1/kkt/receipt", json=priced_receipt(100), headers=new_key()).is_success
+    assert adapter.terminate() == 0
+    state_file = data / "kkt-emulator.sqlite"
+    with sqlite3.connect(state_file) as conn:  # everything into the main file
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    damage(state_file)
+
+    serve = ["serve", "--host", "127.0.0.1", "--port", str(free_port()), "--data-dir", str(data)]
+    refused = run_command(serve)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "Traceback" not in refused.stderr
+    # One line of reason (log records, if any, are JSON lines of their own).
+    plain = [line for line in refused.stderr.splitlines() if not line.startswith("{")]
+    assert len(plain) == 1, refused.stderr
+    assert plain[0].startswith("kkt-adapter: the KKT emulator's state file")
+    assert str(state_file) in plain[0] and says in plain[0]
+    assert "listening on" not in refused.stdout

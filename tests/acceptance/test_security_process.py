@@ -61,3 +61,21 @@ def test_no_token_warning_at_start(start_adapter: Callable[..., Process]) -> Non
     assert adapter.terminate() == 0
     assert "no KKT_API_TOKEN or KKT_ADMIN_TOKEN set" in adapter.output()
     assert "(loopback only)" in adapter.output()
+
+
+def test_an_open_api_answers_only_to_loopback_host_names(
+    start_adapter: Callable[..., Process],
+) -> None:
+    adapter = start_adapter()  # no token: what a DNS-rebinding page could otherwise reach
+    with adapter.client() as http:
+        rebound = http.get("/v1/kkt/buffer/status", headers={"Host": "evil.example:8000"})
+        assert rebound.status_code == 421 and rebound.json()["code"] == "host_not_allowed"
+        sold = http.post(
+            "/v1/kkt/receipt", json=receipt(), headers={**new_key(), "Host": "evil.example"}
+        )
+        assert sold.status_code == 421 and sold.json()["code"] == "host_not_allowed"
+        assert http.get("/v1/kkt/buffer/status").json()["total"] == 0
+        local = http.get(
+            "/v1/health", headers={"Host": f"localhost:{adapter.url.rsplit(':', 1)[1]}"}
+        )
+        assert local.status_code == 200

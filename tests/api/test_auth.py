@@ -200,3 +200,34 @@ async def test_cors_allows_only_the_listed_origins(api: httpx.AsyncClient) -> No
     )
     assert sold.status_code == 200
     assert sold.headers["access-control-allow-origin"] == "https://pos.example"
+
+
+def assert_host_refused(answer: httpx.Response) -> None:
+    assert answer.status_code == 421, answer.text
+    body = answer.json()
+    assert body.keys() == {"code", "message", "details", "request_id"}
+    assert body["code"] == "host_not_allowed"
+    assert body["details"] == {"host": "evil.example:8000"}
+    assert body["request_id"] == answer.headers["X-Request-ID"]
+
+
+async def test_dns_rebinding_a_foreign_host_is_refused_on_every_path(
+    api: httpx.AsyncClient,
+) -> None:
+    foreign = {"Host": "evil.example:8000"}
+    sold = await api.post("/v1/kkt/receipt", json=receipt(), headers={**new_key(), **foreign})
+    assert_host_refused(sold)  # the intake fast path
+    for path in ("/v1/kkt/buffer/status", "/v1/health", "/ofd-emulator/_control/stats"):
+        assert_host_refused(await api.get(path, headers=foreign))
+    assert_host_refused(await api.post("/v1/kkt/buffer/sync", headers=foreign))
+    status = await api.get("/v1/kkt/buffer/status", headers={"Host": "127.0.0.1:8000"})
+    assert status.status_code == 200 and status.json()["total"] == 0  # nothing was sold
+
+
+@pytest.mark.parametrize("settings", [{"allowed_hosts": "till-7.shop.local"}], indirect=True)
+async def test_configured_host_names_are_accepted(api: httpx.AsyncClient) -> None:
+    named = {"Host": "till-7.shop.local:8000"}
+    sold = await api.post("/v1/kkt/receipt", json=receipt(), headers={**new_key(), **named})
+    assert sold.status_code == 200, sold.text
+    assert (await api.get("/v1/health", headers={"Host": "[::1]:8000"})).status_code == 200
+    assert_host_refused(await api.get("/v1/health", headers={"Host": "evil.example:8000"}))

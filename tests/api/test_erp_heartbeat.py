@@ -60,7 +60,9 @@ async def erp_server() -> AsyncIterator[Callable[..., Any]]:
 
 async def adapter_for(settings: Settings) -> tuple[Any, httpx.AsyncClient]:
     app = create_app(settings)
-    return app, httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://a")
+    return app, httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://localhost"
+    )
 
 
 async def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:

@@ -98,14 +98,17 @@ def ofd_stamp(answer: httpx.Response) -> HlcStamp:
 async def test_first_submission_is_stored_and_answered(
     ofd: httpx.AsyncClient, fiscalize: Callable[..., FiscalResult]
 ) -> None:
-    answer = await post(ofd, submission(fiscalize()))
+    document = fiscalize()
+    answer = await post(ofd, submission(document))
     assert answer.status_code == 200, answer.text
     body = answer.json()
-    assert set(body) == {"ofd_receipt_id", "accepted_at", "hlc"}
+    assert set(body) == {"ofd_receipt_id", "accepted_at", "hlc", "fn", "fd"}
+    assert (body["fn"], body["fd"]) == (document.fn, document.fd)  # names what it acknowledges
     assert body["accepted_at"].endswith("+00:00")
     assert HlcStamp.parse(body["hlc"]).node == "ofd-emulator"
     assert answer.headers["X-OFD-HLC"] == body["hlc"]
     assert "Idempotent-Replayed" not in answer.headers
+    assert answer.headers["X-OFD-Emulator"] == "kkt-adapter"  # it says what it is (I7)
     assert await stats(ofd) == {
         "submissions": 1,
         "unique_documents": 1,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -311,6 +311,21 @@ async def test_oversized_body_is_413_with_code(api: httpx.AsyncClient) -> None:
     answer = await api.post("/v1/kkt/receipt", json=huge, headers=new_key())
     assert answer.status_code == 413
     assert answer.json()["code"] == "payload_too_large"
+
+
+async def test_oversized_chunked_body_is_413_on_the_intake_path(api: httpx.AsyncClient) -> None:
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: the size shows as it comes
+        yield b'{"pos_id": "'
+        for _ in range(100):
+            yield b"P" * 1024
+
+    answer = await api.post("/v1/kkt/receipt", content=chunks(), headers=new_key())
+    assert answer.status_code == 413, answer.text
+    body = answer.json()
+    assert body.keys() == {"code", "message", "details", "request_id"}
+    assert body["code"] == "payload_too_large" and body["details"] == {"limit_bytes": 65536}
+    assert body["request_id"] == answer.headers["X-Request-ID"]
+    assert (await api.get("/v1/kkt/buffer/status")).json()["total"] == 0
 
 
 @pytest.mark.parametrize("settings", [{"buffer_capacity": 3}], indirect=True)

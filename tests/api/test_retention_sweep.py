@@ -23,7 +23,7 @@ async def test_sweep_prunes_synced_receipts_after_retention_and_keeps_counters(
     transport = httpx.ASGITransport(app=app)
     async with (
         app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://a") as api,
+        httpx.AsyncClient(transport=transport, base_url="http://localhost") as api,
     ):
         key = new_key()
         created = (await api.post("/v1/kkt/receipt", json=receipt(), headers=key)).json()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import sqlite3
 import threading
@@ -570,3 +571,38 @@ def test_the_journal_lists_receipts_above_an_fd_with_their_confirmation(kkt: Emu
     ]
     assert entries[0].result == kkt.find_document("j1")
     assert kkt.journal(fds[-1], 10) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ("DELETE FROM device_state", "no device state row, but 2 documents"),
+        ("UPDATE device_state SET next_fd = 1", "the next FD 1 is not above"),
+        ("UPDATE device_state SET fn = 'x'", "the FN 'x' is not 16 digits"),
+    ],
+)
+def test_a_damaged_state_file_is_named_not_silently_made_a_new_device(
+    tmp_path: Path, change: str, says: str
+) -> None:
+    from kkt_adapter.device.emulator_store import check_state_file
+
+    kkt = EmulatedKkt(tmp_path, key=KEY)
+    kkt.print_receipt("r1", receipt("r1"))
+    kkt.close()
+    path = tmp_path / STATE_FILE
+    assert check_state_file(path) is None
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute(change)
+    problem = check_state_file(path)
+    assert problem is not None and says in problem
+    with pytest.raises(ConfigError, match=r"state file .* is damaged"):
+        EmulatedKkt(tmp_path, key=KEY)
+
+
+def test_a_state_file_that_is_not_a_database_is_named(tmp_path: Path) -> None:
+    from kkt_adapter.device.emulator_store import check_state_file
+
+    (tmp_path / STATE_FILE).write_bytes(b"not a database at all, just noise" * 100)
+    problem = check_state_file(tmp_path / STATE_FILE)
+    assert problem is not None and "not a database" in problem
+    assert check_state_file(tmp_path / "absent.sqlite") is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -11,6 +12,8 @@ from kkt_adapter.api.guard import (
     NEEDS_ADMIN,
     UNKNOWN_TOKEN,
     Access,
+    Gate,
+    HostPolicy,
     RateLimiter,
     TokenPolicy,
     access_for,
@@ -116,3 +119,60 @@ def test_binding_without_tokens_is_loopback_only(tmp_path: Path) -> None:
     assert binding_problem(settings(host="0.0.0.0", insecure=True)) is None
     assert binding_problem(settings(host="0.0.0.0", api_token=POS)) is None
     assert binding_problem(settings(host="10.1.2.3", admin_token=ADMIN)) is None
+
+
+@pytest.mark.parametrize(
+    ("host", "allowed"),
+    [
+        (b"localhost", True),
+        (b"localhost:8000", True),
+        (b"LOCALHOST.:8000", True),  # case and the root dot do not matter
+        (b"127.0.0.1:8000", True),
+        (b"127.0.0.1", True),
+        (b"[::1]:8000", True),
+        (b"[::1]", True),
+        (b"till-7.shop.local:8000", True),  # configured
+        (b"evil.example:8000", False),  # a rebinding page's own name
+        (b"evil.example", False),
+        (b"localhost.evil.example", False),
+        (b"127.0.0.1.nip.io:8000", False),
+        (b"10.0.0.5:8000", False),
+        (b"[::1", False),  # malformed
+        (b"", False),
+    ],
+)
+def test_host_policy_accepts_loopback_names_and_configured_ones(host: bytes, allowed: bool) -> None:
+    policy = HostPolicy.allowing(["till-7.shop.local"])
+    refusal = policy.check([(b"host", host)])
+    assert (refusal is None) is allowed
+    if refusal is not None:
+        assert (refusal.status, refusal.code) == (421, "host_not_allowed")
+        assert "KKT_ALLOWED_HOSTS" in refusal.message
+
+
+def test_a_request_without_a_host_header_is_not_a_browsers() -> None:
+    assert HostPolicy.allowing([]).check([]) is None
+
+
+@pytest.mark.parametrize(
+    ("settings", "checked"),
+    [
+        ({}, True),  # an open API on loopback: the DNS rebinding case
+        ({"host": "0.0.0.0", "insecure": True}, True),  # open on the network: still checked
+        ({"api_token": POS}, False),  # a rebinding page cannot present the token
+        ({"api_token": POS, "allowed_hosts": "till-7.shop.local"}, True),  # asked for
+    ],
+)
+def test_the_host_check_applies_to_an_open_api_or_when_configured(
+    tmp_path: Path, settings: dict[str, Any], checked: bool
+) -> None:
+    gate = Gate.from_settings(Settings(data_dir=tmp_path, **settings))
+    scope = {"headers": [(b"host", b"evil.example:8000")], "client": ("127.0.0.1", 1)}
+    refusal = gate.refuse({**scope, "method": "GET", "path": "/v1/health"}, None)
+    assert (refusal is not None and refusal.code == "host_not_allowed") is checked
+
+
+def test_the_bound_address_is_an_allowed_host(tmp_path: Path) -> None:
+    gate = Gate.from_settings(Settings(data_dir=tmp_path, host="192.168.1.20", insecure=True))
+    scope = {"headers": [(b"host", b"192.168.1.20:8000")], "client": ("192.168.1.9", 1)}
+    assert gate.refuse({**scope, "method": "GET", "path": "/v1/health"}, None) is None

@@ -17,6 +17,10 @@ from kkt_adapter.logs import REQUEST_ID, JsonFormatter, TextFormatter, mask_cont
     [
         ("buyer@example.com", "b***@example.com"),
         ("sent to ivan.petrov+shop@mail.example.ru.", "sent to i***@mail.example.ru."),
+        ("иван@почта.рф", "и***@почта.рф"),
+        ("to Иван.Петров@example.com, then", "to И***@example.com, then"),
+        ("{'email': 'ivan@пример.испытание'}", "{'email': 'i***@пример.испытание'}"),
+        ("kunde.müller@bücher.de", "k***@bücher.de"),
         ("+79161234567", "+*********67"),
         ("call +7 (916) 123-45-67 now", "call +* (***) ***-**-67 now"),
         ("89161234567", "*********67"),

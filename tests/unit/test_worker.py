@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from fakes import ScriptedOfd, Wall
-from helpers import fiscalized
+from helpers import eventually, fiscalized
 
 from kkt_adapter.buffer import Buffer
 from kkt_adapter.delivery import Backoff, BreakerConfig, CircuitBreaker, DeliveryWorker
@@ -15,7 +16,7 @@ from kkt_adapter.delivery.lease import SqliteLease
 from kkt_adapter.delivery.worker import WorkerConfig
 from kkt_adapter.errors import NotSyncLeader
 from kkt_adapter.hlc import HlcStamp
-from kkt_adapter.ofd import Delivered, Rejected, Transient
+from kkt_adapter.ofd import Delivered, OfdAnswer, Rejected, Submission, Transient
 
 
 @pytest.fixture
@@ -205,3 +206,53 @@ async def test_a_failure_in_a_batch_holds_back_the_rest_of_its_fn(
         assert [s.receipt_id for s in ofd.sent] == [ids[0], *ids]  # then in FD order
     finally:
         await delivery.stop()
+
+
+class StalledOfd(ScriptedOfd):
+    """Its first call hangs until ``go`` is set; every other one is delivered at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.go = asyncio.Event()
+
+    async def submit(self, submission: Submission) -> OfdAnswer:
+        first = not self.sent
+        self.sent.append(submission)
+        if first:
+            await self.go.wait()
+        return Delivered(f"o-{submission.receipt_id}", None, False)
+
+
+async def test_expired_claims_are_released_while_a_pass_is_stuck_in_flight(
+    buffer: Buffer, wall: Wall
+) -> None:
+    stuck, waiting = await fiscalized(buffer, 1), await fiscalized(buffer, 2)
+    ofd = StalledOfd()
+    delivery = DeliveryWorker(
+        buffer.outbox,
+        ofd,
+        lambda fn, fds: asyncio.sleep(0),
+        lease=SqliteLease(buffer.outbox),
+        holder="me",
+        breaker=CircuitBreaker(BreakerConfig(), clock=lambda: wall.ms / 1000),
+        # One send at a time, so the second receipt waits behind the stuck one; the sync lease
+        # is renewed (and expired claims released) every 0.1 s.
+        config=WorkerConfig(concurrency=1, lease_ms=100, leadership_ttl_ms=300, sweep_seconds=60),
+        wall_ms=wall,
+    )
+    await delivery.start()
+    try:
+        await eventually(lambda: asyncio.sleep(0, ofd.sent), bool, what="the stuck call")
+        wall.ms += 200  # both claims expire while the first pass is stuck (the sync lease not)
+        await eventually(
+            lambda: buffer.get_receipt(waiting),
+            lambda row: row is not None and row["status"] == "pending",
+            what="the waiting receipt released during the stuck pass",
+        )
+        summary = await delivery.sync_now()  # takes both up again and delivers them
+        assert (summary["synced"], summary["remaining"]) == (2, 0)
+    finally:
+        ofd.go.set()
+        await delivery.stop()  # lets the stuck pass finish
+    # The stuck pass did not send the receipt whose claim it no longer held.
+    assert [s.receipt_id for s in ofd.sent] == [stuck, stuck, waiting]
