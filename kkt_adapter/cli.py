@@ -132,7 +132,11 @@ def run_server(
         limit_concurrency=max_connections,
     )
     server = _AnnouncingServer(config, name)
-    server.run()
+    try:
+        server.run()
+    except SystemExit:  # uvicorn exits 3 on a failed start-up: say why below instead
+        if server.started:
+            raise
     if not server.started:
         refusal = getattr(getattr(asgi_app, "state", None), "refusal", None)
         if refusal:
@@ -358,6 +362,7 @@ def backup(
     """Copy the buffer with SQLite's online backup, also while the adapter runs."""
     from datetime import UTC, datetime
 
+    from kkt_adapter.buffer.restore import overwrites
     from kkt_adapter.buffer.retention import backup as backup_buffer
     from kkt_adapter.buffer.store import BUFFER_FILE
 
@@ -366,6 +371,14 @@ def backup(
     if dest.is_dir():
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         dest = dest / f"buffer-{stamp}.sqlite"
+    own = overwrites(dest, settings.data_dir)
+    if own is not None:
+        typer.echo(
+            f"kkt-adapter: refusing to write the backup onto {own}: the adapter's own file"
+            " (to put a backup in place, use `kkt-adapter restore`)",
+            err=True,
+        )
+        raise typer.Exit(2)
     try:
         receipts = backup_buffer(source, dest)
     except (OSError, sqlite3.Error) as exc:
@@ -373,6 +386,36 @@ def backup(
         raise typer.Exit(1) from None
     size = dest.stat().st_size
     typer.echo(f"backed up {receipts} receipts from {source} to {dest} ({size} bytes)")
+
+
+@app.command()
+def restore(
+    backup_file: Annotated[
+        Path, typer.Argument(help="A copy made by `kkt-adapter backup`.", metavar="BACKUP")
+    ],
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Put a backup in place of the buffer (the adapter stopped) and reconcile it with the
+    KKT's journal: what the KKT printed after the backup is recovered, never printed again."""
+    import asyncio
+
+    from kkt_adapter.errors import StartupRefused
+    from kkt_adapter.runtime import restore_buffer
+
+    settings = _settings_or_exit(data_dir=data_dir, config_file=config)
+    _configure_logging("warning", "text")
+    try:
+        report = asyncio.run(restore_buffer(settings, backup_file))
+    except (RuntimeError, StartupRefused, OSError, sqlite3.Error) as exc:
+        typer.echo(f"kkt-adapter: restore refused: {exc}", err=True)
+        raise typer.Exit(2) from None
+    kept = f"; the replaced buffer is kept as {report.kept}" if report.kept else ""
+    typer.echo(
+        f"restored {report.receipts} receipts from {backup_file};"
+        f" {report.recovered} more recovered from the KKT's journal{kept}."
+        " Start the adapter to deliver them."
+    )
 
 
 @app.command("config-reference")

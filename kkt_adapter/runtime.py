@@ -16,12 +16,14 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import date, datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from starlette.applications import Starlette
 
 from kkt_adapter import __version__
 from kkt_adapter.buffer import Buffer
+from kkt_adapter.buffer.restore import place, put_back
 from kkt_adapter.buffer.retention import Retention
 from kkt_adapter.delivery import Backoff, BreakerConfig, CircuitBreaker, DeliveryWorker
 from kkt_adapter.delivery.lease import LeaseBackend, RedisLease, SqliteLease
@@ -311,3 +313,52 @@ async def start(runtime: Runtime) -> None:
 
     runtime.erp.start(payload)
     runtime.housekeeper.start()
+
+
+@dataclass(frozen=True)
+class RestoreReport:
+    """What ``kkt-adapter restore`` did."""
+
+    receipts: int
+    """Receipts in the backup."""
+    recovered: int
+    """Receipts the KKT printed that the backup lacked, recovered from its journal."""
+    kept: Path | None
+    """Where the buffer that was replaced is kept."""
+
+
+async def restore_buffer(
+    settings: Settings, backup: Path, *, device_factory: DeviceFactory = build_device
+) -> RestoreReport:
+    """Put a backup in place of the buffer and reconcile it with the KKT's journal (I8).
+
+    Refused (``RuntimeError``, ``StartupRefused``) while an adapter runs on the data dir, for
+    a backup that does not check out, or one the KKT contradicts (another till's, another
+    FN's): then the replaced buffer is put back. Delivery of what was recovered starts with
+    the next ``serve``.
+    """
+    placed = await asyncio.to_thread(place, backup, settings.data_dir)
+    try:
+        async with AsyncExitStack() as stack:
+            buffer = Buffer(settings.data_dir, capacity=settings.buffer_capacity)
+            await asyncio.to_thread(buffer.open)
+            stack.callback(buffer.close)
+            driver = await asyncio.to_thread(device_factory, settings)
+            kkt = DeviceRunner(driver, DeviceGate(settings.data_dir), buffer.clock)
+            stack.callback(kkt.close)
+            journal = JournalKeeper(buffer, kkt, on_pending=lambda: None)
+            await journal.verify()
+            await IntakeService(buffer, kkt, on_pending=lambda: None).reconcile()
+            report = await journal.check()
+            if report is None:
+                raise RuntimeError(f"the KKT's journal could not be read: {journal.state.error}")
+            await buffer.log_event(
+                "warning",
+                "restored",
+                f"buffer restored from {backup}; {len(report.recovered)} receipts recovered"
+                " from the KKT's journal",
+            )
+    except BaseException:
+        await asyncio.to_thread(put_back, placed, settings.data_dir)
+        raise
+    return RestoreReport(placed.receipts, len(report.recovered), placed.kept)

@@ -94,3 +94,14 @@ class Owners:
 
 def _host() -> str:
     return socket.gethostname().replace(":", "_")
+
+
+def live_owners(data_dir: Path) -> list[str]:
+    """The owners whose processes hold the data dir now (``kkt-adapter serve`` running)."""
+    owners = Owners(data_dir, "")
+    found = []
+    for path in sorted((data_dir / OWNERS_DIR).glob("*.lock")):
+        owner = path.name.removesuffix(".lock")
+        if owners.alive(owner):
+            found.append(owner)
+    return found
