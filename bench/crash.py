@@ -6,7 +6,9 @@ Each round starts ``kkt-adapter serve`` on one data dir, checks promises I1, I2,
 from the buffer's and the KKT's files, sells from three POS threads while the adapter delivers
 to a flaky ``kkt-adapter mock-ofd`` (20% failures, 20 ms latency, its clock 5 s ahead), and
 SIGKILLs it 0.02-0.6 s in (in half the rounds also emptying the KKT gate's unsynced stamp file,
-as a power loss may). At the end the last instance drains and I3 and I5 are checked at the OFD.
+as a power loss may). Some rounds take a ``kkt-adapter backup`` while selling, some first put
+an older backup back with ``kkt-adapter restore``, some run two adapters on the data dir.
+At the end the last instance drains and I3 and I5 are checked at the OFD.
 The same rounds run in CI, 30 of them (``tests/acceptance/test_crash_suite.py``); the code is
 shared (``tests/chaos.py``). Prints a JSON summary; exit code 1 if any promise was broken or
 nothing was acknowledged (a run that sold nothing proves nothing); then the data dir is kept
@@ -19,6 +21,7 @@ import argparse
 import json
 import random
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -27,8 +30,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from chaos import CRASH_ENV, CRASH_OFD_MODE, Ledger, Report, crash_round, final_check
-from common import http_json, log, machine_info, start_adapter, start_mock_ofd, stop
+from chaos import CRASH_ENV, CRASH_OFD_MODE, Ledger, Report, chaos_round, final_check
+from common import (
+    adapter_env,
+    http_json,
+    kkt_adapter_script,
+    log,
+    machine_info,
+    start_adapter,
+    start_mock_ofd,
+    stop,
+)
 
 
 class Instance:
@@ -58,8 +70,18 @@ def main(argv: list[str] | None = None) -> int:
         env = {"KKT_OFD_URL": ofd_url, **CRASH_ENV}
         data = base / "data"
         rng = random.Random(args.seed)
+
+        def run(command: list[str]) -> int:
+            done = subprocess.run(
+                [str(kkt_adapter_script()), *command],
+                env=adapter_env(env),
+                capture_output=True,
+                timeout=120,
+            )
+            return done.returncode
+
         for n in range(args.rounds):
-            crash_round(lambda: Instance(data, env), data, ledger, rng, report)
+            chaos_round(lambda: Instance(data, env), run, data, ledger, rng, report)
             if (n + 1) % 25 == 0:
                 log(f"{n + 1}/{args.rounds} rounds, {len(report.violations)} violations")
         last = Instance(data, env)
@@ -84,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
         "ofd_unique_documents": report.ofd_unique,
         "ofd_duplicate_submissions": report.ofd_duplicate_submissions,
         "repeat_print_requests": report.repeat_prints,
+        "restore_rounds": report.restores,
+        "two_adapter_rounds": report.pair_rounds,
+        "backups_taken": report.backups,
         "violations": report.violations[:50],
         "violation_count": len(report.violations),
         "promises_kept": (

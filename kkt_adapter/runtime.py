@@ -348,10 +348,10 @@ async def restore_buffer(
             stack.callback(kkt.close)
             journal = JournalKeeper(buffer, kkt, on_pending=lambda: None)
             await journal.verify()
-            await IntakeService(buffer, kkt, on_pending=lambda: None).reconcile()
             report = await journal.check()
             if report is None:
                 raise RuntimeError(f"the KKT's journal could not be read: {journal.state.error}")
+            await IntakeService(buffer, kkt, on_pending=lambda: None).reconcile()
             await buffer.log_event(
                 "warning",
                 "restored",

@@ -83,6 +83,9 @@ class Report:
     ofd_unique: int = 0
     ofd_duplicate_submissions: int = 0
     repeat_prints: int = 0
+    backups: int = 0
+    restores: int = 0
+    pair_rounds: int = 0
     violations: list[str] = field(default_factory=list)
 
 
@@ -118,22 +121,85 @@ def _sell_until(stop: threading.Event, url: str, ledger: Ledger, seed: int) -> N
                 ledger.note(f"answer {answer.status_code}: {answer.text[:200]}")
 
 
-def crash_round(
-    start: Callable[[], Adapter], data: Path, ledger: Ledger, rng: random.Random, report: Report
+Command = Callable[[list[str]], int]
+"""Runs a ``kkt-adapter`` command (``backup``, ``restore``) to its end; its exit code."""
+
+RESTORE_SHARE = 0.15  # rounds that start by restoring an older backup (``kkt-adapter restore``)
+PAIR_SHARE = 0.2  # rounds with two adapters on the one data dir, both killed
+BACKUP_SHARE = 0.3  # single rounds that take a backup while selling
+
+
+def chaos_round(
+    start: Callable[[], Adapter],
+    run: Command,
+    data: Path,
+    ledger: Ledger,
+    rng: random.Random,
+    report: Report,
 ) -> None:
-    """Start, check, load, SIGKILL at a random moment."""
-    adapter = start()
+    """One round of a random kind: a single adapter (sometimes backed up while it sells), a
+    restore of an older backup first, or a pair of adapters sharing the data dir."""
+    backups = sorted((data.parent / "crash-backups").glob("*.sqlite"))
+    kind = rng.random()
+    if kind < RESTORE_SHARE and backups:
+        copy = rng.choice(backups)
+        code = run(["restore", str(copy), "--data-dir", str(data)])
+        if code != 0:
+            report.violations.append(f"restore of {copy.name} refused (exit {code})")
+        report.restores += 1
+        # The gate's stamp is kept here: a restore and a power loss together leave only the
+        # clock's leap above the lost stamps (kkt_adapter.journal), tested in process.
+        crash_round(start, data, ledger, rng, report, lose_stamp=False)
+    elif kind < RESTORE_SHARE + PAIR_SHARE:
+        crash_round(start, data, ledger, rng, report, adapters=2)
+        report.pair_rounds += 1
+    else:
+        backup = None
+        if rng.random() < BACKUP_SHARE:
+            backup = lambda: _backup(run, data, report)  # noqa: E731
+        crash_round(start, data, ledger, rng, report, during=backup)
+
+
+def _backup(run: Command, data: Path, report: Report) -> None:
+    into = data.parent / "crash-backups"
+    into.mkdir(exist_ok=True)
+    code = run(["backup", str(into / f"round-{report.rounds:04d}.sqlite"), "--data-dir", str(data)])
+    if code != 0:
+        report.violations.append(f"backup of a running adapter failed (exit {code})")
+    report.backups += 1
+
+
+def crash_round(
+    start: Callable[[], Adapter],
+    data: Path,
+    ledger: Ledger,
+    rng: random.Random,
+    report: Report,
+    *,
+    adapters: int = 1,
+    lose_stamp: bool = True,
+    during: Callable[[], None] | None = None,
+) -> None:
+    """Start (``adapters`` processes on the one data dir), check, load, SIGKILL each at a
+    random moment."""
+    started = [start() for _ in range(adapters)]
     report.violations.extend(check_files(data, ledger, settled=False))
     stop = threading.Event()
     sellers = [
-        threading.Thread(target=sell_until, args=(stop, adapter.url, ledger, rng.randrange(10**9)))
-        for _ in range(SELLERS)
+        threading.Thread(
+            target=sell_until,
+            args=(stop, started[n % adapters].url, ledger, rng.randrange(10**9)),
+        )
+        for n in range(SELLERS)
     ]
     for thread in sellers:
         thread.start()
-    time.sleep(rng.uniform(0.02, 0.6))
-    adapter.kill()
-    if rng.random() < 0.5:
+    if during is not None:
+        during()
+    for adapter in started:
+        time.sleep(rng.uniform(0.02, 0.6))
+        adapter.kill()
+    if lose_stamp and rng.random() < 0.5:
         lose_the_gates_stamp(data)
     stop.set()
     for thread in sellers:

@@ -191,6 +191,17 @@ class Buffer:
         when it is too far ahead to adopt (``KKT_HLC_MAX_OFFSET_SECONDS``)."""
         return self.clock.merge_remote(stamp, max_offset_ms=self.hlc_max_offset_ms)
 
+    def leap_clock(self) -> HlcStamp:
+        """Move the clock to the wall clock plus the largest offset a merged stamp may have.
+
+        Used before receipts recovered from the KKT's journal are stamped: the buffer lost
+        stamps (a restored backup), and documents delivered since then may carry stamps up to
+        that far ahead, merged from the OFD; the recovered ones and everything after must come
+        above them (I5)."""
+        return self.clock.merge(
+            HlcStamp(self._wall() + self.hlc_max_offset_ms, 0, self.clock.node)
+        )
+
     def now_ms(self) -> int:
         return self._wall()
 
