@@ -113,3 +113,22 @@ class HybridClock:
             counter = 0
         self._last_wall, self._last_counter = top, counter
         return self.last
+
+
+def stamp_between(lower: HlcStamp | None, upper: HlcStamp, node: str) -> HlcStamp | None:
+    """A stamp strictly between ``lower`` and ``upper`` (``None``: no lower bound), or ``None``
+    if there is none to make.
+
+    For a document recorded late (its process died between the print and the record) whose
+    FD neighbours were stamped already: its stamp must fall between theirs for HLC order to
+    stay FD order (I5). Tried in order: one counter step above ``lower`` (or one millisecond
+    below ``upper``), then ``lower``'s node with a ``~`` appended (sorts after it).
+    """
+    base = lower or HlcStamp(max(upper.wall_ms - 1, 0), 0, node)
+    for candidate in (
+        HlcStamp(base.wall_ms, base.counter + 1, node) if lower else base,
+        HlcStamp(base.wall_ms, base.counter, base.node + "~"),
+    ):
+        if (lower is None or lower < candidate) and candidate < upper:
+            return candidate
+    return None

@@ -33,6 +33,7 @@ from kkt_adapter.domain.ffd import RECEIPT_TYPE_CODES
 from kkt_adapter.domain.journal import read_mark
 from kkt_adapter.domain.lifecycle import ReceiptStatus
 from kkt_adapter.errors import StartupRefused
+from kkt_adapter.hlc import HlcStamp
 from kkt_adapter.service import fiscal_answer
 
 log = logging.getLogger(__name__)
@@ -153,19 +154,23 @@ class JournalKeeper:
             after = page[-1].result.fd
             # Below the buffer's highest FD, what the OFD acknowledged was delivered.
             wanted = [e for e in page if not (e.confirmed and e.result.fd <= high)]
-            await self._take(wanted, recovered, recorded, gaps)
+            await self._take(wanted, high, recovered, recorded, gaps)
         return CheckReport(recovered, recorded, gaps)
 
     async def _take(
         self,
         entries: list[JournalEntry],
+        high: int,
         recovered: list[str],
         recorded: list[str],
         gaps: list[int],
     ) -> None:
+        """Bring in the entries the buffer lacks, in FD order. Above the buffer's highest FD
+        they are stamped under the gate (above every stamp), in one write; below it, each is
+        stamped between its FD neighbours and written at once, so the next sees it (I5)."""
         ids = [e.result.receipt_id for e in entries if e.result.receipt_id]
         known = await self._buffer.known(ids)
-        missing: list[Recovered] = []
+        tail: list[Recovered] = []
         leapt = False
         for entry in entries:
             result = entry.result
@@ -173,27 +178,42 @@ class JournalKeeper:
                 gaps.append(result.fd)
                 continue
             row = known.get(result.receipt_id)
-            if row is None and not leapt:
-                self._buffer.leap_clock()  # the stamps the buffer lost may lie ahead (I5)
-                leapt = True
-            if row is None:
-                missing.append(await self._recovered(entry))
-            elif row.status == ReceiptStatus.PRINT_FAILED or (
-                row.status == ReceiptStatus.ACCEPTED and not self._buffer.owner_alive(row.owner)
+            if row is not None and not (
+                row.status == ReceiptStatus.PRINT_FAILED
+                or (
+                    row.status == ReceiptStatus.ACCEPTED and not self._buffer.owner_alive(row.owner)
+                )
             ):
-                stamp = await self._kkt.stamp()
+                continue  # the buffer has it (or a live process is recording it)
+            mark = read_mark(result.document)
+            if row is None and not leapt and (mark is None or mark.stamp is None):
+                # Printed without a stamp in its document: the stamps the buffer lost may lie
+                # ahead of the clock (merged from the OFD), so it leaps past them (I5).
+                self._buffer.leap_clock()
+                leapt = True
+            stamp = await self._buffer.late_stamp(
+                result, await self._kkt.stamp(), scan=result.fd <= high
+            )
+            if row is not None:
                 await self._buffer.record_fiscal(
                     result.receipt_id, result, partial(fiscal_answer, result, 0), stamp
                 )
                 recorded.append(result.receipt_id)
-        if missing:
-            await self._buffer.insert_recovered(missing)
-            recovered.extend(row.result.receipt_id for row in missing)
+            elif result.fd <= high:
+                await self._buffer.insert_recovered([self._recovered(entry, stamp)])
+                recovered.append(result.receipt_id)
+            else:
+                tail.append(self._recovered(entry, stamp))
+        if tail:
+            await self._buffer.insert_recovered(tail)
+            recovered.extend(row.result.receipt_id for row in tail)
 
-    async def _recovered(self, entry: JournalEntry) -> Recovered:
+    def _recovered(self, entry: JournalEntry, stamp: HlcStamp) -> Recovered:
         result = entry.result
         document = result.document
-        key, fingerprint = read_mark(document) or (f"recovered:{result.receipt_id}", "")
+        mark = read_mark(document)
+        key = mark.key if mark is not None and mark.key else f"recovered:{result.receipt_id}"
+        fingerprint = mark.fingerprint if mark is not None and mark.key else ""
         total = document.get("1020")
         return Recovered(
             result=result,
@@ -201,6 +221,6 @@ class JournalKeeper:
             fingerprint=fingerprint,
             type=RECEIPT_TYPES.get(document.get("1054", 0), "sale"),
             total=total if isinstance(total, int) else 0,
-            stamp=await self._kkt.stamp(),  # above every stamp taken: HLC order goes on (I5)
+            stamp=stamp,
             answer=fiscal_answer(result, 0),
         )

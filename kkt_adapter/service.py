@@ -176,6 +176,9 @@ class IntakeService:
         return Intake(answer, replayed=False)
 
     async def _record(self, result: FiscalResult, stamp: HlcStamp) -> dict[str, Any]:
+        """Record a document printed earlier (a leftover), stamped between its FD neighbours
+        if later ones of its FN were recorded meanwhile (I5)."""
+        stamp = await self._buffer.late_stamp(result, stamp)
         queued = (await self._buffer.counts())[ReceiptStatus.PENDING]
         body = await self._buffer.record_fiscal(
             result.receipt_id, result, lambda: fiscal_answer(result, queued + 1), stamp

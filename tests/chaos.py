@@ -331,6 +331,8 @@ def final_check(
             (document["fd"], HlcStamp.parse(document["hlc"]))
         )
     for fn, stamped in by_fn.items():
+        # Also after a restore: a recovered receipt gets back the stamp it was printed with
+        # (its tag 1084), so the OFD's order is the FD order whatever the buffer lost.
         report.violations.extend(f"I5 (OFD, FN {fn}): {p}" for p in hlc_out_of_fd_order(stamped))
     report.synced = status["synced"]
     report.ofd_unique = stats["unique_documents"]

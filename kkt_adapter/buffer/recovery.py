@@ -163,3 +163,22 @@ def keep_fd_high_tx(conn: sqlite3.Connection, ids: list[tuple[str]]) -> None:
 
 def _dumps(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def neighbours_tx(
+    conn: sqlite3.Connection, fn: str, fd: int
+) -> tuple[HlcStamp | None, HlcStamp | None]:
+    """The stamps of the recorded documents of ``fn`` just below and just above FD ``fd``.
+
+    A full scan (there is no index on FD: one would cost every intake a write); it runs only
+    for documents recorded late (start-up, housekeeping, the journal check).
+    """
+    found: list[HlcStamp | None] = []
+    for compare, order in (("<", "DESC"), (">", "ASC")):
+        row = conn.execute(
+            "SELECT hlc_wall, hlc_counter, hlc_node FROM receipts"
+            f" WHERE fn = ? AND fd {compare} ? ORDER BY fd {order} LIMIT 1",
+            (fn, fd),
+        ).fetchone()
+        found.append(None if row is None else HlcStamp(int(row[0]), int(row[1]), str(row[2])))
+    return found[0], found[1]

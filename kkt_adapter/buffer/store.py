@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import secrets
 import sqlite3
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from kkt_adapter.buffer.recovery import (
     fn_view_tx,
     insert_recovered_tx,
     known_tx,
+    neighbours_tx,
 )
 from kkt_adapter.buffer.retention import (
     Leftover,
@@ -53,7 +55,7 @@ from kkt_adapter.buffer.sql import (
     set_meta,
 )
 from kkt_adapter.domain.fiscal import FfdDocument, FiscalResult
-from kkt_adapter.domain.journal import key_digest
+from kkt_adapter.domain.journal import key_digest, read_mark
 from kkt_adapter.domain.lifecycle import ReceiptStatus
 from kkt_adapter.errors import (
     BufferFull,
@@ -62,11 +64,12 @@ from kkt_adapter.errors import (
     RequestInProgress,
     StorageUnavailable,
 )
-from kkt_adapter.hlc import HlcStamp, HybridClock, WallClock, system_wall_ms
+from kkt_adapter.hlc import HlcStamp, HybridClock, WallClock, stamp_between, system_wall_ms
 from kkt_adapter.serial import Poster
 from kkt_adapter.settings import default_of
 from kkt_adapter.sqlite import Database, Staged, StorageHealth, connect
 
+log = logging.getLogger(__name__)
 STATUSES = tuple(ReceiptStatus)
 BUFFER_FILE = "buffer.sqlite"
 STORAGE_PROBE_BYTES = 8192
@@ -198,9 +201,7 @@ class Buffer:
         stamps (a restored backup), and documents delivered since then may carry stamps up to
         that far ahead, merged from the OFD; the recovered ones and everything after must come
         above them (I5)."""
-        return self.clock.merge(
-            HlcStamp(self._wall() + self.hlc_max_offset_ms, 0, self.clock.node)
-        )
+        return self.clock.merge(HlcStamp(self._wall() + self.hlc_max_offset_ms, 0, self.clock.node))
 
     def now_ms(self) -> int:
         return self._wall()
@@ -421,6 +422,36 @@ class Buffer:
         if not receipt_ids:
             return {}
         return await self._db.read(lambda conn: known_tx(conn, receipt_ids))
+
+    async def late_stamp(
+        self, result: FiscalResult, taken: HlcStamp, *, scan: bool = True
+    ) -> HlcStamp:
+        """The stamp for a document recorded late (a leftover, or recovered from the journal).
+
+        The stamp it was printed with, from its document (tag 1084), merged into the clock.
+        Without one (printed before stamps travelled in documents): ``taken`` (under the
+        device gate, above every stamp) if no later document of its FN was recorded yet, else
+        one between its FD neighbours' stamps (``scan``: look for them), so HLC order stays FD
+        order (I5)."""
+        mark = read_mark(result.document)
+        if mark is not None and mark.stamp is not None:
+            try:
+                own = HlcStamp.parse(mark.stamp)
+            except ValueError:
+                pass
+            else:
+                self.clock.merge(own)  # later stamps come above it
+                return own
+        if not scan:
+            return taken
+        lower, upper = await self._db.read(lambda conn: neighbours_tx(conn, result.fn, result.fd))
+        if upper is None:
+            return taken
+        between = stamp_between(lower, upper, self.node)
+        if between is None:
+            log.warning("no HLC stamp fits between FD %d's neighbours: stamped now", result.fd)
+            return taken
+        return between
 
     async def insert_recovered(self, rows: list[Recovered]) -> int:
         """Receipts from the KKT's journal that the buffer lacked, as ``pending``."""

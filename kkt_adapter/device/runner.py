@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 from kkt_adapter.device.base import DeviceStatus, JournalEntry, KktDevice, ShiftReport
 from kkt_adapter.device.gate import DeviceGate
 from kkt_adapter.domain.fiscal import FfdDocument, FiscalResult
+from kkt_adapter.domain.journal import read_mark, stamped
 from kkt_adapter.hlc import HlcStamp, HybridClock
 from kkt_adapter.serial import CallResult, GroupCall, SerialThread
 
@@ -80,23 +81,38 @@ class DeviceRunner:
 
     def _print_group(self, items: list[tuple[str, FfdDocument]]) -> list[CallResult]:
         """Print the receipts queued for the device in one go (one durable write on it), under
-        the gate, stamping each in FD order before letting go (HLC order = FD order)."""
+        the gate. Each is stamped under the gate just before, in the order the device numbers
+        them (HLC order = FD order), and its stamp travels in its document (tag 1084), so the
+        KKT's journal keeps it (I5, I8)."""
         outcomes: list[CallResult] = []
         with self._gate.held():
-            for done in self.driver.print_receipts(items):
+            stamps = [self._gate.stamp(self._clock) for _ in items]
+            marked = [
+                (receipt_id, stamped(document, str(stamp)))
+                for (receipt_id, document), stamp in zip(items, stamps, strict=True)
+            ]
+            for done, stamp in zip(self.driver.print_receipts(marked), stamps, strict=True):
                 if isinstance(done, Exception):
                     outcomes.append((False, done))
                 else:
-                    outcomes.append((True, (done, self._gate.stamp(self._clock))))
+                    outcomes.append((True, (done, stamp)))
         if self._crash_after_print:
             log.critical("test fault switch: exiting after print, before record")
             os._exit(CRASH_EXIT_CODE)
         return outcomes
 
     def _find_stamped(self, receipt_id: str) -> Stamped | None:
+        """The receipt from the device's log with the stamp it was printed with (its tag
+        1084), or one taken now for a document without it."""
         with self._gate.held():
             result = self.driver.find_document(receipt_id)
-            return None if result is None else (result, self._gate.stamp(self._clock))
+            if result is None:
+                return None
+            own = _own_stamp(result)
+            if own is None:
+                return result, self._gate.stamp(self._clock)
+            self._clock.merge(own)  # later stamps come above it
+            return result, own
 
     def _find_quietly(self, receipt_id: str) -> Stamped | None:
         try:
@@ -151,3 +167,14 @@ class DeviceRunner:
     async def journal(self, after_fd: int, limit: int) -> list[JournalEntry]:
         """The device's fiscalized receipts above ``after_fd``, in FD order (``limit`` at most)."""
         return await self._run(self.driver.journal, after_fd, limit)
+
+
+def _own_stamp(result: FiscalResult) -> HlcStamp | None:
+    """The stamp a receipt was printed with (its tag 1084), if it has a readable one."""
+    mark = read_mark(result.document)
+    if mark is None or mark.stamp is None:
+        return None
+    try:
+        return HlcStamp.parse(mark.stamp)
+    except ValueError:
+        return None

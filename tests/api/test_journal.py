@@ -152,3 +152,26 @@ async def test_a_journal_document_without_a_receipt_id_is_a_gap_in_health(
         assert current["components"]["kkt"]["journal"]["gaps"] == [fd]
         [alert] = [a for a in (await status(api))["alerts"] if a["code"] == "kkt_journal_gap"]
         assert alert["level"] == "critical" and str(fd) in alert["message"]
+
+
+async def test_a_document_recovered_between_two_recorded_ones_is_stamped_between_them(
+    settings: Settings,
+) -> None:
+    data = settings.data_dir
+    async with adapter(settings) as api:
+        await api.post("/ofd-emulator/_control/mode", json={"mode": "fail"})  # keep them here
+        sold = [(await sell(api, 100 + n))[1] for n in range(3)]
+    middle = sold[1]["receipt_id"]
+    with contextlib.closing(sqlite3.connect(data / "buffer.sqlite")) as conn, conn:
+        conn.execute("DELETE FROM idempotency_keys WHERE receipt_id = ?", (middle,))
+        conn.execute("DELETE FROM buffer_events WHERE receipt_id = ?", (middle,))
+        conn.execute("DELETE FROM receipts WHERE id = ?", (middle,))  # the buffer lost it
+    async with adapter(settings) as api:
+        assert (await health(api))["components"]["kkt"]["journal"]["recovered"] == 1
+    with contextlib.closing(sqlite3.connect(data / "buffer.sqlite")) as conn:
+        stamps = conn.execute(
+            "SELECT fd, hlc_wall, hlc_counter, hlc_node FROM receipts ORDER BY fd"
+        ).fetchall()
+    assert [fd for fd, *_ in stamps] == [s["fiscal"]["fd"] for s in sold]
+    ordered = [tuple(stamp) for _, *stamp in stamps]
+    assert ordered == sorted(ordered) and len(set(ordered)) == 3  # HLC order = FD order (I5)

@@ -84,3 +84,19 @@ def test_a_remote_stamp_within_the_maximum_offset_is_merged() -> None:
     merged = clock.merge_remote(HlcStamp(1_300_000, 4, "ofd"), max_offset_ms=300_000)
     assert merged == HlcStamp(1_300_000, 5, "a")
     assert clock.merge_remote(HlcStamp(1_300_001, 0, "ofd"), max_offset_ms=300_000) is None
+
+
+def test_a_stamp_between_two_neighbours() -> None:
+    from kkt_adapter.hlc import stamp_between
+
+    a, b = HlcStamp(1000, 3, "n1"), HlcStamp(2000, 0, "n1")
+    assert stamp_between(a, b, "n1") == HlcStamp(1000, 4, "n1")
+    tight = HlcStamp(1000, 4, "n1")
+    assert stamp_between(HlcStamp(1000, 4, "m"), HlcStamp(1000, 4, "n1"), "n1") == HlcStamp(
+        1000, 4, "m~"
+    )
+    assert stamp_between(tight, HlcStamp(1000, 4, "n1~"), "n1") is None  # nothing fits
+    assert stamp_between(None, b, "n1") == HlcStamp(1999, 0, "n1")
+    for low, high in ((a, b), (None, b), (HlcStamp(1000, 4, "m"), tight)):
+        middle = stamp_between(low, high, "n1")
+        assert middle is not None and (low is None or low < middle) and middle < high
