@@ -79,3 +79,34 @@ def test_an_unwritable_buffer_is_a_critical_alert_and_unhealthy() -> None:
     ok = {"status": "ok"}
     assert overall({"kkt": ok, "ofd": ok, "buffer": component, "erp": ok}) == "unhealthy"
     assert buffer_component(facts(1))["storage"] == "ok"
+
+
+def test_the_fn_alert_counts_the_kkts_own_unconfirmed_documents() -> None:
+    from dataclasses import replace
+    from datetime import UTC, datetime
+
+    from kkt_adapter.device.base import DeviceStatus
+    from kkt_adapter.journal import JournalState
+    from kkt_adapter.status import kkt_component
+
+    now = 100 * DAY_MS
+    device = DeviceStatus(
+        emulator=True, model="emulator", fn="9999000000000001", registration_number="1",
+        online=True, paper=True, shift_open=True, shift=1, shift_opened_at=None,
+        shift_expired=False, last_fd=9, unconfirmed_count=1,
+        oldest_unconfirmed_at=datetime.fromtimestamp((now - 21 * DAY_MS) / 1000, UTC),
+        fn_blocked=False, first_unconfirmed_fd=3,
+    )  # fmt: skip
+    journal = JournalState(checked_ms=now)
+    # The buffer has nothing unsent (it lost the document), the KKT still has it unconfirmed.
+    lost = replace(facts(0), device=device, journal=journal)
+    [warning] = alerts(lost)
+    assert (warning["code"], warning["level"]) == ("fn_offline_limit", "warning")
+    assert "21.0 days old" in warning["message"]
+    component = kkt_component(lost)
+    assert component["status"] == "ok" and component["problems"] == []
+    assert component["oldest_unconfirmed_at"] == device.oldest_unconfirmed_at.isoformat()
+    gap = replace(lost, journal=replace(journal, gaps=[7]))
+    assert kkt_component(gap)["status"] == "warning"
+    assert kkt_component(gap)["problems"] == ["journal_gap"]
+    assert [a["code"] for a in alerts(gap)] == ["kkt_journal_gap", "fn_offline_limit"]
