@@ -181,6 +181,27 @@ MUTANTS = (
         "if unsynced > self.capacity:",
         (FULL_BUFFER,),
     ),
+    Mutant(
+        "M8",
+        "I8 (row ownership)",
+        "start-up reconciliation settles a receipt another live process is printing",
+        "kkt_adapter/service.py",
+        code(12, "if self._buffer.owner_alive(row.owner):", "    continue"),
+        code(12, "if False:", "    continue"),
+        (
+            "tests/acceptance/test_shared_data_dir.py::"
+            "test_a_second_process_leaves_a_receipt_the_first_is_printing_alone",
+        ),
+    ),
+    Mutant(
+        "M9",
+        "I8 (the KKT's journal)",
+        "the journal check does not recover the receipts a restored backup lacks",
+        "kkt_adapter/journal.py",
+        "tail.append(self._recovered(entry, stamp))",
+        "pass",
+        ("tests/api/test_journal.py",),
+    ),
 )
 
 
