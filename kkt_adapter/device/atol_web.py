@@ -90,12 +90,12 @@ class AtolWebTransport:
             answer = self._client.post(
                 "/api/v2/requests", params=self._params, json={"uuid": uuid, "request": [task]}
             )
-        except httpx.TimeoutException as exc:  # it may have arrived: ask, never assume
-            raise OutcomeUnknown(f"no answer to task {uuid}: {exc}") from exc
-        except httpx.TransportError as exc:  # not connected: the task did not arrive
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # the task did not arrive
             raise DeviceError(
                 f"the ATOL web server does not answer: {exc}", reason="offline"
             ) from exc
+        except httpx.TransportError as exc:  # sent, answer lost: it may have arrived
+            raise OutcomeUnknown(f"no answer to task {uuid}: {exc!r}") from exc
         if answer.status_code in (200, 201):
             return True
         if answer.status_code == 409:

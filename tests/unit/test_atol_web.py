@@ -26,11 +26,21 @@ class FakeWebServer:
         self.final: dict[str, Any] = {"status": "ready", "result": RESULT}
         self.post_status: int | None = None
         self.down = False
+        self.drop_answer = False
         self._polls: dict[str, int] = {}
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         if self.down:
             raise httpx.ConnectError("connection refused", request=request)
+        if self.drop_answer and request.method == "POST":
+            self.drop_answer = False
+            self.handle_post(request)
+            raise httpx.RemoteProtocolError("server disconnected", request=request)
+        if request.method == "POST":
+            return self.handle_post(request)
+        return self.handle_get(request)
+
+    def handle_post(self, request: httpx.Request) -> httpx.Response:
         if request.method == "POST" and request.url.path == "/api/v2/requests":
             self.posts += 1
             if self.post_status is not None:
@@ -41,6 +51,9 @@ class FakeWebServer:
                 return httpx.Response(409, json={"error": {"code": 409, "description": "exists"}})
             self.tasks[body["uuid"]] = body["request"]
             return httpx.Response(201, json={"number": 1, "uuid": body["uuid"]})
+        return httpx.Response(405)
+
+    def handle_get(self, request: httpx.Request) -> httpx.Response:
         uuid = request.url.path.rsplit("/", 1)[-1]
         if uuid not in self.tasks:
             return httpx.Response(404, json={"error": {"code": 404, "description": "unknown"}})
@@ -136,3 +149,14 @@ def test_an_unreachable_server_is_offline_and_a_lost_task_is_unknown(
     server.down = False
     with pytest.raises(OutcomeUnknown, match="does not know task u2"):
         transport(server).wait("u2")  # never queued (or deleted): prove it before printing
+
+
+def test_a_lost_answer_to_the_post_is_an_unknown_outcome_then_the_same_task(
+    server: FakeWebServer,
+) -> None:
+    server.drop_answer = True
+    client = transport(server)
+    with pytest.raises(OutcomeUnknown, match="no answer to task u1"):
+        client.run("u1", TASK)  # the task arrived; its answer did not
+    assert client.run("u1", TASK) == RESULT  # asked again: 409, then the first task's result
+    assert len(server.tasks) == 1
