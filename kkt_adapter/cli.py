@@ -297,6 +297,50 @@ def mock_ofd(
     run_server(asgi_app, host, port, "kkt-adapter mock-ofd", log_level.lower())
 
 
+@app.command("mock-atol")
+def mock_atol(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port; 0 picks a free one.")] = 16732,
+    data_dir: Annotated[
+        Path, typer.Option("--data-dir", help="Where the emulated register keeps its state.")
+    ] = Path("./atol-data"),
+    ofd_url: Annotated[
+        str | None,
+        typer.Option("--ofd-url", help="The OFD the emulated FN sends its documents to."),
+    ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="KKT_EMULATOR_KEY",
+            help="Key of the emulated fiscal sign [default: the built-in one].",
+            show_default=False,
+        ),
+    ] = None,
+    log_level: Annotated[str, typer.Option("--log-level", help="Log level.")] = "info",
+    log_format: Annotated[
+        str, typer.Option("--log-format", envvar="KKT_LOG_FORMAT", help="json or text.")
+    ] = "json",
+) -> None:
+    """Run an EMULATOR of the ATOL driver's web server (not a real register) for tests."""
+    from kkt_adapter.mock_atol import create_mock_atol_app
+    from kkt_adapter.settings import DEFAULT_EMULATOR_KEY
+
+    _configure_logging(log_level, log_format)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        typer.echo(f"kkt-adapter mock-atol: cannot use data dir {data_dir}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(
+        "WARNING: this is an EMULATOR of the ATOL driver's web server, not a real cash"
+        " register; its documents are not fiscal.",
+        err=True,
+    )
+    fiscal_key = (key or DEFAULT_EMULATOR_KEY).encode()
+    asgi_app = create_mock_atol_app(data_dir, key=fiscal_key, ofd_url=ofd_url)
+    run_server(asgi_app, host, port, "kkt-adapter mock-atol", log_level.lower())
+
+
 UrlOpt = Annotated[
     str | None,
     typer.Option(

@@ -190,6 +190,26 @@ def start_mock_ofd(tmp_path: Path) -> Iterator[Callable[..., Process]]:
         process.kill()
 
 
+@pytest.fixture
+def start_mock_atol(tmp_path: Path) -> Iterator[Callable[..., Process]]:
+    """Start ``kkt-adapter mock-atol`` on a free port; every process is killed at teardown."""
+    started: list[Process] = []
+
+    def start(data_dir: Path | None = None, ofd_url: str | None = None) -> Process:
+        data = data_dir or tmp_path / "atol-data"
+        args = ["mock-atol", "--host", "127.0.0.1", "--port", str(free_port()),
+                "--data-dir", str(data)]  # fmt: skip
+        if ofd_url:
+            args += ["--ofd-url", ofd_url]
+        process = Process(args, adapter_env(), "kkt-adapter mock-atol").start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.kill()
+
+
 class RedisServer:
     """A private ``redis-server`` on a free port (nothing kept on disk); stop and start it
     again on the same port to test an outage."""

@@ -1,0 +1,377 @@
+"""ATOL JSON tasks, strictly validated, run on the KKT emulator's core (``EmulatedKkt``).
+
+The models follow the driver's task scripts and the web server's OpenAPI description as far as
+``docs/atol.md`` confirms them. Validation is strict on purpose: an unknown field or a value
+of the wrong kind is refused with error 501 naming the field, as the real driver refuses a
+task, so the adapter cannot get away with anything a register would not take.
+
+A receipt task becomes the emulator core's FFD document (tag 1192 from the
+``additionalAttribute`` item is the emulator's receipt id; a receipt without one gets the task
+uuid), and the core's ``FiscalResult`` becomes the driver's ``fiscalParams``. Money in tasks is
+rubles as JSON numbers; it is read through ``Decimal`` from the number's text and must be a
+whole number of kopecks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from kkt_adapter.device.base import ShiftReport
+from kkt_adapter.device.emulator import EmulatedKkt
+from kkt_adapter.domain.fiscal import FiscalResult
+from kkt_adapter.errors import DeviceError, ShiftError
+
+RECEIPT_TYPES = {
+    "sell": 1,
+    "sellReturn": 2,
+    "buy": 3,
+    "buyReturn": 4,
+    "sellCorrection": 1,
+    "sellReturnCorrection": 2,
+    "buyCorrection": 3,
+    "buyReturnCorrection": 4,
+}
+TAX_TYPES = {
+    "vat20": 1, "vat10": 2, "vat120": 3, "vat110": 4, "vat0": 5, "none": 6, "vat5": 7,
+    "vat7": 8, "vat105": 9, "vat107": 10, "vat22": 11, "vat122": 12,
+}  # fmt: skip
+PAYMENT_METHODS = {
+    "fullPrepayment": 1, "prepayment": 2, "advance": 3, "fullPayment": 4,
+    "partialPayment": 5, "credit": 6, "creditPayment": 7,
+}  # fmt: skip
+PAYMENT_TAGS = {"cash": "1031", "electronically": "1081", "prepaid": "1215", "credit": "1216",
+                "other": "1217"}  # fmt: skip
+# Our stable device reasons as the driver's error codes (libfptr10.h, docs/atol.md).
+ERROR_CODES = {
+    "out_of_paper": (44, "Нет бумаги"),
+    "cover_open": (45, "Открыта крышка"),
+    "shift_expired": (68, "Смена превысила 24 часа"),
+    "shift_closed": (73, "Смена закрыта - операция невозможна"),
+    "fn_blocked": (120, "ФН: исчерпан ресурс или превышено время ожидания ответа ОФД"),
+    "offline": (241, "Нет связи"),
+    "invalid_document": (501, "Неверный формат задания"),
+    "repeat_print": (
+        1000,
+        "EMULATOR: this receipt id was fiscalized already; a real register would print it again",
+    ),
+}
+
+
+class TaskError(Exception):
+    """A task the register refuses: the driver's error code and description."""
+
+    def __init__(self, code: int, description: str) -> None:
+        super().__init__(f"{code}: {description}")
+        self.code = code
+        self.description = description
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Money = Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2)]
+
+
+class Tax(_Strict):
+    type: Literal[
+        "vat20", "vat10", "vat120", "vat110", "vat0", "none",
+        "vat5", "vat7", "vat105", "vat107", "vat22", "vat122",
+    ]  # fmt: skip
+    sum: Money | None = None
+
+
+class Position(_Strict):
+    type: Literal["position"]
+    name: Annotated[str, Field(min_length=1, max_length=128)]
+    price: Money
+    quantity: Annotated[Decimal, Field(gt=0, max_digits=12, decimal_places=3)]
+    amount: Money
+    tax: Tax
+    paymentMethod: Literal[
+        "fullPrepayment", "prepayment", "advance", "fullPayment",
+        "partialPayment", "credit", "creditPayment",
+    ] = "fullPayment"  # fmt: skip
+    paymentObject: str | int = "commodity"
+    measurementUnit: str | int = 0
+    department: int | None = None
+    infoDiscountAmount: Money | None = None
+    additionalAttribute: Annotated[str, Field(max_length=64)] | None = None
+    imcParams: dict[str, Any] | None = None
+
+
+class AdditionalAttribute(_Strict):
+    type: Literal["additionalAttribute"]
+    value: Annotated[str, Field(min_length=1, max_length=16)]
+    print: bool | None = None
+
+
+class Payment(_Strict):
+    type: Literal["cash", "electronically", "prepaid", "credit", "other"]
+    sum: Money
+
+
+class Operator(_Strict):
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    vatin: Annotated[str, Field(pattern=r"^\d{10}(\d{2})?$")] | None = None
+
+
+class ClientInfo(_Strict):
+    emailOrPhone: Annotated[str, Field(max_length=64)] | None = None
+    name: str | None = None
+    vatin: str | None = None
+
+
+class UserAttribute(_Strict):
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    value: Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class ReceiptTask(_Strict):
+    type: Literal[
+        "sell", "sellReturn", "buy", "buyReturn", "sellCorrection",
+        "sellReturnCorrection", "buyCorrection", "buyReturnCorrection",
+    ]  # fmt: skip
+    taxationType: Literal["osn", "usnIncome", "usnIncomeOutcome", "esn", "patent"] | None = None
+    operator: Operator | None = None
+    clientInfo: ClientInfo | None = None
+    items: Annotated[
+        list[Annotated[Position | AdditionalAttribute, Field(discriminator="type")]],
+        Field(min_length=1),
+    ]
+    payments: Annotated[list[Payment], Field(min_length=1)]
+    total: Money | None = None
+    taxes: list[Tax] | None = None
+    electronically: bool | None = None
+    paymentsPlace: str | None = None
+    additionalUserAttribute: UserAttribute | None = None
+    correctionType: Literal["self", "instruction"] | None = None
+    correctionBaseDate: str | None = None
+    correctionBaseNumber: str | None = None
+
+
+class OperatorTask(_Strict):
+    type: Literal["openShift", "closeShift", "reportX"]
+    operator: Operator | None = None
+    electronically: bool | None = None
+
+
+class QueryTask(_Strict):
+    type: Literal[
+        "getDeviceStatus", "getShiftStatus", "getFnInfo", "getFnStatus",
+        "ofdExchangeStatus", "continuePrint",
+    ]  # fmt: skip
+
+
+class FnDocumentTask(_Strict):
+    type: Literal["getFnDocument"]
+    fiscalDocumentNumber: Annotated[int, Field(ge=1)]
+    withRawData: bool | None = None
+
+
+Task = Annotated[
+    ReceiptTask | OperatorTask | QueryTask | FnDocumentTask, Field(discriminator="type")
+]
+
+
+class _Envelope(_Strict):
+    task: Task
+
+
+def parse_task(task: Any) -> ReceiptTask | OperatorTask | QueryTask | FnDocumentTask:
+    """The task, validated; ``TaskError(501)`` naming the first bad field."""
+    try:
+        return _Envelope.model_validate({"task": task}).task
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"][1:]) or "type"
+        raise TaskError(501, f"Неверный формат задания: {where}: {first['msg']}") from None
+
+
+def kopecks(rubles: Decimal) -> int:
+    value = rubles * 100
+    if value != value.to_integral_value():
+        raise TaskError(501, f"Неверный формат задания: {rubles} is not whole kopecks")
+    return int(value)
+
+
+def receipt_document(task: ReceiptTask, fallback_id: str) -> tuple[str, dict[str, Any]]:
+    """The emulator core's FFD document of a receipt task, and its receipt id."""
+    positions = [item for item in task.items if isinstance(item, Position)]
+    attributes = [item for item in task.items if isinstance(item, AdditionalAttribute)]
+    if not positions:
+        raise TaskError(501, "Неверный формат задания: items: no position")
+    receipt_id = attributes[0].value if attributes else fallback_id[:16]
+    total = sum(kopecks(item.amount) for item in positions)
+    paid = sum(kopecks(payment.sum) for payment in task.payments)
+    if task.total is not None and kopecks(task.total) != total:
+        raise TaskError(501, f"Неверный формат задания: total {task.total} != sum of items")
+    if paid < total:
+        raise TaskError(501, f"Неверный формат задания: payments {paid} kopecks < total {total}")
+    document: dict[str, Any] = {
+        "1054": RECEIPT_TYPES[task.type],
+        "1059": [_item(item) for item in positions],
+        "1020": total,
+        **{tag: 0 for tag in PAYMENT_TAGS.values()},
+        "1192": receipt_id,
+        "1209": 4,
+    }
+    for payment in task.payments:
+        document[PAYMENT_TAGS[payment.type]] += kopecks(payment.sum)
+    if task.operator is not None:
+        document["1021"] = task.operator.name
+        if task.operator.vatin:
+            document["1203"] = task.operator.vatin
+    if task.clientInfo is not None and task.clientInfo.emailOrPhone:
+        document["1008"] = task.clientInfo.emailOrPhone
+    if task.additionalUserAttribute is not None:
+        document["1084"] = {
+            "1085": task.additionalUserAttribute.name,
+            "1086": task.additionalUserAttribute.value,
+        }
+    if task.type.endswith("Correction"):
+        document["1173"] = 1 if task.correctionType == "instruction" else 0
+        document["1174"] = {"1178": task.correctionBaseDate, "1179": task.correctionBaseNumber}
+    return receipt_id, document
+
+
+def _item(item: Position) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "1030": item.name,
+        "1079": kopecks(item.price),
+        "1023": f"{item.quantity:.3f}",
+        "1043": kopecks(item.amount),
+        "1199": TAX_TYPES[item.tax.type],
+        "1212": item.paymentObject,
+        "1214": PAYMENT_METHODS[item.paymentMethod],
+        "2108": item.measurementUnit,
+    }
+    if item.additionalAttribute is not None:
+        entry["1191"] = item.additionalAttribute
+    return entry
+
+
+def fiscal_params(result: FiscalResult, registration_number: str) -> dict[str, Any]:
+    """The driver's ``fiscalParams`` of a fiscalized receipt."""
+    total = Decimal(int(result.document.get("1020", 0))) / 100
+    return {
+        "fiscalDocumentNumber": result.fd,
+        "fiscalDocumentDateTime": result.datetime.isoformat(),
+        "fiscalDocumentSign": result.fp,
+        "fnNumber": result.fn,
+        "registrationNumber": registration_number,
+        "fnsUrl": "www.nalog.gov.ru",
+        "shiftNumber": result.shift,
+        "fiscalReceiptNumber": result.number_in_shift,
+        "total": float(total),  # exact: a kopeck amount as a two-place decimal number
+    }
+
+
+def shift_params(report: ShiftReport, fn: str, registration_number: str) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "fiscalDocumentNumber": report.fd,
+        "fiscalDocumentDateTime": (
+            report.closed_at or report.opened_at or datetime.now()
+        ).isoformat(),
+        "fnNumber": fn,
+        "registrationNumber": registration_number,
+        "shiftNumber": report.shift,
+    }
+    if report.kind == "z":
+        params["receiptsCount"] = report.receipts
+    return params
+
+
+@dataclass
+class Exchange:
+    """The FN's exchange with the OFD as ``ofdExchangeStatus`` reports it."""
+
+    last_success: datetime | None = None
+    last_error: str | None = None
+
+
+def device_error(exc: DeviceError | ShiftError) -> TaskError:
+    if isinstance(exc, ShiftError):
+        return TaskError(82 if "open" in exc.message else 73, exc.message)
+    code, text = ERROR_CODES.get(exc.reason, (999, "Ошибка"))
+    return TaskError(code, f"{text} ({exc.message})")
+
+
+def run_task(kkt: EmulatedKkt, task: Any, uuid: str, exchange: Exchange) -> dict[str, Any]:
+    """Run one task on the emulator core; its result, or ``TaskError``."""
+    parsed = parse_task(task)
+    status = kkt.status()
+    try:
+        if isinstance(parsed, ReceiptTask):
+            receipt_id, document = receipt_document(parsed, uuid)
+            result = kkt.print_receipt(receipt_id, document)
+            return {"fiscalParams": fiscal_params(result, status.registration_number)}
+        if isinstance(parsed, OperatorTask):
+            cashier = parsed.operator.name if parsed.operator else None
+            report = {
+                "openShift": lambda: kkt.open_shift(cashier),
+                "closeShift": lambda: kkt.close_shift(cashier),
+                "reportX": kkt.x_report,
+            }[parsed.type]()
+            return {"fiscalParams": shift_params(report, status.fn, status.registration_number)}
+        if isinstance(parsed, FnDocumentTask):
+            return {"documentTLV": _fn_document(kkt, parsed.fiscalDocumentNumber)}
+    except (DeviceError, ShiftError) as exc:
+        raise device_error(exc) from None
+    return _query(kkt, parsed.type, exchange)
+
+
+def _query(kkt: EmulatedKkt, kind: str, exchange: Exchange) -> dict[str, Any]:
+    status = kkt.status()
+    if kind == "getDeviceStatus":
+        return {
+            "deviceStatus": {
+                "shift": "expired" if status.shift_expired else "opened" if status.shift_open
+                else "closed",
+                "blocked": status.fn_blocked,
+                "coverOpened": False,
+                "paperPresent": status.paper,
+                "fnPresent": True,
+                "fiscal": True,
+                "currentDateTime": datetime.now().astimezone().isoformat(),
+                "model": "EMULATOR (kkt-adapter mock-atol)",
+            }
+        }  # fmt: skip
+    if kind == "getShiftStatus":
+        state = "expired" if status.shift_expired else "opened" if status.shift_open else "closed"
+        return {"shiftStatus": {"state": state, "number": status.shift}}
+    if kind == "getFnInfo":
+        return {"fnInfo": {"serial": status.fn, "ffdVersion": "1.2", "livePhase": "fiscalMode",
+                           "warnings": {"ofdTimeout": status.fn_blocked}}}  # fmt: skip
+    if kind == "getFnStatus":
+        return {"fnStatus": {"fiscalDocumentNumber": status.last_fd, "serial": status.fn}}
+    if kind == "ofdExchangeStatus":
+        return {
+            "status": {
+                "notSentCount": status.unconfirmed_count,
+                "notSentFirstDocNumber": status.first_unconfirmed_fd or 0,
+                "notSentFirstDocDateTime": status.oldest_unconfirmed_at.isoformat()
+                if status.oldest_unconfirmed_at
+                else None,
+            },
+            "errors": {
+                "network": {"code": 1 if exchange.last_error else 0,
+                            "description": exchange.last_error or ""},
+                "lastSuccessConnectionDateTime": exchange.last_success.isoformat()
+                if exchange.last_success else None,
+            },
+        }  # fmt: skip
+    return {}  # continuePrint: nothing was left unprinted
+
+
+def _fn_document(kkt: EmulatedKkt, fd: int) -> dict[str, Any]:
+    entries = kkt.journal(fd - 1, 1)
+    if not entries or entries[0].result.fd != fd:
+        raise TaskError(401, f"Документ {fd} не найден в архиве ФН (or it is no receipt)")
+    result = entries[0].result
+    return {**result.document, "fiscalDocumentType": "receipt", "qr": result.qr}
