@@ -83,6 +83,15 @@ class DeviceError(KktAdapterError):
         self.reason = reason
 
 
+class DeviceAnswerError(DeviceError):
+    """The KKT (or its driver) answered something the adapter cannot read: a field missing or
+    of the wrong type. The operation's outcome is unknown: after a fiscal task, settle it from
+    the device (read the task again, or the FN archive) before printing anything again (I2)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, reason="malformed_answer", retry_after=None)
+
+
 class ShiftError(KktAdapterError):
     """A shift operation is not possible in the device's current state."""
 
