@@ -128,8 +128,10 @@ class ClientInfo(_Strict):
 
 
 class UserAttribute(_Strict):
+    type: Literal["userAttribute"]
     name: Annotated[str, Field(min_length=1, max_length=64)]
     value: Annotated[str, Field(min_length=1, max_length=256)]
+    print: bool | None = None
 
 
 class ReceiptTask(_Strict):
@@ -141,7 +143,9 @@ class ReceiptTask(_Strict):
     operator: Operator | None = None
     clientInfo: ClientInfo | None = None
     items: Annotated[
-        list[Annotated[Position | AdditionalAttribute, Field(discriminator="type")]],
+        list[
+            Annotated[Position | AdditionalAttribute | UserAttribute, Field(discriminator="type")]
+        ],
         Field(min_length=1),
     ]
     payments: Annotated[list[Payment], Field(min_length=1)]
@@ -149,7 +153,6 @@ class ReceiptTask(_Strict):
     taxes: list[Tax] | None = None
     electronically: bool | None = None
     paymentsPlace: str | None = None
-    additionalUserAttribute: UserAttribute | None = None
     correctionType: Literal["self", "instruction"] | None = None
     correctionBaseDate: str | None = None
     correctionBaseNumber: str | None = None
@@ -204,6 +207,7 @@ def receipt_document(task: ReceiptTask, fallback_id: str) -> tuple[str, dict[str
     """The emulator core's FFD document of a receipt task, and its receipt id."""
     positions = [item for item in task.items if isinstance(item, Position)]
     attributes = [item for item in task.items if isinstance(item, AdditionalAttribute)]
+    user = [item for item in task.items if isinstance(item, UserAttribute)]
     if not positions:
         raise TaskError(501, "Неверный формат задания: items: no position")
     receipt_id = attributes[0].value if attributes else fallback_id[:16]
@@ -229,11 +233,8 @@ def receipt_document(task: ReceiptTask, fallback_id: str) -> tuple[str, dict[str
             document["1203"] = task.operator.vatin
     if task.clientInfo is not None and task.clientInfo.emailOrPhone:
         document["1008"] = task.clientInfo.emailOrPhone
-    if task.additionalUserAttribute is not None:
-        document["1084"] = {
-            "1085": task.additionalUserAttribute.name,
-            "1086": task.additionalUserAttribute.value,
-        }
+    if user:
+        document["1084"] = {"1085": user[0].name, "1086": user[0].value}
     if task.type.endswith("Correction"):
         document["1173"] = 1 if task.correctionType == "instruction" else 0
         document["1174"] = {"1178": task.correctionBaseDate, "1179": task.correctionBaseNumber}

@@ -12,7 +12,7 @@ import pytest
 from chaos import ofd_documents
 from conftest import Process, wait_until
 
-from kkt_adapter.device.atol_web import AtolWebTransport, OutcomeUnknown
+from kkt_adapter.device.atol.web import AtolWebTransport, OutcomeUnknown
 from kkt_adapter.errors import DeviceError
 
 pytestmark = pytest.mark.acceptance

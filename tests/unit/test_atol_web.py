@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from kkt_adapter.device.atol_web import AtolWebTransport, OutcomeUnknown
+from kkt_adapter.device.atol.web import AtolWebTransport, OutcomeUnknown
 from kkt_adapter.errors import DeviceError
 
 TASK = {"type": "sell", "items": []}
@@ -109,7 +109,7 @@ def test_a_refused_task_is_a_device_error_with_a_stable_reason(
     with pytest.raises(DeviceError) as refused:
         transport(server).run("u1", TASK)
     assert (refused.value.reason, refused.value.retry_after) == (reason, retry_after)
-    assert f"error {code} Нет бумаги" in refused.value.message
+    assert f"ATOL error {code}: Нет бумаги" in refused.value.message
 
 
 def test_an_older_server_error_shape_is_read_too(server: FakeWebServer) -> None:
@@ -127,7 +127,7 @@ def test_a_task_blocked_past_the_deadline_has_an_unknown_outcome(server: FakeWeb
 
 @pytest.mark.parametrize(
     ("status", "reason"),
-    [(420, "invalid_document"), (408, "device_busy"), (401, "device_config")],
+    [(420, "invalid_document"), (408, "busy"), (401, "device_config")],
 )
 def test_a_task_the_server_refuses_is_a_device_error(
     server: FakeWebServer, status: int, reason: str

@@ -31,6 +31,7 @@ from typing import Any
 
 import httpx
 
+from kkt_adapter.device.atol.mapping import device_error
 from kkt_adapter.errors import DeviceError
 
 FINAL = frozenset({"ready", "error", "interrupted", "canceled"})
@@ -132,12 +133,13 @@ class AtolWebTransport:
             if state.status == "ready":
                 return state.result or {}
             if state.status in FINAL:
+                if state.error_code is None:  # interrupted or canceled without an error
+                    raise DeviceError(f"task {uuid} was {state.status}", reason="interrupted")
+                refused = device_error({"code": state.error_code, "description": state.error_text})
                 raise DeviceError(
-                    f"the KKT refused task {uuid} ({state.status})"
-                    f"{f': error {state.error_code}' if state.error_code is not None else ''}"
-                    f"{f' {state.error_text}' if state.error_text else ''}",
-                    reason=_reason_of(state.error_code),
-                    retry_after=None if state.error_code in _PERMANENT else 5,
+                    f"the KKT refused task {uuid} ({state.status}): {refused.message}",
+                    reason=refused.reason,
+                    retry_after=refused.retry_after,
                 )
             if time.monotonic() > deadline:
                 raise OutcomeUnknown(
@@ -146,34 +148,15 @@ class AtolWebTransport:
             time.sleep(self._poll_s)
 
 
-# HTTP refusals of the web server itself: (our reason, Retry-After).
+# HTTP refusals of the web server itself: (our reason, Retry-After); a task's own errors are
+# mapped by ``mapping.device_error``.
 _REFUSED: dict[int, tuple[str, int | None]] = {
     401: ("device_config", None),
     403: ("device_config", None),
     404: ("device_config", None),
-    408: ("device_busy", 5),
+    408: ("busy", 5),
     420: ("invalid_document", None),
 }
-# Driver error codes (libfptr10.h) to our stable reasons; docs/atol.md lists them.
-_REASONS: dict[int, str] = {
-    3: "device_busy",
-    44: "out_of_paper",
-    45: "cover_open",
-    55: "device_busy",
-    68: "shift_expired",
-    73: "shift_closed",
-    120: "fn_expired",
-    121: "fn_full",
-    137: "fn_full",
-    141: "shift_expired",
-    241: "offline",
-    501: "invalid_document",
-}
-_PERMANENT = frozenset({120, 121, 137, 501})
-
-
-def _reason_of(code: int | None) -> str:
-    return _REASONS.get(code, "device_error") if code is not None else "device_error"
 
 
 def _error_of(answer: httpx.Response) -> tuple[int | None, str]:

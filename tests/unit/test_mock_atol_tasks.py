@@ -1,0 +1,53 @@
+"""The ATOL emulator takes exactly what the adapter's mapping sends, and nothing looser."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from typing import Any
+
+import pytest
+from helpers import receipt
+
+from kkt_adapter.api.schemas import parse_receipt
+from kkt_adapter.device.atol.mapping import receipt_task
+from kkt_adapter.domain.journal import stamped
+from kkt_adapter.mock_atol.tasks import TaskError, parse_task, receipt_document
+from kkt_adapter.service import new_receipt
+
+
+def task_of(**changes: Any) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    body = receipt(**changes)
+    new = new_receipt("key-1", parse_receipt(json.dumps(body).encode(), date.today()), 10**12)
+    document = stamped(new.document, "0001764000000000.00001.n1")
+    return new.receipt_id, document, receipt_task(new.receipt_id, document, taxation_type="osn")
+
+
+@pytest.mark.parametrize("kind", ["sale", "refund", "expense", "expense_refund"])
+def test_every_receipt_task_the_mapping_makes_is_taken_and_read_back(kind: str) -> None:
+    receipt_id, document, task = task_of(type=kind)
+    parsed = parse_task(task)
+    read_id, read = receipt_document(parsed, "uuid-1")  # type: ignore[arg-type]
+    assert read_id == receipt_id
+    for tag in ("1054", "1020", "1031", "1081", "1192", "1084", "1021", "1008"):
+        assert read.get(tag) == document.get(tag), tag
+    assert [i["1043"] for i in read["1059"]] == [i["1043"] for i in document["1059"]]
+    assert [i["1199"] for i in read["1059"]] == [i["1199"] for i in document["1059"]]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda t: t | {"colour": "red"}, "colour"),
+        (lambda t: t | {"payments": []}, "payments"),
+        (lambda t: t | {"taxationType": "flat"}, "taxationType"),
+        (lambda t: {**t, "items": [{**t["items"][0], "tax": {"type": "vat18"}}]}, "tax.type"),
+    ],
+)
+def test_anything_a_register_would_refuse_is_refused_naming_the_field(
+    change: Any, field: str
+) -> None:
+    _, _, task = task_of()
+    with pytest.raises(TaskError) as refused:
+        parse_task(change(task))
+    assert refused.value.code == 501 and field in refused.value.description
