@@ -29,11 +29,14 @@ from kkt_adapter.delivery import Backoff, BreakerConfig, CircuitBreaker, Deliver
 from kkt_adapter.delivery.lease import LeaseBackend, RedisLease, SqliteLease
 from kkt_adapter.delivery.worker import OnCall, WorkerConfig
 from kkt_adapter.device import EmulatedKkt
+from kkt_adapter.device.atol.device import AtolDevice
+from kkt_adapter.device.atol.web import AtolWebTransport
 from kkt_adapter.device.base import KktDevice
 from kkt_adapter.device.emulator_process import EmulatorProcess
 from kkt_adapter.device.gate import DeviceGate
 from kkt_adapter.device.runner import DeviceRunner
 from kkt_adapter.erp import ErpHeartbeat, heartbeat_payload
+from kkt_adapter.errors import ConfigError
 from kkt_adapter.hlc import WallClock, system_wall_ms
 from kkt_adapter.housekeeping import Housekeeper
 from kkt_adapter.journal import JournalKeeper
@@ -48,9 +51,11 @@ DeviceFactory = Callable[[Settings], KktDevice]
 
 
 def build_device(settings: Settings) -> KktDevice:
-    """The KKT: the bundled emulator (the only driver this version ships), inside this
-    process, or in a process of its own behind a pipe (``KKT_EMULATOR_PROCESS``)."""
+    """The KKT: an ATOL register (``KKT_DEVICE``), or the bundled emulator, inside this
+    process or in a process of its own behind a pipe (``KKT_EMULATOR_PROCESS``)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.device != "emulator":
+        return _atol(settings)
     key = settings.emulator_key.get_secret_value().encode()
     if settings.emulator_process:
         return EmulatorProcess(
@@ -69,6 +74,25 @@ def build_device(settings: Settings) -> KktDevice:
         tz=ZoneInfo(settings.timezone),
         strict=settings.emulator_strict,
     )
+
+
+def _atol(settings: Settings) -> KktDevice:
+    if settings.device == "atol-lib":
+        # The vendor's binding is not on PyPI: it comes with the driver's distribution.
+        raise ConfigError(
+            "KKT_DEVICE=atol-lib needs the ATOL driver v10 and its Python binding (libfptr10.py"
+            " from the driver's distribution) importable; use KKT_DEVICE=atol-web with the"
+            " driver's web server instead"
+        )
+    password = settings.atol_password.get_secret_value() if settings.atol_password else None
+    transport = AtolWebTransport(
+        settings.atol_url,
+        username=settings.atol_user,
+        password=password,
+        device_id=settings.atol_device_id,
+        deadline_s=settings.atol_task_seconds,
+    )
+    return AtolDevice(transport, taxation_type=settings.atol_taxation_type)
 
 
 @dataclass
@@ -149,6 +173,7 @@ class Runtime:
             target=self.ofd.target,
             emulator=self.ofd.emulator,
             leadership=worker.leadership,
+            delivery=worker.delivery,
         )
 
 
@@ -208,6 +233,7 @@ async def open_runtime(
             leadership_ttl_ms=settings.leadership_ttl_ms,
         ),
         on_call=on_ofd_call,
+        exchange=kkt.exchange if kkt.delivery == "device" else None,
     )
     stack.push_async_callback(worker.stop)
     intake = IntakeService(buffer, kkt, on_pending=worker.wake)
@@ -286,7 +312,9 @@ async def start(runtime: Runtime) -> None:
             status.model,
             status.fn,
         )
-    if runtime.ofd.embedded:
+    if runtime.kkt.delivery == "device":
+        log.info("OFD: the register's FN sends its documents itself (delivery device)")
+    elif runtime.ofd.embedded:
         log.warning("OFD: EMULATOR, %s - documents do not reach a real OFD", runtime.ofd.target)
     else:  # an external emulator says so as soon as it answers (HttpOfdClient)
         log.info("OFD: %s", runtime.ofd.target)

@@ -71,6 +71,37 @@ class Settings(BaseSettings):
     auto_open_shift: bool = Field(
         default=True, description="Open a shift automatically on the first receipt."
     )
+    device: Literal["emulator", "atol-web", "atol-lib"] = Field(
+        default="emulator",
+        description=(
+            "The cash register: the bundled emulator, or an ATOL register through the ATOL"
+            " driver's web server (`atol-web`) or its library (`atol-lib`). With an ATOL"
+            " register the register's FN delivers to the OFD itself (delivery mode `device`)."
+        ),
+    )
+    atol_url: str = Field(
+        default="http://127.0.0.1:16732",
+        description="The ATOL driver's web server (`KKT_DEVICE=atol-web`).",
+    )
+    atol_user: str | None = Field(default=None, description="Basic-auth user of the web server.")
+    atol_password: SecretStr | None = Field(
+        default=None, description="Basic-auth password of the web server."
+    )
+    atol_device_id: str | None = Field(
+        default=None, description="The register's id on a web server serving several."
+    )
+    atol_taxation_type: Literal["osn", "usnIncome", "usnIncomeOutcome", "esn", "patent"] | None = (
+        Field(
+            default=None,
+            description="Taxation system of receipts (tag 1055); unset: the register's default.",
+        )
+    )
+    atol_task_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        le=3600,
+        description="How long a task may take on the register before its outcome is unknown.",
+    )
     emulator_process: bool = Field(
         default=False,
         description="Run the KKT emulator in a process of its own, as a separate device. Off by "

@@ -302,6 +302,16 @@ class LinkFacts:
     target: str
     emulator: bool
     leadership: Leadership
+    delivery: str = "relay"
+    """``relay`` (the adapter sends) or ``device`` (the register's FN sends itself)."""
+
+
+NOT_USED = "not_used"
+"""What the breaker shows in delivery ``device``: no OFD call is made here to break."""
+
+
+def _breaker(link: LinkFacts) -> str:
+    return NOT_USED if link.delivery == "device" else str(link.breaker)
 
 
 def network_status(link: LinkFacts) -> str:
@@ -322,7 +332,8 @@ def delivery_status(link: LinkFacts) -> Json:
     last = link.last_sync
     return {
         "network_status": network_status(link),
-        "circuit_breaker": link.breaker,
+        "circuit_breaker": _breaker(link),
+        "delivery": link.delivery,
         "last_sync": None
         if last is None
         else {
@@ -344,7 +355,8 @@ def ofd_component(link: LinkFacts) -> Json:
         state = "warning"
     return {
         "status": state,
-        "circuit_breaker": link.breaker,
+        "delivery": link.delivery,
+        "circuit_breaker": _breaker(link),
         "network_status": network_status(link),
         "consecutive_failures": link.consecutive_failures,
         "last_success_at": iso_ms(link.last_success_ms),

@@ -14,7 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from kkt_adapter.buffer.sql import FAILED, PENDING, SYNCED, SYNCING, append_event, set_meta
+from kkt_adapter.buffer.sql import (
+    FAILED,
+    PENDING,
+    SYNCED,
+    SYNCING,
+    UNSENT,
+    append_event,
+    set_meta,
+)
 from kkt_adapter.domain.lifecycle import ReceiptStatus
 from kkt_adapter.errors import StaleLeader
 from kkt_adapter.hlc import HlcStamp, WallClock
@@ -267,6 +275,33 @@ class Outbox:
                     reason,
                 )
             return bool(changed)
+
+        return await self._db.write(write)
+
+    async def mark_delivered_below(self, fd: int) -> int:
+        """Delivery ``device``: the register's FN reports every document below FD ``fd`` at
+        the OFD; those still unsent here become ``synced`` (and need no confirmation)."""
+
+        def write(conn: sqlite3.Connection) -> int:
+            now = self._wall()
+            rows = conn.execute(
+                f"UPDATE receipts SET status = {SYNCED}, synced_ms = ?, confirmed = 1,"
+                " lease_until_ms = NULL, last_error = NULL, updated_ms = ?"
+                f" WHERE status IN {UNSENT} AND fd < ? RETURNING id, fd",
+                (now, now, fd),
+            ).fetchall()
+            for row in rows:
+                append_event(
+                    conn,
+                    now,
+                    "info",
+                    "synced",
+                    row[0],
+                    None,
+                    ReceiptStatus.SYNCED,
+                    f"FD {row[1]}: the register's FN has the OFD's receipt",
+                )
+            return len(rows)
 
         return await self._db.write(write)
 

@@ -28,6 +28,7 @@ from kkt_adapter.buffer.outbox import Claimed, Outbox, SyncSummary
 from kkt_adapter.delivery.backoff import Backoff
 from kkt_adapter.delivery.breaker import CircuitBreaker
 from kkt_adapter.delivery.lease import Grant, LeaseBackend
+from kkt_adapter.device.base import Exchange
 from kkt_adapter.domain.lifecycle import BreakerState, CallOutcome
 from kkt_adapter.errors import NotSyncLeader, StaleLeader
 from kkt_adapter.ofd import (
@@ -48,6 +49,8 @@ Confirm = Callable[[str, list[int]], Awaitable[None]]
 """Tells the KKT which documents (FN, FDs) the OFD acknowledged."""
 OnCall = Callable[[CallOutcome, float], None]
 """Told each OFD call's outcome and seconds (the metrics)."""
+ReadExchange = Callable[[], Awaitable[Exchange]]
+"""Reads the register's own exchange with the OFD (delivery ``device``)."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,9 @@ class WorkerConfig:
     leadership_ttl_ms: int = int(default_of("leadership_ttl_ms"))
     manual_sync_seconds: float = 600.0
     """How long one manual sync may keep claiming batches (not a setting)."""
+    exchange_seconds: float = 5.0
+    """Delivery ``device``: how often the FN's exchange status is read (each read is two
+    tasks in the register's queue, between prints; not a setting)."""
 
 
 @dataclass
@@ -117,8 +123,13 @@ class DeliveryWorker:
         config: WorkerConfig = WorkerConfig(),
         wall_ms: Callable[[], int] | None = None,
         on_call: OnCall = lambda outcome, seconds: None,
+        exchange: ReadExchange | None = None,
     ) -> None:
         self.outbox = outbox
+        self.delivery = "relay" if exchange is None else "device"
+        """``relay``: this worker sends to the OFD; ``device``: the register's FN does, and
+        this worker only reads its exchange status (no breaker, no DLQ)."""
+        self._exchange = exchange
         self.client = client
         self.breaker = breaker
         self.backoff = backoff
@@ -208,6 +219,11 @@ class DeliveryWorker:
 
     async def _sweep_once(self) -> float:
         """One automatic pass; the seconds until the next (0 while there is more to send)."""
+        if self._exchange is not None:
+            if self._grant is not None:
+                with contextlib.suppress(Exception):  # the contact records why
+                    await self._device_pass("automatic")
+            return self.config.exchange_seconds
         busy = False
         try:
             await self.outbox.release_expired()
@@ -320,6 +336,30 @@ class DeliveryWorker:
             if pending:
                 await self.outbox.mark_confirmed([receipt_id for receipt_id, _, _ in pending])
 
+    async def _device_pass(self, kind: str) -> PassResult:
+        """Delivery ``device``: read the FN's exchange and mark what it delivered."""
+        started = time.monotonic()
+        now = self._wall_ms()
+        try:
+            exchange = await self._exchange() if self._exchange is not None else None
+        except Exception as exc:
+            self.contact.last_failure_ms = now
+            self.contact.last_error = f"the register's exchange status: {exc}"
+            raise
+        assert exchange is not None
+        synced = await self.outbox.mark_delivered_below(exchange.delivered_below)
+        if exchange.last_success_at is not None:
+            self.contact.last_success_ms = int(exchange.last_success_at.timestamp() * 1000)
+        if exchange.error is not None:
+            self.contact.last_failure_ms = now
+            self.contact.last_error = f"the register's FN: {exchange.error}"
+        else:
+            self.contact.last_error = None
+        result = PassResult(claimed=synced, synced=synced)
+        if synced or kind == "manual":
+            await self._remember(result, time.monotonic() - started, kind)
+        return result
+
     async def sync_now(self) -> dict[str, float | int]:
         """A manual delivery pass: everything pending, now, until done or no progress."""
         if self._grant is None:
@@ -329,6 +369,15 @@ class DeliveryWorker:
                 "another adapter process holds the sync lease and delivers",
                 details={"backend": self._lease.name, "reason": self.leadership.last_error},
             )
+        if self._exchange is not None:  # the register delivers: read what it did
+            started = time.monotonic()
+            result = await self._device_pass("manual")
+            return {
+                "synced": result.synced,
+                "failed": 0,
+                "remaining": await self.outbox.remaining(),
+                "duration_seconds": round(time.monotonic() - started, 3),
+            }
         started = time.monotonic()
         totals = PassResult()
         deadline = started + self.config.manual_sync_seconds

@@ -53,6 +53,18 @@ class DeviceStatus:
 
 
 @dataclass(frozen=True)
+class Exchange:
+    """The FN's own exchange with the OFD, on a register that delivers itself (delivery
+    ``device``): every receipt with an FD below ``delivered_below`` has the OFD's receipt."""
+
+    delivered_below: int
+    unsent_count: int
+    first_unsent_at: datetime | None
+    last_success_at: datetime | None
+    error: str | None
+
+
+@dataclass(frozen=True)
 class JournalEntry:
     """A fiscalized receipt in the KKT's journal, and whether the OFD acknowledged it."""
 

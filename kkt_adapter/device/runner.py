@@ -22,7 +22,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, TypeVar
 
-from kkt_adapter.device.base import DeviceStatus, JournalEntry, KktDevice, ShiftReport
+from kkt_adapter.device.base import DeviceStatus, Exchange, JournalEntry, KktDevice, ShiftReport
 from kkt_adapter.device.gate import DeviceGate
 from kkt_adapter.domain.fiscal import FfdDocument, FiscalResult
 from kkt_adapter.domain.journal import read_mark, stamped
@@ -163,6 +163,20 @@ class DeviceRunner:
         """Tell the device the OFD acknowledged these documents of FN ``fn`` (one durable
         write)."""
         await self._run(self.driver.confirm_many, fn, fds)
+
+    @property
+    def delivery(self) -> str:
+        """``relay`` (the adapter carries documents to the OFD) or ``device`` (the register's
+        FN sends them itself and the adapter watches its exchange)."""
+        return str(getattr(self.driver, "delivery", "relay"))
+
+    async def exchange(self) -> Exchange:
+        """The FN's exchange with the OFD, on a device that delivers itself."""
+        exchange = getattr(self.driver, "exchange", None)
+        if exchange is None:
+            raise TypeError("this device does not deliver to the OFD itself")
+        found: Exchange = await self._run(exchange)
+        return found
 
     async def journal(self, after_fd: int, limit: int) -> list[JournalEntry]:
         """The device's fiscalized receipts above ``after_fd``, in FD order (``limit`` at most)."""

@@ -375,4 +375,16 @@ def _fn_document(kkt: EmulatedKkt, fd: int) -> dict[str, Any]:
     if not entries or entries[0].result.fd != fd:
         raise TaskError(401, f"Документ {fd} не найден в архиве ФН (or it is no receipt)")
     result = entries[0].result
-    return {**result.document, "fiscalDocumentType": "receipt", "qr": result.qr}
+    tags: dict[str, Any] = {**result.document, "fiscalDocumentType": "receipt", "qr": result.qr}
+    for tag in ("1020", *PAYMENT_TAGS.values()):  # the driver gives money as rubles
+        if isinstance(tags.get(tag), int):
+            tags[tag] = _rubles(tags[tag])
+    tags["1059"] = [
+        {**item, **{t: _rubles(item[t]) for t in ("1079", "1043") if isinstance(item.get(t), int)}}
+        for item in tags.get("1059", [])
+    ]
+    return tags
+
+
+def _rubles(kopecks: int) -> float:
+    return float(Decimal(kopecks) / 100)  # exact: two decimal places
