@@ -89,6 +89,7 @@ async def test_status_and_health_answer_while_the_kkt_prints(api: httpx.AsyncCli
             answer = await asyncio.wait_for(api.get(path), ANSWER_WITHIN_S)
             assert answer.status_code == 200, answer.text
             answers += 1
+        await asyncio.sleep(0.02)  # a poll interval, under the rate limit
     assert answers >= 4  # both were asked while receipts were being printed
     assert [sale.result().status_code for sale in sales] == [200] * 4
     kkt = (await api.get("/v1/health")).json()["components"]["kkt"]
@@ -165,7 +166,8 @@ async def test_health_says_the_snapshot_is_stale_while_a_print_hangs(
         assert stale.status_code == 200 and body["status"] == "degraded"
         component = body["components"]["kkt"]
         assert component["status"] == "warning" and component["age_seconds"] >= 0.3
-        assert component["busy_seconds"] >= 0.3  # the device is on one call all that time
+        # The device has been on the print since about the last reading (read idle, 50 ms).
+        assert component["busy_seconds"] >= component["age_seconds"] - 0.1
         assert not sale.done()
         kkt.release.set()
         fd = (await sale).json()["fiscal"]["fd"]
