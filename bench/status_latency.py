@@ -160,12 +160,14 @@ def latency_ms(samples: list[float]) -> dict[str, Any]:
     }
 
 
-def code_under_test(env: dict[str, str]) -> dict[str, Any]:
-    """Which ``kkt_adapter`` the adapter process imports, and its git commit."""
+def code_under_test(env: dict[str, str], cwd: Path) -> dict[str, Any]:
+    """Which ``kkt_adapter`` the adapter process imports, and its git commit (asked from
+    ``cwd``, an empty directory: the console script does not import from the caller's)."""
     python = Path(sys.executable)
     found = subprocess.run(
         [str(python), "-c", "import kkt_adapter; print(kkt_adapter.__file__)"],
         env=env,
+        cwd=cwd,
         capture_output=True,
         text=True,
         check=True,
@@ -194,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = {"KKT_PRINT_DELAY_MS": str(args.print_delay_ms)}
     try:
         machine = machine_info(base)
-        code = code_under_test(adapter_env(settings))
+        code = code_under_test(adapter_env(settings), base)
         log(f"starting kkt-adapter serve ({code['package']}), print delay {args.print_delay_ms} ms")
         proc, url = start_adapter(base / "data", settings)
         try:
