@@ -35,6 +35,7 @@ from kkt_adapter.device.base import KktDevice
 from kkt_adapter.device.emulator_process import EmulatorProcess
 from kkt_adapter.device.gate import DeviceGate
 from kkt_adapter.device.runner import DeviceRunner
+from kkt_adapter.device.snapshot import RefreshPolicy
 from kkt_adapter.erp import ErpHeartbeat, heartbeat_payload
 from kkt_adapter.errors import ConfigError
 from kkt_adapter.hlc import WallClock, system_wall_ms
@@ -139,25 +140,26 @@ class Runtime:
     """The calendar day in the shop's time zone (the VAT rule depends on it)."""
 
     async def facts(self) -> Facts:
-        """Measure the buffer and the device for status, health and the ERP heartbeat."""
+        """Measure the buffer, and take the device's status as the device runner last read
+        it: status, health and the ERP heartbeat never wait behind a print."""
         counts, oldest, storage = await asyncio.gather(
             self.buffer.counts(), self.buffer.oldest_unsent(), self.buffer.storage()
         )
-        device, device_error = None, None
-        try:
-            device = await self.kkt.status()
-        except Exception as exc:  # health must report a broken device, not fail
-            device_error = str(exc)
+        kkt = self.kkt.snapshot()
+        error = kkt.error
+        if kkt.status is None and error is None:
+            error = "the KKT's status has not been read yet"
         return Facts(
             counts=counts,
             capacity=self.buffer.capacity,
             oldest=oldest,
-            device=device,
-            device_error=device_error,
+            device=kkt.current,
+            device_error=error,
             now_ms=self.buffer.now_ms(),
             erp=self.erp.facts(),
             storage=storage,
             journal=self.journal.state,
+            kkt=kkt,
         )
 
     async def link_facts(self) -> LinkFacts:
@@ -207,6 +209,8 @@ async def open_runtime(
         DeviceGate(settings.data_dir),
         buffer.clock,
         crash_after_print=settings.test_crash_after_print,
+        refresh=RefreshPolicy(idle_seconds=settings.device_status_refresh_seconds),
+        wall=wall,
     )
     stack.callback(kkt.close)
     ofd = await _open_ofd(settings, ofd_emulator, stack)

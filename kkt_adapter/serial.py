@@ -5,6 +5,9 @@ receipts that queued up while it was busy are fiscalized together in one device 
 (``GroupCall``). The buffer's staged writes hand their outside call to it (``post``) and get
 the result back on the writer's queue without waking the event loop.
 
+Between calls the thread may do work of its own (``between``): the device runner re-reads the
+KKT's status there, so a reading never queues behind a print and never delays one that waits.
+
 Written by hand: ``concurrent.futures`` has no way to run the calls waiting in its queue as one
 call, and creating a ``Future`` per print cost measurable CPU on the intake path.
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
@@ -59,6 +63,11 @@ class GroupCall:
 
 _Posted = tuple[Callable[[], Any], Callable[[bool, Any], None]]
 
+Between = Callable[[bool], float | None]
+"""Run on the thread after each call (or group) and when an idle wait ends: ``between(idle)``,
+``idle`` telling that nothing is queued; it returns how long the thread may wait idle before it
+is called again (``None``: until the next call comes)."""
+
 
 class SerialThread(Executor):
     """One worker thread running calls in order: the executor of a staged write's outside call.
@@ -71,8 +80,11 @@ class SerialThread(Executor):
     for it must not wait forever).
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, between: Between | None = None) -> None:
         self._calls: queue.SimpleQueue[_Posted | None] = queue.SimpleQueue()
+        self._between = between
+        self.running_since: float | None = None
+        """``time.monotonic()`` when the call (or group) running now started; ``None``: idle."""
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._shutdown = False
         self._lock = threading.Lock()  # no post slips in behind the stop sentinel
@@ -107,7 +119,15 @@ class SerialThread(Executor):
 
     def _run(self) -> None:
         stopping = False
-        while not stopping and (first := self._calls.get()) is not None:
+        wait = self._pause(idle=True)
+        while not stopping:
+            try:
+                first = self._calls.get(timeout=wait)
+            except queue.Empty:
+                wait = self._pause(idle=True)
+                continue
+            if first is None:
+                break
             posted = [first]
             while True:  # everything that queued up meanwhile, for grouping
                 try:
@@ -118,11 +138,27 @@ class SerialThread(Executor):
                     stopping = True
                     break
                 posted.append(item)
-            for group in _groups(posted):
+            groups = list(_groups(posted))
+            for n, group in enumerate(groups, 1):
                 self._run_group(group)
+                if not stopping:
+                    wait = self._pause(idle=n == len(groups) and self._calls.empty())
+
+    def _pause(self, *, idle: bool) -> float | None:
+        """Between calls: the ``between`` hook; how long to wait for the next call."""
+        if self._between is None:
+            return None
+        try:
+            return self._between(idle)
+        except BaseException:  # the hook must handle its own errors; never die
+            log.exception("between calls on %s", self._thread.name)
+            return None
 
     def _run_group(self, group: list[_Posted]) -> None:
-        for (_, done), (ok, value) in zip(group, _outcomes(group), strict=True):
+        self.running_since = time.monotonic()
+        outcomes = _outcomes(group)
+        self.running_since = None
+        for (_, done), (ok, value) in zip(group, outcomes, strict=True):
             try:
                 done(ok, value)
             except BaseException:  # a completion must handle its own errors; never die

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -116,6 +116,22 @@ class Settings(BaseSettings):
         description="The KKT emulator refuses a print request for a receipt it has fiscalized "
         "already (`repeat_print`) instead of answering with the stored document. Either way it "
         "counts and logs such a request: a real register would print a second document.",
+    )
+    device_status_refresh_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        le=3600,
+        description="While the KKT is idle, its status (for health and buffer status) is read "
+        "again this often; after a print, shift or confirmation it is read at once when idle, "
+        "at most once a second while receipts queue. Never on the request's path.",
+    )
+    device_status_stale_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=86_400,
+        description="Health calls the KKT's status stale (`status_stale`, degraded) when it was "
+        "read longer ago than this (the device busy with one call all that time). Must exceed "
+        "the refresh interval.",
     )
     node_id: str | None = Field(
         default=None,
@@ -338,6 +354,15 @@ class Settings(BaseSettings):
             except ValueError as exc:
                 raise ValueError(f"not an IP address: {value!r}") from exc
         return value
+
+    @model_validator(mode="after")
+    def _stale_after_refresh(self) -> Settings:
+        if self.device_status_stale_seconds <= self.device_status_refresh_seconds:
+            raise ValueError(
+                "device_status_stale_seconds must exceed device_status_refresh_seconds: an idle"
+                " KKT's status would be called stale between two readings"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(

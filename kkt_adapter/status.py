@@ -12,6 +12,7 @@ from kkt_adapter.buffer.outbox import SyncSummary
 from kkt_adapter.buffer.store import OldestUnsent
 from kkt_adapter.delivery.worker import Leadership
 from kkt_adapter.device.base import DeviceStatus
+from kkt_adapter.device.snapshot import StatusSnapshot
 from kkt_adapter.domain.dates import iso_ms
 from kkt_adapter.domain.lifecycle import UNSYNCED, BreakerState, ReceiptStatus
 from kkt_adapter.journal import JournalState
@@ -24,6 +25,8 @@ HOUR_MS = 3_600_000
 FN_LIMIT_DAYS = 30
 FN_WARN_DAYS = 20
 FN_CRITICAL_DAYS = 27
+STALE_AFTER_MS = 30_000
+"""The default of ``device_status_stale_seconds``."""
 
 
 @dataclass(frozen=True)
@@ -34,11 +37,16 @@ class Facts:
     capacity: int
     oldest: OldestUnsent | None
     device: DeviceStatus | None
+    """The device's status if its latest reading succeeded."""
     device_error: str | None
+    """Why the latest reading of the device's status failed."""
     now_ms: int
     erp: ErpFacts | None = None
     journal: JournalState | None = None
     storage: StorageHealth = WRITABLE
+    kkt: StatusSnapshot | None = None
+    """The reading ``device`` comes from: when it was measured, how old it is, whether the
+    device is busy (``None``: read just now, for this answer)."""
 
 
 @dataclass(frozen=True)
@@ -195,10 +203,22 @@ def buffer_status(facts: Facts, delivery: Json) -> Json:
     }
 
 
-def kkt_component(facts: Facts) -> Json:
+def kkt_component(facts: Facts, *, stale_after_ms: int = STALE_AFTER_MS) -> Json:
+    """The KKT as last measured. ``unreachable`` (error) when its latest status reading
+    failed; ``status_stale`` (warning) when the reading is older than ``stale_after_ms``: the
+    device has been busy with one call all that time, and what it says may no longer hold."""
     device = facts.device
+    reading = reading_view(facts.kkt)
     if device is None:
-        return {"status": "error", "error": facts.device_error}
+        last = None if facts.kkt is None else facts.kkt.status
+        return {
+            "status": "error",
+            "problems": ["unreachable"],
+            "error": facts.device_error,
+            "emulator": None if last is None else last.emulator,  # I7, from the last reading
+            **reading,
+        }
+    stale = facts.kkt is not None and (facts.kkt.age_ms or 0) > stale_after_ms
     problems = [
         name
         for name, bad in (
@@ -211,9 +231,11 @@ def kkt_component(facts: Facts) -> Json:
     ]
     # The journal's problems do not stop fiscalizing: health degraded, not unhealthy.
     journal = [] if facts.journal is None else facts.journal.problems()
+    warnings = (["status_stale"] if stale else []) + journal
     return {
-        "status": "error" if problems else "warning" if journal else "ok",
-        "problems": problems + journal,
+        "status": "error" if problems else "warning" if warnings else "ok",
+        "problems": problems + warnings,
+        **reading,
         "emulator": device.emulator,
         "model": device.model,
         "fn": device.fn,
@@ -226,6 +248,18 @@ def kkt_component(facts: Facts) -> Json:
         if device.oldest_unconfirmed_at is None
         else device.oldest_unconfirmed_at.isoformat(),
         "journal": None if facts.journal is None else journal_view(facts.journal),
+    }
+
+
+def reading_view(snapshot: StatusSnapshot | None) -> Json:
+    """When the KKT's status was measured, how old that is, and how long the device has been
+    on the call it runs now (``None``: idle)."""
+    if snapshot is None:
+        return {}
+    return {
+        "measured_at": iso_ms(snapshot.measured_ms),
+        "age_seconds": None if snapshot.age_ms is None else snapshot.age_ms / 1000,
+        "busy_seconds": None if snapshot.busy_ms is None else snapshot.busy_ms / 1000,
     }
 
 

@@ -69,7 +69,9 @@ async def health(request: Request) -> Response:
     runtime = _runtime(request)
     facts, link = await asyncio.gather(runtime.facts(), runtime.link_facts())
     components = {
-        "kkt": kkt_component(facts),
+        "kkt": kkt_component(
+            facts, stale_after_ms=int(runtime.settings.device_status_stale_seconds * 1000)
+        ),
         "ofd": ofd_component(link),
         "buffer": buffer_component(facts),
         "erp": erp_component(facts.erp, facts.now_ms),

@@ -9,6 +9,8 @@ device through a ``DeviceRunner``; none of them calls a ``KktDevice`` directly. 
 - every call that changes the device's state holds the ``DeviceGate``, shared by every
   process on the data dir, and each fiscalized receipt is stamped under it, in FD order, above
   every stamp any process took there (promise I5);
+- the device's status is read on that thread between calls and kept (``snapshot``), so
+  status and health never wait behind a print (``kkt_adapter.device.snapshot``);
 - a driver is any ``KktDevice``: a second one plugs in here without touching intake or the
   buffer.
 """
@@ -18,15 +20,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
 from kkt_adapter.device.base import DeviceStatus, Exchange, JournalEntry, KktDevice, ShiftReport
 from kkt_adapter.device.gate import DeviceGate
+from kkt_adapter.device.snapshot import RefreshPolicy, StatusSnapshot
 from kkt_adapter.domain.fiscal import FfdDocument, FiscalResult
 from kkt_adapter.domain.journal import read_mark, stamped
-from kkt_adapter.hlc import HlcStamp, HybridClock
+from kkt_adapter.hlc import HlcStamp, HybridClock, WallClock, system_wall_ms
 from kkt_adapter.serial import CallResult, GroupCall, SerialThread
 
 T = TypeVar("T")
@@ -38,9 +43,21 @@ Stamped = tuple[FiscalResult, HlcStamp]
 """A fiscalized receipt and the HLC stamp it took under the gate."""
 
 
+@dataclass(frozen=True)
+class _Reading:
+    """One status reading, as the device thread keeps it."""
+
+    status: DeviceStatus | None
+    measured_ms: int | None
+    measured_at: float | None
+    """``time.monotonic()`` of the reading that succeeded."""
+    error: str | None
+
+
 class DeviceRunner:
     """Runs every call to one KKT on its own thread (``post`` makes it a staged write's
-    ``Poster``), under the cross-process gate where the call changes the device."""
+    ``Poster``), under the cross-process gate where the call changes the device, and reads
+    the device's status between the calls (``snapshot``)."""
 
     def __init__(
         self,
@@ -49,13 +66,22 @@ class DeviceRunner:
         clock: HybridClock,
         *,
         crash_after_print: bool = False,
+        refresh: RefreshPolicy | None = None,
+        wall: WallClock = system_wall_ms,
     ) -> None:
         self.driver = device
         """The driver itself: only tests and emulator controls reach past the runner."""
         self._gate = gate
         self._clock = clock
         self._crash_after_print = crash_after_print
-        self._thread = SerialThread("kkt-device")
+        self._refresh = refresh
+        self._wall = wall
+        # Written by the device thread only, one object at a time; readers take it whole.
+        self._last = _Reading(None, None, None, None)
+        self._changed = False
+        self._thread = SerialThread(
+            "kkt-device", between=None if refresh is None else self._between
+        )
 
     def close(self) -> None:
         """Run what was queued, then release the thread, the gate and the device."""
@@ -64,6 +90,44 @@ class DeviceRunner:
         self.driver.close()
 
     # -- on the device thread (a staged write yields these) -------------------------------
+
+    def _between(self, idle: bool) -> float | None:
+        """Between calls: read the status if the policy says it is due; how long to wait."""
+        assert self._refresh is not None
+        last = self._last.measured_at
+        age = None if last is None else time.monotonic() - last
+        wait = self._refresh.wait(age, changed=self._changed, idle=idle)
+        if wait <= 0:
+            try:
+                self._read_status()
+            except Exception:  # kept in the snapshot; health says unreachable
+                log.debug("KKT status reading failed", exc_info=True)
+            wait = self._refresh.wait(0.0, changed=False, idle=idle)
+        return wait
+
+    def _read_status(self) -> DeviceStatus:
+        """Ask the device for its status and keep the answer (or why there was none)."""
+        self._changed = False
+        try:
+            status = self.driver.status()
+        except Exception as exc:
+            previous = self._last
+            self._last = _Reading(
+                previous.status,
+                previous.measured_ms,
+                previous.measured_at,
+                f"{type(exc).__name__}: {exc}",
+            )
+            raise
+        self._last = _Reading(status, self._wall(), time.monotonic(), None)
+        return status
+
+    def _changing(self, call: Callable[..., T], *args: Any) -> T:
+        """Run a call that changes the device; its status is due again after it."""
+        try:
+            return call(*args)
+        finally:
+            self._changed = True
 
     def post(self, call: Callable[[], Any], done: Callable[[bool, Any], None]) -> None:
         """Run ``call()`` on the device thread, then ``done(ok, result or exception)``."""
@@ -85,6 +149,7 @@ class DeviceRunner:
         them (HLC order = FD order), and its stamp travels in its document (tag 1084), so the
         KKT's journal keeps it (I5, I8)."""
         outcomes: list[CallResult] = []
+        self._changed = True
         with self._gate.held():
             stamps = [self._gate.stamp(self._clock) for _ in items]
             marked = [
@@ -127,7 +192,7 @@ class DeviceRunner:
 
     def _gated(self, call: Callable[..., T], *args: Any) -> T:
         with self._gate.held():
-            return call(*args)
+            return self._changing(call, *args)
 
     # -- from the event loop ----------------------------------------------------------------
 
@@ -147,8 +212,23 @@ class DeviceRunner:
         """A stamp above every stamp taken under the gate, by any process."""
         return await self._run(self._stamp)
 
+    def snapshot(self) -> StatusSnapshot:
+        """The device's status as last read, and how old it is: never waits for the device
+        (status, health, metrics and the ERP heartbeat read this)."""
+        last, now = self._last, time.monotonic()
+        running = self._thread.running_since
+        return StatusSnapshot(
+            status=last.status,
+            measured_ms=last.measured_ms,
+            age_ms=None if last.measured_at is None else int((now - last.measured_at) * 1000),
+            error=last.error,
+            busy_ms=None if running is None else int(max(now - running, 0) * 1000),
+        )
+
     async def status(self) -> DeviceStatus:
-        return await self._run(self.driver.status)
+        """Ask the device now (behind every call queued for it); the answer is kept for
+        ``snapshot`` too. For the journal's checks and the shift state, not for health."""
+        return await self._run(self._read_status)
 
     async def open_shift(self, cashier: str | None) -> ShiftReport:
         return await self._run(self._gated, self.driver.open_shift, cashier)
@@ -162,7 +242,7 @@ class DeviceRunner:
     async def confirm_many(self, fn: str, fds: list[int]) -> None:
         """Tell the device the OFD acknowledged these documents of FN ``fn`` (one durable
         write)."""
-        await self._run(self.driver.confirm_many, fn, fds)
+        await self._run(self._changing, self.driver.confirm_many, fn, fds)
 
     @property
     def delivery(self) -> str:

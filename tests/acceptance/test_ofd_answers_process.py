@@ -58,7 +58,8 @@ def test_a_captive_portals_html_200_is_not_delivery_until_the_ofd_acknowledges(
                 assert row["ofd"]["ofd_receipt_id"] is None
                 assert "HTTP 200 with text/html, not a JSON acknowledgement" in row["last_error"]
             assert http.get("/v1/kkt/buffer/status").json()["synced"] == 0
-            assert unconfirmed_on_the_kkt(http) == 2  # the FN still counts them as unsent
+            # The FN still counts them as unsent (health shows the KKT as read after the prints).
+            wait_until(lambda: unconfirmed_on_the_kkt(http) == 2, timeout=10, what="both unsent")
             assert not ofd.acknowledged
 
             ofd.mode = "ack"
