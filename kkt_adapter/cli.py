@@ -189,7 +189,10 @@ def serve(
         typer.echo(f"kkt-adapter: cannot use data dir {settings.data_dir}: {exc}", err=True)
         raise typer.Exit(2) from None
     _check_buffer_or_exit(settings.data_dir)
-    _check_kkt_state_or_exit(settings.data_dir)
+    if settings.device == "emulator":
+        _check_kkt_state_or_exit(settings.data_dir)
+    else:
+        _check_device_or_exit(settings)
     run_server(
         create_app(settings),
         settings.host,
@@ -237,6 +240,21 @@ def _check_buffer_or_exit(data_dir: Path) -> None:
             err=True,
         )
         raise typer.Exit(2)
+
+
+def _check_device_or_exit(settings: Settings) -> None:
+    """A device that cannot be built (``atol-lib`` without the vendor's binding) is refused
+    in one line before the server starts."""
+    from kkt_adapter.errors import ConfigError
+    from kkt_adapter.runtime import build_device
+
+    if settings.device != "atol-lib":
+        return
+    try:
+        build_device(settings).close()
+    except ConfigError as exc:
+        typer.echo(f"kkt-adapter: {exc.message}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _check_kkt_state_or_exit(data_dir: Path) -> None:

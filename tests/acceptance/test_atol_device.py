@@ -5,13 +5,15 @@ OFD (delivery ``device``), and the adapter watches the FN's exchange status."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from chaos import ofd_documents
-from conftest import Process, wait_until
+from conftest import Process, free_port, wait_until
 from helpers import new_key, priced_receipt, receipt
+from test_backup_integrity import run_command
 
 pytestmark = pytest.mark.acceptance
 
@@ -121,3 +123,14 @@ def test_a_power_loss_and_a_lost_answer_give_the_receipt_once_never_twice(
         assert control.get("/_control/state").json()["repeat_prints"] == 0
     with ofd.client() as ofd_http:
         assert len(ofd_documents(ofd_http)) == 2
+
+
+def test_the_atol_library_transport_without_the_vendors_binding_is_refused_in_one_line(
+    tmp_path: Path,
+) -> None:
+    serve = ["serve", "--host", "127.0.0.1", "--port", str(free_port()),
+             "--data-dir", str(tmp_path / "data")]  # fmt: skip
+    refused = run_command(serve, env={"KKT_DEVICE": "atol-lib"})
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    plain = [line for line in refused.stderr.splitlines() if line and not line.startswith("{")]
+    assert len(plain) == 1 and "libfptr10" in plain[0], refused.stderr

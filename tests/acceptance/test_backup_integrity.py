@@ -19,11 +19,13 @@ pytestmark = pytest.mark.acceptance
 Start = Callable[..., Process]
 
 
-def run_command(args: list[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
+def run_command(
+    args: list[str], timeout: float = 30, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """A ``kkt-adapter`` command run to its end (for commands expected to exit)."""
     return subprocess.run(
         [*kkt_adapter_command(), *args],
-        env=adapter_env(),
+        env=adapter_env(**(env or {})),
         capture_output=True,
         text=True,
         timeout=timeout,
