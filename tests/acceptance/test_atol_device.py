@@ -134,3 +134,31 @@ def test_the_atol_library_transport_without_the_vendors_binding_is_refused_in_on
     assert refused.returncode == 2, refused.stdout + refused.stderr
     plain = [line for line in refused.stderr.splitlines() if line and not line.startswith("{")]
     assert len(plain) == 1 and "libfptr10" in plain[0], refused.stderr
+
+
+def test_corrections_and_device_faults_through_an_atol_register(
+    start_adapter: Start, start_mock_atol: Start, start_mock_ofd: Start
+) -> None:
+    ofd = start_mock_ofd()
+    atol = start_mock_atol(ofd_url=ofd.url)
+    env = {"KKT_DEVICE": "atol-web", "KKT_ATOL_URL": atol.url, **FAST}
+    adapter = start_adapter(env=env)
+    with adapter.client() as http, httpx.Client(base_url=atol.url) as control:
+        for correction in (
+            {"kind": "self", "date": "2026-11-20"},
+            {"kind": "order", "date": "2026-11-21", "number": "ORD-7"},
+        ):
+            answer = http.post(
+                "/v1/kkt/receipt", json=receipt(correction=correction), headers=new_key()
+            )
+            assert answer.status_code == 200, answer.text
+        for fault, reason in (("cover_open", "cover_open"), ("offline", "offline")):
+            control.post("/_control/fault", json={"fault": fault})
+            key, body = new_key(), priced_receipt(300)
+            refused = http.post("/v1/kkt/receipt", json=body, headers=key)
+            assert refused.status_code == 503, refused.text
+            assert refused.json()["details"]["reason"] == reason
+            control.post("/_control/fault", json={"fault": fault, "on": False})
+            assert http.post("/v1/kkt/receipt", json=body, headers=key).status_code == 200
+        wait_until(lambda: status(http)["synced"] == 4, timeout=30, what="4 synced")
+        assert control.get("/_control/state").json()["repeat_prints"] == 0
