@@ -30,6 +30,7 @@ from kkt_adapter.delivery.lease import LeaseBackend, RedisLease, SqliteLease
 from kkt_adapter.delivery.worker import OnCall, WorkerConfig
 from kkt_adapter.device import EmulatedKkt
 from kkt_adapter.device.atol.device import AtolDevice
+from kkt_adapter.device.atol.lib import AtolLibTransport
 from kkt_adapter.device.atol.web import AtolWebTransport
 from kkt_adapter.device.base import KktDevice
 from kkt_adapter.device.emulator_process import EmulatorProcess
@@ -79,12 +80,7 @@ def build_device(settings: Settings) -> KktDevice:
 
 def _atol(settings: Settings) -> KktDevice:
     if settings.device == "atol-lib":
-        # The vendor's binding is not on PyPI: it comes with the driver's distribution.
-        raise ConfigError(
-            "KKT_DEVICE=atol-lib needs the ATOL driver v10 and its Python binding (libfptr10.py"
-            " from the driver's distribution) importable; use KKT_DEVICE=atol-web with the"
-            " driver's web server instead"
-        )
+        return AtolDevice(_atol_library(), taxation_type=settings.atol_taxation_type)
     password = settings.atol_password.get_secret_value() if settings.atol_password else None
     transport = AtolWebTransport(
         settings.atol_url,
@@ -94,6 +90,26 @@ def _atol(settings: Settings) -> KktDevice:
         deadline_s=settings.atol_task_seconds,
     )
     return AtolDevice(transport, taxation_type=settings.atol_taxation_type)
+
+
+def _atol_library() -> AtolLibTransport:
+    """The driver library's handle, opened with the driver's own saved connection settings."""
+    try:
+        # The vendor's binding is not on PyPI: it comes with the driver's distribution.
+        import libfptr10  # type: ignore[import-not-found]
+    except ImportError:
+        raise ConfigError(
+            "KKT_DEVICE=atol-lib needs the ATOL driver v10 and its Python binding (libfptr10.py"
+            " from the driver's distribution) importable; use KKT_DEVICE=atol-web with the"
+            " driver's web server instead"
+        ) from None
+    fptr = libfptr10.IFptr("")
+    if fptr.open() < 0:
+        raise ConfigError(
+            f"the ATOL driver cannot open the register: {fptr.errorCode()}"
+            f" {fptr.errorDescription()}"
+        )
+    return AtolLibTransport(fptr, libfptr10.IFptr)
 
 
 @dataclass

@@ -373,7 +373,10 @@ def _query(kkt: EmulatedKkt, kind: str, exchange: Exchange) -> dict[str, Any]:
 def _fn_document(kkt: EmulatedKkt, fd: int) -> dict[str, Any]:
     entries = kkt.journal(fd - 1, 1)
     if not entries or entries[0].result.fd != fd:
-        raise TaskError(401, f"Документ {fd} не найден в архиве ФН (or it is no receipt)")
+        if fd > kkt.status().last_fd:
+            raise TaskError(401, f"Документ {fd} не найден в архиве ФН")
+        # A shift document: the emulator core's journal lists receipts only.
+        return {"1040": fd, "fiscalDocumentType": "openShift"}
     result = entries[0].result
     tags: dict[str, Any] = {**result.document, "fiscalDocumentType": "receipt", "qr": result.qr}
     for tag in ("1020", *PAYMENT_TAGS.values()):  # the driver gives money as rubles

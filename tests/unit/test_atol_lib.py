@@ -1,0 +1,145 @@
+"""The ATOL driver-library transport, through a fake of the vendor binding's calls.
+
+The vendor's ``libfptr10`` cannot be installed here, so the fake implements the calls the
+transport makes (``setParam``, ``processJson``, ``getParamString``, ``checkDocumentClosed``,
+...) by running each JSON task on the KKT emulator's core, as ``kkt-adapter mock-atol`` does.
+The same ``AtolDevice`` runs over it as over the web server.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import receipt
+
+from kkt_adapter.api.schemas import parse_receipt
+from kkt_adapter.device.atol.device import AtolDevice
+from kkt_adapter.device.atol.lib import AtolLibTransport
+from kkt_adapter.device.emulator import EmulatedKkt
+from kkt_adapter.domain.fiscal import FiscalResult
+from kkt_adapter.errors import DeviceError
+from kkt_adapter.mock_atol.tasks import Exchange, TaskError, run_task
+from kkt_adapter.service import new_receipt
+
+KEY = b"k"
+
+
+class IFptr:
+    """The binding's constants (their values are the vendor's business; these are made up)."""
+
+    LIBFPTR_PARAM_JSON_DATA = 65624
+    LIBFPTR_PARAM_DOCUMENT_CLOSED = 65644
+    LIBFPTR_PARAM_DOCUMENT_PRINTED = 65645
+
+
+class FakeFptr:
+    """The calls of an ``IFptr`` handle, over the KKT emulator's core."""
+
+    def __init__(self, kkt: EmulatedKkt) -> None:
+        self.kkt = kkt
+        self.params: dict[int, Any] = {}
+        self.error = (0, "")
+        self.calls: list[str] = []
+
+    def setParam(self, param: int, value: str) -> None:
+        self.params[param] = value
+
+    def processJson(self) -> int:
+        task = json.loads(self.params[IFptr.LIBFPTR_PARAM_JSON_DATA])
+        self.calls.append(task["type"])
+        try:
+            result = run_task(self.kkt, task, "lib-task", Exchange())
+        except TaskError as exc:
+            self.error = (exc.code, exc.description)
+            return -1
+        self.params[IFptr.LIBFPTR_PARAM_JSON_DATA] = json.dumps(result)
+        return 0
+
+    def getParamString(self, param: int) -> str:
+        return str(self.params.get(param, ""))
+
+    def getParamBool(self, param: int) -> bool:
+        return bool(self.params.get(param, False))
+
+    def checkDocumentClosed(self) -> int:
+        self.calls.append("checkDocumentClosed")
+        self.params[IFptr.LIBFPTR_PARAM_DOCUMENT_CLOSED] = True
+        self.params[IFptr.LIBFPTR_PARAM_DOCUMENT_PRINTED] = True
+        return 0
+
+    def cancelReceipt(self) -> int:
+        self.calls.append("cancelReceipt")
+        return 0
+
+    def errorCode(self) -> int:
+        return self.error[0]
+
+    def errorDescription(self) -> str:
+        return self.error[1]
+
+    def close(self) -> int:
+        return 0
+
+
+@pytest.fixture
+def kkt(tmp_path: Path) -> Iterator[EmulatedKkt]:
+    device = EmulatedKkt(tmp_path, key=KEY, strict=True)
+    yield device
+    device.close()
+
+
+def device_over(kkt: EmulatedKkt) -> tuple[AtolDevice, FakeFptr]:
+    fptr = FakeFptr(kkt)
+    return AtolDevice(AtolLibTransport(fptr, IFptr), taxation_type="osn"), fptr
+
+
+def sale() -> tuple[str, dict[str, Any]]:
+    new = new_receipt("key-1", parse_receipt(json.dumps(receipt()).encode(), date.today()), 10**12)
+    return new.receipt_id, new.document
+
+
+def test_a_receipt_is_fiscalized_through_process_json(kkt: EmulatedKkt) -> None:
+    device, fptr = device_over(kkt)
+    receipt_id, document = sale()
+    [result] = device.print_receipts([(receipt_id, document)])
+    assert isinstance(result, FiscalResult)
+    assert result.receipt_id == receipt_id and result.fn == kkt.status().fn
+    assert kkt.find_document(receipt_id) is not None and fptr.calls == ["sell"]
+
+
+def test_after_a_refusal_the_retry_is_a_new_task_and_prints_once(kkt: EmulatedKkt) -> None:
+    device, _ = device_over(kkt)
+    receipt_id, document = sale()
+    kkt.set_fault("out_of_paper")
+    [refused] = device.print_receipts([(receipt_id, document)])
+    assert isinstance(refused, DeviceError) and refused.reason == "out_of_paper"
+    kkt.set_fault(None)
+    [printed] = device.print_receipts([(receipt_id, document)])
+    assert isinstance(printed, FiscalResult)
+    assert kkt.repeat_prints() == 0
+
+
+def test_a_restarted_process_finds_the_receipt_in_the_fn_archive(kkt: EmulatedKkt) -> None:
+    device, _ = device_over(kkt)
+    receipt_id, document = sale()
+    [printed] = device.print_receipts([(receipt_id, document)])
+    assert isinstance(printed, FiscalResult)
+    restarted, fptr = device_over(kkt)  # a new handle: no task outcomes in memory
+    found = restarted.find_document(receipt_id)
+    assert found is not None and (found.fd, found.fp, found.fn) == (
+        printed.fd,
+        printed.fp,
+        printed.fn,
+    )
+    assert found.document["1020"] == document["1020"]  # money back in kopecks
+    assert "sell" not in fptr.calls  # looked up, never printed again
+    [entry] = restarted.journal(printed.fd - 1, 10)
+    assert entry.result.receipt_id == receipt_id and entry.confirmed is False
+    status = restarted.status()
+    assert (status.last_fd, status.unconfirmed_count) == (printed.fd, 1)
+    assert restarted.find_document("UNKNOWN00000000X") is None
