@@ -66,10 +66,12 @@ class FakeFptr:
     def getParamBool(self, param: int) -> bool:
         return bool(self.params.get(param, False))
 
+    closed, printed = True, True  # the last document's state, as a power loss may leave it
+
     def checkDocumentClosed(self) -> int:
         self.calls.append("checkDocumentClosed")
-        self.params[IFptr.LIBFPTR_PARAM_DOCUMENT_CLOSED] = True
-        self.params[IFptr.LIBFPTR_PARAM_DOCUMENT_PRINTED] = True
+        self.params[IFptr.LIBFPTR_PARAM_DOCUMENT_CLOSED] = self.closed
+        self.params[IFptr.LIBFPTR_PARAM_DOCUMENT_PRINTED] = self.printed
         return 0
 
     def cancelReceipt(self) -> int:
@@ -109,7 +111,8 @@ def test_a_receipt_is_fiscalized_through_process_json(kkt: EmulatedKkt) -> None:
     [result] = device.print_receipts([(receipt_id, document)])
     assert isinstance(result, FiscalResult)
     assert result.receipt_id == receipt_id and result.fn == kkt.status().fn
-    assert kkt.find_document(receipt_id) is not None and fptr.calls == ["sell"]
+    assert kkt.find_document(receipt_id) is not None
+    assert fptr.calls == ["checkDocumentClosed", "sell"]  # settled at start, then the sale
 
 
 def test_after_a_refusal_the_retry_is_a_new_task_and_prints_once(kkt: EmulatedKkt) -> None:
@@ -143,3 +146,24 @@ def test_a_restarted_process_finds_the_receipt_in_the_fn_archive(kkt: EmulatedKk
     status = restarted.status()
     assert (status.last_fd, status.unconfirmed_count) == (printed.fd, 1)
     assert restarted.find_document("UNKNOWN00000000X") is None
+
+
+@pytest.mark.parametrize(
+    ("closed", "printed", "done", "calls"),
+    [
+        (True, False, "printed", ["checkDocumentClosed", "continuePrint"]),
+        (False, False, "cancelled", ["checkDocumentClosed", "cancelReceipt"]),
+        (True, True, "nothing", ["checkDocumentClosed"]),
+    ],
+)
+def test_a_document_a_power_loss_left_open_is_settled_when_the_device_starts(
+    kkt: EmulatedKkt, closed: bool, printed: bool, done: str, calls: list[str]
+) -> None:
+    fptr = FakeFptr(kkt)
+    fptr.closed, fptr.printed = closed, printed
+    device = AtolDevice(AtolLibTransport(fptr, IFptr), taxation_type=None)
+    assert fptr.calls == calls  # settled at start, before anything is printed
+    fptr.closed, fptr.printed = closed, printed
+    assert device.settle_open_document() == done
+    fptr.closed, fptr.printed = True, True
+    assert device.settle_open_document() == "nothing"

@@ -68,6 +68,24 @@ class AtolDevice:
         self._registration_number = registration_number
         self._model = model
         self._query = 0
+        if getattr(transport, "settles_open_documents", False):
+            self.settle_open_document()
+
+    def settle_open_document(self) -> str:
+        """After a power loss mid-receipt (driver library: nothing else settles it): a
+        document the FN closed but the printer did not print is printed (``continuePrint``);
+        one the FN did not close is cancelled, so it was never fiscalized. Returns what was
+        done: "printed", "cancelled" or "nothing"."""
+        state = mapping.document_state(self._run(mapping.check_document_closed_task()))
+        if state.closed and not state.printed:
+            self._run(mapping.continue_print_task())
+            log.warning("ATOL: the last document was fiscalized but not printed: printed now")
+            return "printed"
+        if not state.closed:
+            self._run(mapping.cancel_receipt_task())
+            log.warning("ATOL: the last receipt was left open (not fiscalized): cancelled")
+            return "cancelled"
+        return "nothing"
 
     # -- receipts -------------------------------------------------------------------------
 

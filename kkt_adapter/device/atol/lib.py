@@ -53,6 +53,10 @@ class Binding(Protocol):
 class AtolLibTransport:
     """JSON tasks through the driver library's ``processJson`` (see the module docstring)."""
 
+    settles_open_documents = True
+    """The device checks for a document a power loss left open when it starts (the web server
+    does that itself)."""
+
     def __init__(self, fptr: Binding, constants: Any) -> None:
         self._fptr = fptr
         self._constants = constants  # the binding's IFptr class: its LIBFPTR_* numbers
