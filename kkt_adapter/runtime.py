@@ -30,6 +30,7 @@ from kkt_adapter.delivery.lease import LeaseBackend, RedisLease, SqliteLease
 from kkt_adapter.delivery.worker import OnCall, WorkerConfig
 from kkt_adapter.device import EmulatedKkt
 from kkt_adapter.device.atol.device import AtolDevice
+from kkt_adapter.device.atol.expect import Expectations
 from kkt_adapter.device.atol.lib import AtolLibTransport
 from kkt_adapter.device.atol.web import AtolWebTransport
 from kkt_adapter.device.base import KktDevice
@@ -79,8 +80,13 @@ def build_device(settings: Settings) -> KktDevice:
 
 
 def _atol(settings: Settings) -> KktDevice:
+    expectations = Expectations(settings.data_dir)
     if settings.device == "atol-lib":
-        return AtolDevice(_atol_library(), taxation_type=settings.atol_taxation_type)
+        return AtolDevice(
+            _atol_library(),
+            taxation_type=settings.atol_taxation_type,
+            expectations=expectations,
+        )
     password = settings.atol_password.get_secret_value() if settings.atol_password else None
     transport = AtolWebTransport(
         settings.atol_url,
@@ -89,7 +95,9 @@ def _atol(settings: Settings) -> KktDevice:
         device_id=settings.atol_device_id,
         deadline_s=settings.atol_task_seconds,
     )
-    return AtolDevice(transport, taxation_type=settings.atol_taxation_type)
+    return AtolDevice(
+        transport, taxation_type=settings.atol_taxation_type, expectations=expectations
+    )
 
 
 def _atol_library() -> AtolLibTransport:

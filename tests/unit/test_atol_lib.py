@@ -167,3 +167,31 @@ def test_a_document_a_power_loss_left_open_is_settled_when_the_device_starts(
     assert device.settle_open_document() == done
     fptr.closed, fptr.printed = True, True
     assert device.settle_open_document() == "nothing"
+
+
+def test_the_expected_fd_is_written_before_the_print_and_read_back_after_a_restart(
+    kkt: EmulatedKkt, tmp_path: Path
+) -> None:
+    from kkt_adapter.device.atol.expect import Expectations
+
+    expectations = Expectations(tmp_path / "adapter")
+    fptr = FakeFptr(kkt)
+    device = AtolDevice(AtolLibTransport(fptr, IFptr), taxation_type="osn",
+                        expectations=expectations)  # fmt: skip
+    printed = []
+    for _ in range(2):
+        receipt_id, document = sale()
+        [result] = device.print_receipts([(receipt_id, document)])
+        assert isinstance(result, FiscalResult)
+        expected = expectations.read(receipt_id)
+        assert expected is not None
+        assert (expected.fn, expected.fd, expected.total) == (result.fn, result.fd, 799000)
+        printed.append(result)
+    restarted_fptr = FakeFptr(kkt)  # a new process: the tasks' outcomes are gone
+    restarted = AtolDevice(AtolLibTransport(restarted_fptr, IFptr), taxation_type="osn",
+                           expectations=expectations)  # fmt: skip
+    restarted_fptr.calls.clear()
+    found = restarted.find_document(printed[0].receipt_id)
+    assert found is not None and found.fd == printed[0].fd
+    assert restarted_fptr.calls == ["getFnDocument"]  # straight to the expected FD
+    expectations.close()

@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from kkt_adapter.device.atol import mapping
+from kkt_adapter.device.atol.expect import Expectations, Expected
 from kkt_adapter.device.atol.web import OutcomeUnknown, TaskState
 from kkt_adapter.device.base import DeviceStatus, Exchange, JournalEntry, ShiftReport
 from kkt_adapter.domain.fiscal import FfdDocument, FiscalResult
@@ -62,8 +63,11 @@ class AtolDevice:
         taxation_type: str | None,
         registration_number: str = "",
         model: str = MODEL,
+        expectations: Expectations | None = None,
     ) -> None:
         self._transport = transport
+        self._expectations = expectations
+        self._last: tuple[str, int] | None = None  # (FN, last FD) as last seen
         self._taxation_type = taxation_type
         self._registration_number = registration_number
         self._model = model
@@ -102,17 +106,34 @@ class AtolDevice:
 
     def _print(self, receipt_id: str, document: FfdDocument) -> FiscalResult:
         task = mapping.receipt_task(receipt_id, document, taxation_type=self._taxation_type)
+        self._expect(receipt_id, document)
         for attempt in range(MAX_ATTEMPTS):
             uuid = mapping.task_uuid(receipt_id, attempt)
             if not self._transport.submit(uuid, task):
                 known = self._transport.state(uuid)
                 if known is not None and known.status in ("error", "interrupted", "canceled"):
                     continue  # that task failed for certain: a new one may print it
-            answer = self._transport.wait(uuid)
+            try:
+                answer = self._transport.wait(uuid)
+            except OutcomeUnknown:
+                self._last = None  # whether it took an FD is unknown: read the FN again
+                raise
             return self._fiscalized(receipt_id, answer, document)
         raise DeviceError(
             f"receipt {receipt_id}: {MAX_ATTEMPTS} tasks failed", reason="device_error"
         )
+
+    def _expect(self, receipt_id: str, document: FfdDocument) -> None:
+        """Write the FN and FD the receipt should get before its task is sent."""
+        if self._expectations is None:
+            return
+        if self._last is None:
+            status = self.status()
+            # A closed shift is opened by the receipt itself, as a document of its own first.
+            self._last = (status.fn, status.last_fd + (0 if status.shift_open else 1))
+        fn, last_fd = self._last
+        total = int(document.get("1020", 0))
+        self._expectations.write(receipt_id, Expected(fn, last_fd + 1, total))
 
     def _fiscalized(
         self, receipt_id: str, answer: dict[str, Any], document: FfdDocument
@@ -121,7 +142,9 @@ class AtolDevice:
         if warnings.not_printed:  # fiscalized, paper not printed: finish the printing
             with _quietly():
                 self._run(mapping.continue_print_task())
-        return mapping.fiscal_result(receipt_id, answer, document=document)
+        result = mapping.fiscal_result(receipt_id, answer, document=document)
+        self._last = (result.fn, result.fd)
+        return result
 
     def find_document(self, receipt_id: str) -> FiscalResult | None:
         """The receipt's result from its tasks, else from the FN's archive (tag 1192)."""
@@ -134,6 +157,11 @@ class AtolDevice:
                 return self._archive_receipt(fd)
             if state.status not in ("error", "interrupted", "canceled"):
                 raise OutcomeUnknown(f"the task for {receipt_id} is still {state.status}")
+        expected = None if self._expectations is None else self._expectations.read(receipt_id)
+        if expected is not None:
+            found = self._archive_receipt_or_none(expected.fd)
+            if found is not None and found.receipt_id == receipt_id:
+                return found  # the FD it was expected to get: tag 1192 says it is
         last = mapping.fn_status(self._run(mapping.fn_status_task())).last_fd
         for fd in range(last, max(last - ARCHIVE_LOOKBACK, 0), -1):
             found = self._archive_receipt(fd)
@@ -151,6 +179,13 @@ class AtolDevice:
                 unsent = exchange.first_unsent_fd is not None and fd >= exchange.first_unsent_fd
                 entries.append(JournalEntry(found, confirmed=not unsent))
         return entries
+
+    def _archive_receipt_or_none(self, fd: int) -> FiscalResult | None:
+        """``_archive_receipt``, or None when the FN has no such document (yet)."""
+        try:
+            return self._archive_receipt(fd)
+        except DeviceError:
+            return None
 
     def _archive_receipt(self, fd: int) -> FiscalResult | None:
         document = mapping.fn_document(self._run(mapping.fn_document_task(fd)))
@@ -187,10 +222,12 @@ class AtolDevice:
 
     def open_shift(self, cashier: str | None = None) -> ShiftReport:
         operator = mapping.Operator(cashier) if cashier else None
+        self._last = None  # another document takes an FD: read it again before a receipt
         return mapping.shift_report("open", self._run(mapping.open_shift_task(operator)))
 
     def close_shift(self, cashier: str | None = None) -> ShiftReport:
         operator = mapping.Operator(cashier) if cashier else None
+        self._last = None
         return mapping.shift_report("z", self._run(mapping.close_shift_task(operator)))
 
     def x_report(self) -> ShiftReport:
@@ -204,6 +241,8 @@ class AtolDevice:
 
     def close(self) -> None:
         self._transport.close()
+        if self._expectations is not None:
+            self._expectations.close()
 
     def _run(self, task: dict[str, Any]) -> dict[str, Any]:
         """A task that changes no receipt, under a fresh uuid."""
