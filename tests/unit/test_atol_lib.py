@@ -195,3 +195,11 @@ def test_the_expected_fd_is_written_before_the_print_and_read_back_after_a_resta
     assert found is not None and found.fd == printed[0].fd
     assert restarted_fptr.calls == ["getFnDocument"]  # straight to the expected FD
     expectations.close()
+
+
+def test_an_archive_fiscal_sign_in_hex_bytes_is_the_printed_number() -> None:
+    from kkt_adapter.device.atol.device import archive_fp
+
+    assert archive_fp("0123456789") == "0123456789"  # digits: as they are
+    assert archive_fp("31 B2 00 00 30 39") == "12345"  # the last 4 bytes, big-endian
+    assert archive_fp("31B2DEADBEEF") == str(0xDEADBEEF)

@@ -265,6 +265,21 @@ class _quietly:
         return False
 
 
+def archive_fp(value: object) -> str:
+    """Tag 1077 of an archive document as the fiscal sign the receipt and QR show.
+
+    The driver gives it as hex bytes (6 bytes, the FN's "ФПД"); the printed FP is the last 4
+    of them read as a big-endian number. Digits are taken as they are (the emulator's form).
+    """
+    text = str(value).strip()
+    if text.isdigit():
+        return text
+    try:
+        return str(int(text.replace(" ", "")[-8:], 16))
+    except ValueError:
+        return text
+
+
 def _result_of(document: mapping.FnDocument) -> FiscalResult | None:
     """Our fiscal result of a receipt read from the FN's archive (money back to kopecks)."""
     tags = document.tags
@@ -290,7 +305,7 @@ def _result_of(document: mapping.FnDocument) -> FiscalResult | None:
         ]
     when = datetime.fromisoformat(str(tags["1012"]))
     total = int(ours.get("1020", 0))
-    fn, fp = str(tags["1041"]), str(tags["1077"])
+    fn, fp = str(tags["1041"]), archive_fp(tags["1077"])
     return FiscalResult(
         receipt_id=document.receipt_id,
         fn=fn,
