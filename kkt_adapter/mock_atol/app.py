@@ -63,9 +63,11 @@ class Faults:
 class AtolEmulator:
     """The queue, the worker thread and the FN's OFD exchange (see the module docstring)."""
 
-    def __init__(self, data_dir: Path, *, key: bytes, ofd_url: str | None) -> None:
+    def __init__(
+        self, data_dir: Path, *, key: bytes, ofd_url: str | None, strict: bool = False
+    ) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
-        self.kkt = EmulatedKkt(data_dir, key=key)
+        self.kkt = EmulatedKkt(data_dir, key=key, strict=strict)
         self.faults = Faults()
         self.exchange = Exchange()
         self._conn = connect(data_dir / STORE_FILE)
@@ -265,12 +267,17 @@ class AtolEmulator:
             self.exchange.last_error = None
 
 
-def create_mock_atol_app(data_dir: Path, *, key: bytes, ofd_url: str | None = None) -> FastAPI:
-    """The ATOL web-server emulator as an ASGI app (see the module docstring)."""
+def create_mock_atol_app(
+    data_dir: Path, *, key: bytes, ofd_url: str | None = None, strict: bool = False
+) -> FastAPI:
+    """The ATOL web-server emulator as an ASGI app (see the module docstring); ``strict``: its
+    core refuses a repeat print request (``EmulatedKkt``)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        emulator = await asyncio.to_thread(AtolEmulator, data_dir, key=key, ofd_url=ofd_url)
+        emulator = await asyncio.to_thread(
+            AtolEmulator, data_dir, key=key, ofd_url=ofd_url, strict=strict
+        )
         emulator.start()
         app.state.emulator = emulator
         try:

@@ -370,10 +370,22 @@ def _query(kkt: EmulatedKkt, kind: str, exchange: Exchange) -> dict[str, Any]:
     return {}  # continuePrint: nothing was left unprinted
 
 
+# The core's document kinds as the driver's ``fiscalDocumentType``.
+ARCHIVE_KINDS = {"receipt": "receipt", "open_shift": "openShift", "close_shift": "closeShift"}
+
+
 def _fn_document(kkt: EmulatedKkt, fd: int) -> dict[str, Any]:
+    """Any document of the FN's archive, as a real FN keeps every FD: a receipt with its QR
+    and money as rubles, a shift report with its own type."""
+    archived = kkt.archive_document(fd)
+    if archived is None:
+        raise TaskError(401, f"Документ {fd} не найден в архиве ФН")
+    kind, document = archived
+    if kind != "receipt":
+        return {**document, "fiscalDocumentType": ARCHIVE_KINDS.get(kind, kind)}
     entries = kkt.journal(fd - 1, 1)
     if not entries or entries[0].result.fd != fd:
-        raise TaskError(401, f"Документ {fd} не найден в архиве ФН (or it is no receipt)")
+        raise TaskError(401, f"Документ {fd} не найден в архиве ФН")
     result = entries[0].result
     tags: dict[str, Any] = {**result.document, "fiscalDocumentType": "receipt", "qr": result.qr}
     for tag in ("1020", *PAYMENT_TAGS.values()):  # the driver gives money as rubles

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import pytest
 from helpers import receipt
 
 from kkt_adapter.api.schemas import parse_receipt
+from kkt_adapter.device.atol import mapping
 from kkt_adapter.device.atol.mapping import receipt_task
+from kkt_adapter.device.emulator import EmulatedKkt
 from kkt_adapter.domain.journal import stamped
-from kkt_adapter.mock_atol.tasks import TaskError, parse_task, receipt_document
+from kkt_adapter.mock_atol.tasks import Exchange, TaskError, parse_task, receipt_document, run_task
 from kkt_adapter.service import new_receipt
 
 
@@ -51,3 +54,27 @@ def test_anything_a_register_would_refuse_is_refused_naming_the_field(
     with pytest.raises(TaskError) as refused:
         parse_task(change(task))
     assert refused.value.code == 501 and field in refused.value.description
+
+
+def test_the_fn_archive_gives_every_fd_a_shift_opening_too(tmp_path: Path) -> None:
+    """Found by the ATOL crash suite: the archive answered only receipts, so the adapter's
+    search of the FN's archive for a receipt (after a crash) failed at the shift's opening,
+    and its start-up with it."""
+    kkt = EmulatedKkt(tmp_path, key=b"test-key", strict=True)
+    receipt_id, _, task = task_of()
+    printed = run_task(kkt, task, "uuid-1", Exchange())  # opens the shift: FD 1, then FD 2
+    assert printed["fiscalParams"]["fiscalDocumentNumber"] == 2
+    archive = [
+        mapping.fn_document(
+            run_task(kkt, {"type": "getFnDocument", "fiscalDocumentNumber": fd}, "q", Exchange())
+        )
+        for fd in (1, 2)
+    ]
+    assert [(d.fd, d.kind, d.receipt_id) for d in archive] == [
+        (1, "openShift", None),
+        (2, "receipt", receipt_id),
+    ]
+    with pytest.raises(TaskError) as beyond:
+        run_task(kkt, {"type": "getFnDocument", "fiscalDocumentNumber": 3}, "q", Exchange())
+    assert beyond.value.code == 401
+    kkt.close()
