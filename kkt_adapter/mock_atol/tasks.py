@@ -327,6 +327,29 @@ def run_task(kkt: EmulatedKkt, task: Any, uuid: str, exchange: Exchange) -> dict
     return _query(kkt, parsed.type, exchange)
 
 
+def interrupted_result(kkt: EmulatedKkt, task: Any, uuid: str) -> dict[str, Any] | None:
+    """The outcome of a task a power loss caught mid-run, learned from the FN, as a real web
+    server learns it before it unblocks its queue: a receipt the FN has is ``ready`` with its
+    document's ``fiscalParams`` (printing it again would be a second receipt), one it lacks was
+    never closed (``interrupted``); a shift report is ``interrupted`` (the client reads the
+    shift's state). ``None``: a query, safe to run again."""
+    try:
+        parsed = parse_task(task)
+    except TaskError:
+        return None  # refused again when run
+    if isinstance(parsed, ReceiptTask):
+        receipt_id, _ = receipt_document(parsed, uuid)
+        found = kkt.find_document(receipt_id)
+        if found is not None:
+            params = fiscal_params(found, kkt.status().registration_number)
+            return {"status": "ready", "result": {"fiscalParams": params,
+                                                  "warnings": {"recovered": True}}}  # fmt: skip
+        return {"status": "interrupted"}
+    if isinstance(parsed, OperatorTask):
+        return {"status": "interrupted"}
+    return None
+
+
 def _query(kkt: EmulatedKkt, kind: str, exchange: Exchange) -> dict[str, Any]:
     status = kkt.status()
     if kind == "getDeviceStatus":

@@ -15,8 +15,11 @@ from kkt_adapter.device.atol import mapping
 from kkt_adapter.device.atol.mapping import receipt_task
 from kkt_adapter.device.emulator import EmulatedKkt
 from kkt_adapter.domain.journal import stamped
+from kkt_adapter.mock_atol.app import AtolEmulator
 from kkt_adapter.mock_atol.tasks import Exchange, TaskError, parse_task, receipt_document, run_task
 from kkt_adapter.service import new_receipt
+
+QUERY = {"type": "getShiftStatus"}
 
 
 def task_of(**changes: Any) -> tuple[str, dict[str, Any], dict[str, Any]]:
@@ -78,3 +81,32 @@ def test_the_fn_archive_gives_every_fd_a_shift_opening_too(tmp_path: Path) -> No
         run_task(kkt, {"type": "getFnDocument", "fiscalDocumentNumber": 3}, "q", Exchange())
     assert beyond.value.code == 401
     kkt.close()
+
+
+def test_a_receipt_task_a_stop_caught_mid_run_is_settled_from_the_fn_never_run_again(
+    tmp_path: Path,
+) -> None:
+    """Found by the ATOL crash suite: mock-atol killed while a receipt task ran put the task
+    back to ``wait`` and ran it again at its next start, a second print of a receipt the FN
+    had closed (a real register prints it twice; the strict core refused and counted it)."""
+    printed_id, _, printed_task = task_of()
+    lost_id, _, lost_task = task_of(items=[{"name": "Другой", "price": "2.00", "quantity": "1",
+                                            "vat": "vat22"}],
+                                    payments=[{"method": "cash", "amount": "2.00"}])  # fmt: skip
+    emulator = AtolEmulator(tmp_path, key=b"test-key", ofd_url=None, strict=True)
+    for uuid, task in (("printed", printed_task), ("lost", lost_task), ("query", QUERY)):
+        emulator.add(uuid, [task])
+    # The stop came while all three were in progress; the FN closed only the first receipt.
+    fiscalized = run_task(emulator.kkt, printed_task, "printed", Exchange())
+    emulator._conn.execute("UPDATE requests SET status = 'inProgress'")
+    emulator.close()
+
+    again = AtolEmulator(tmp_path, key=b"test-key", ofd_url=None, strict=True)
+    printed = again.results("printed")
+    assert printed is not None and printed["results"][0]["status"] == "ready"
+    assert printed["results"][0]["result"]["fiscalParams"] == fiscalized["fiscalParams"]
+    assert again.results("lost") == {"results": [{"status": "interrupted"}]}
+    assert again.results("query") == {"results": [{"status": "wait"}]}  # a query runs again
+    assert again.kkt.find_document(lost_id) is None and again.kkt.repeat_prints() == 0
+    assert again.kkt.find_document(printed_id) is not None
+    again.close()
