@@ -285,6 +285,50 @@ def start_mock_ofd(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
         time.sleep(0.05)
 
 
+def start_mock_atol(
+    data_dir: Path, port: int, ofd_url: str, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Run ``kkt-adapter mock-atol --strict`` on 127.0.0.1:``port`` (the same port each time it
+    is started again, so the adapter's ``KKT_ATOL_URL`` stays right), its FN delivering to
+    ``ofd_url``; output appended to ``<data_dir>.log``; waits for ``listening on``."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir.parent / f"{data_dir.name}.log"
+    args = [
+        str(kkt_adapter_script()),
+        "mock-atol",
+        "--strict",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+        "--ofd-url",
+        ofd_url,
+        "--log-level",
+        "warning",
+    ]
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("KKT_")}
+    offset = log_path.stat().st_size if log_path.exists() else 0
+    with log_path.open("ab") as log_file:
+        proc = subprocess.Popen(
+            args, env={**clean, **(env or {})}, stdout=log_file, stderr=subprocess.STDOUT
+        )
+    deadline = time.monotonic() + STARTUP_DEADLINE_S
+    while True:
+        text = log_path.read_bytes()[offset:].decode(errors="replace")
+        if " listening on " in text:
+            return proc
+        if proc.poll() is not None:
+            raise RuntimeError(f"mock-atol exited early ({proc.returncode}):\n{text[-4000:]}")
+        if time.monotonic() > deadline:
+            stop(proc)
+            raise RuntimeError(
+                f"mock-atol not listening after {STARTUP_DEADLINE_S}s:\n{text[-4000:]}"
+            )
+        time.sleep(0.05)
+
+
 # --------------------------------------------------------------------------- small HTTP calls
 
 

@@ -334,6 +334,15 @@ def mock_atol(
             show_default=False,
         ),
     ] = None,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            envvar="KKT_EMULATOR_STRICT",
+            help="Refuse a print request for a receipt fiscalized already (counted either way),"
+            " as serve's KKT_EMULATOR_STRICT.",
+        ),
+    ] = False,
     log_level: Annotated[str, typer.Option("--log-level", help="Log level.")] = "info",
     log_format: Annotated[
         str, typer.Option("--log-format", envvar="KKT_LOG_FORMAT", help="json or text.")
@@ -355,7 +364,7 @@ def mock_atol(
         err=True,
     )
     fiscal_key = (key or DEFAULT_EMULATOR_KEY).encode()
-    asgi_app = create_mock_atol_app(data_dir, key=fiscal_key, ofd_url=ofd_url)
+    asgi_app = create_mock_atol_app(data_dir, key=fiscal_key, ofd_url=ofd_url, strict=strict)
     run_server(asgi_app, host, port, "kkt-adapter mock-atol", log_level.lower())
 
 

@@ -164,7 +164,19 @@ class IntakeService:
         except Exception as exc:
             # The device may or may not have printed: ask its log rather than guess (I2).
             log.exception("device failure while printing %s", receipt_id)
-            found = yield self._device.find_call(receipt_id)
+            try:
+                found = yield self._device.find_call(receipt_id)
+            except Exception as lookup:
+                # Neither printed nor refused for certain (the register's web server went
+                # away mid-task, and its queued task may still run): the receipt stays
+                # ``accepted``, settled from the device later - the POS's retry, housekeeping,
+                # start-up - and never printed again without proof that it was not (I2).
+                log.error("receipt %s: outcome unknown, left accepted: %s", receipt_id, lookup)
+                return DeviceError(
+                    f"the KKT's outcome is unknown ({exc}) and it cannot be asked now"
+                    f" ({lookup}); retry with the same Idempotency-Key",
+                    reason="outcome_unknown",
+                )
             if found is None:
                 tx.print_failed(receipt_id, "device_error")
                 return DeviceError(f"the KKT failed: {exc}", reason="device_error")
@@ -197,14 +209,28 @@ class IntakeService:
         receipt_id = (busy.details or {}).get("receipt_id")
         if not isinstance(receipt_id, str):
             raise busy
-        body = await self.settle_leftover(receipt_id, new.idempotency_key, own=1)
+        try:
+            body = await self.settle_leftover(receipt_id, new.idempotency_key, own=1)
+        except Exception as lookup:  # the device cannot be asked now: neither print nor guess
+            raise DeviceError(
+                f"receipt {receipt_id}: the KKT's outcome is unknown and it cannot be asked"
+                f" now ({lookup}); retry with the same Idempotency-Key",
+                reason="outcome_unknown",
+            ) from None
         if body is not None:
             return Intake(body, replayed=True)
         row = await self._buffer.get_receipt(receipt_id)
-        if row is None or self._buffer.owner_alive(row["owner"]):
+        if row is None or row["status"] != ReceiptStatus.ACCEPTED:
             raise busy
+        if row["owner"] == self._buffer.owner:
+            if self._inflight.get(new.idempotency_key, 0) > 1:
+                raise busy  # another request here is printing it right now
+        elif self._buffer.owner_alive(row["owner"]):
+            raise busy
+        # Its process died before printing it, or this one left it after an unknown outcome
+        # that the KKT has now answered: not printed.
         await self._buffer.record_print_failed(receipt_id, "interrupted_before_print")
-        log.warning("receipt %s: its process died before printing it; printing it now", receipt_id)
+        log.warning("receipt %s: the KKT never printed it; printing it now", receipt_id)
         try:
             return await self._buffer.intake(lambda tx: self._intake_steps(tx, new), self._device)
         except RequestInProgress:
@@ -247,7 +273,13 @@ class IntakeService:
             if self._buffer.owner_alive(row.owner):
                 continue
             receipt_id = row.receipt_id
-            result = await self._device.find(receipt_id)
+            try:
+                result = await self._device.find(receipt_id)
+            except Exception as exc:  # the device cannot tell now: left for the next sweep
+                log.warning(
+                    "receipt %s left accepted: the KKT cannot tell now: %s", receipt_id, exc
+                )
+                continue
             if result is not None:
                 printed.append(result)
             else:

@@ -66,9 +66,9 @@ MUTANTS = (
         "I2",
         "start-up reconciliation prints a leftover again instead of looking it up in the KKT's log",
         "kkt_adapter/service.py",
-        code(12, "result = await self._device.find(receipt_id)"),
+        code(16, "result = await self._device.find(receipt_id)"),
         code(
-            12,
+            16,
             "row = await self._buffer.get_receipt(receipt_id)",
             "assert row is not None",
             "document = __import__('json').loads(row['document'])",
@@ -201,6 +201,15 @@ MUTANTS = (
         "tail.append(self._recovered(entry, stamp))",
         "pass",
         ("tests/api/test_journal.py",),
+    ),
+    Mutant(
+        "M10",
+        "I8 (an unknown outcome)",
+        "a print whose outcome is unknown, with a device that cannot be asked, is marked failed",
+        "kkt_adapter/service.py",
+        'log.error("receipt %s: outcome unknown, left accepted: %s", receipt_id, lookup)',
+        'tx.print_failed(receipt_id, "device_error")',
+        ("tests/api/test_unknown_outcome.py",),
     ),
 )
 

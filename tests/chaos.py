@@ -89,15 +89,28 @@ class Report:
     violations: list[str] = field(default_factory=list)
 
 
-def sell_until(stop: threading.Event, url: str, ledger: Ledger, seed: int) -> None:
-    """Post receipts until stopped or the connection dies; keep the acknowledged ones."""
+def sell_until(
+    stop: threading.Event,
+    url: str,
+    ledger: Ledger,
+    seed: int,
+    refusals: frozenset[tuple[int, str]] = EXPECTED_REFUSALS,
+) -> None:
+    """Post receipts until stopped or the connection dies; keep the acknowledged ones. An
+    answer other than 200 and ``refusals`` is noted as a problem."""
     try:
-        _sell_until(stop, url, ledger, seed)
+        _sell_until(stop, url, ledger, seed, refusals)
     except Exception as exc:  # noted, not lost with the thread: the round reports it
         ledger.note(f"seller failed: {exc!r}")
 
 
-def _sell_until(stop: threading.Event, url: str, ledger: Ledger, seed: int) -> None:
+def _sell_until(
+    stop: threading.Event,
+    url: str,
+    ledger: Ledger,
+    seed: int,
+    refusals: frozenset[tuple[int, str]],
+) -> None:
     rng = random.Random(seed)
     with httpx.Client(base_url=url, timeout=5) as http:
         while not stop.is_set():
@@ -117,7 +130,7 @@ def _sell_until(stop: threading.Event, url: str, ledger: Ledger, seed: int) -> N
             if answer.status_code == 200:
                 fiscal = answer.json()["fiscal"]
                 ledger.record(key, answer.json()["receipt_id"], int(fiscal["fd"]))
-            elif (answer.status_code, answer.json().get("code")) not in EXPECTED_REFUSALS:
+            elif (answer.status_code, answer.json().get("code")) not in refusals:
                 ledger.note(f"answer {answer.status_code}: {answer.text[:200]}")
 
 
@@ -219,8 +232,11 @@ def lose_the_gates_stamp(data: Path) -> None:
     (data / "kkt-device.lock").write_bytes(b"")
 
 
-def check_files(data: Path, ledger: Ledger, *, settled: bool) -> list[str]:
-    """I1, I2, I4, I5 and I8 from the buffer and the KKT's own files (right after a restart)."""
+def check_files(
+    data: Path, ledger: Ledger, *, settled: bool, device_data: Path | None = None
+) -> list[str]:
+    """I1, I2, I4, I5 and I8 from the buffer and the KKT's own files (right after a restart);
+    the KKT's in ``device_data`` if given (mock-atol's), else in the adapter's ``data``."""
     problems: list[str] = []
     with contextlib.closing(sqlite3.connect(data / "buffer.sqlite", timeout=30)) as buffer:
         rows = {
@@ -229,7 +245,7 @@ def check_files(data: Path, ledger: Ledger, *, settled: bool) -> list[str]:
                 "SELECT id, status, fd, fn, hlc_wall, hlc_counter, hlc_node FROM receipts"
             )
         }
-    documents, repeats = device_log(data)
+    documents, repeats = device_log(device_data or data)
     if repeats:
         problems.append(f"I2: the KKT was asked {repeats} times to print a receipt it had printed")
     with ledger.lock:
@@ -299,9 +315,10 @@ def ofd_documents(ofd: httpx.Client) -> list[dict[str, Any]]:
 
 def final_check(
     adapter: Adapter, data: Path, ofd_url: str, ledger: Ledger, report: Report,
-    timeout: float = 120,
+    timeout: float = 120, device_data: Path | None = None,
 ) -> None:  # fmt: skip
-    """Let the last instance drain, then I3: the OFD holds each synced receipt once."""
+    """Let the last instance drain, then I3: the OFD holds each synced receipt once (the KKT's
+    files in ``device_data`` if given, as ``check_files``)."""
     with (
         httpx.Client(base_url=adapter.url, timeout=30) as http,
         httpx.Client(base_url=ofd_url, timeout=30) as ofd,
@@ -344,8 +361,8 @@ def final_check(
         report.violations.append(
             f"I3: OFD unique documents {stats['unique_documents']} != synced {status['synced']}"
         )
-    report.violations.extend(check_files(data, ledger, settled=True))
-    device_documents, report.repeat_prints = device_log(data)
+    report.violations.extend(check_files(data, ledger, settled=True, device_data=device_data))
+    device_documents, report.repeat_prints = device_log(device_data or data)
     report.device_documents = len(device_documents)
     report.printed_receipts = sum(1 for _, rid in device_documents if rid is not None)
 

@@ -192,12 +192,15 @@ def start_mock_ofd(tmp_path: Path) -> Iterator[Callable[..., Process]]:
 
 @pytest.fixture
 def start_mock_atol(tmp_path: Path) -> Iterator[Callable[..., Process]]:
-    """Start ``kkt-adapter mock-atol`` on a free port; every process is killed at teardown."""
+    """Start ``kkt-adapter mock-atol`` on a free port (or ``port``, to start it again where the
+    adapter looks for it); every process is killed at teardown."""
     started: list[Process] = []
 
-    def start(data_dir: Path | None = None, ofd_url: str | None = None) -> Process:
+    def start(
+        data_dir: Path | None = None, ofd_url: str | None = None, port: int | None = None
+    ) -> Process:
         data = data_dir or tmp_path / "atol-data"
-        args = ["mock-atol", "--host", "127.0.0.1", "--port", str(free_port()),
+        args = ["mock-atol", "--host", "127.0.0.1", "--port", str(port or free_port()),
                 "--data-dir", str(data)]  # fmt: skip
         if ofd_url:
             args += ["--ofd-url", ofd_url]

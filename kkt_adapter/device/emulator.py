@@ -122,6 +122,16 @@ class EmulatedKkt:
             row = store.find_receipt(conn, receipt_id)
         return None if row is None else store.result_from_row(row)
 
+    def archive_document(self, fd: int) -> tuple[str, FfdDocument] | None:
+        """Document ``fd`` of any kind (``receipt``, ``open_shift``, ``close_shift``) with its
+        tags, as the FN's archive gives it; ``None`` above the last FD."""
+        with self._tx("DEFERRED") as conn:
+            row = store.find_by_fd(conn, fd)
+        if row is None:
+            return None
+        document: FfdDocument = orjson.loads(row["document"])
+        return str(row["kind"]), document
+
     def journal(self, after_fd: int, limit: int) -> list[JournalEntry]:
         """Fiscalized receipts above ``after_fd`` in FD order, at most ``limit``."""
         with self._tx("DEFERRED") as conn:

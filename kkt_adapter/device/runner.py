@@ -139,9 +139,10 @@ class DeviceRunner:
         return GroupCall(self._print_group, (receipt_id, document), self.driver.max_group)
 
     def find_call(self, receipt_id: str) -> Callable[[], Stamped | None]:
-        """The call that looks a receipt up in the device's log (stamped if found); a lookup
-        that fails is logged and reads as not found."""
-        return partial(self._find_quietly, receipt_id)
+        """The call that looks a receipt up in the device's log (stamped if found; ``None``:
+        the device says it never printed it); a lookup that fails raises: the outcome stays
+        unknown, which is not the same as not printed (I2, I8)."""
+        return partial(self._find_stamped, receipt_id)
 
     def _print_group(self, items: list[tuple[str, FfdDocument]]) -> list[CallResult]:
         """Print the receipts queued for the device in one go (one durable write on it), under
@@ -178,13 +179,6 @@ class DeviceRunner:
                 return result, self._gate.stamp(self._clock)
             self._clock.merge(own)  # later stamps come above it
             return result, own
-
-    def _find_quietly(self, receipt_id: str) -> Stamped | None:
-        try:
-            return self._find_stamped(receipt_id)
-        except Exception:
-            log.exception("device lookup of %s failed", receipt_id)
-            return None
 
     def _stamp(self) -> HlcStamp:
         with self._gate.held():

@@ -3,7 +3,9 @@
 Tasks queue by the client's ``uuid`` in ``<data_dir>/mock-atol.sqlite`` and run one at a time
 on the KKT emulator's core (``<data_dir>/kkt-emulator.sqlite``) on a worker thread, through the
 real statuses: ``wait`` → ``inProgress`` → ``ready`` / ``error`` (``blocked`` after an injected
-power loss, until the outcome is known). Every answer carries ``X-ATOL-Emulator: true``.
+power loss, until the outcome is known). A task a stop caught ``inProgress`` is settled from
+the FN at the next start, never run again if it prints (``interrupted_result``); queued
+``wait`` tasks run. Every answer carries ``X-ATOL-Emulator: true``.
 
 With ``ofd_url`` the emulated FN sends its documents to the OFD itself (as a real register
 does over its own link) and keeps the unsent queue that ``ofdExchangeStatus`` reports.
@@ -37,7 +39,7 @@ from fastapi.responses import JSONResponse, Response
 
 from kkt_adapter.device.emulator import EmulatedKkt
 from kkt_adapter.domain.journal import read_mark
-from kkt_adapter.mock_atol.tasks import Exchange, TaskError, run_task
+from kkt_adapter.mock_atol.tasks import Exchange, TaskError, interrupted_result, run_task
 from kkt_adapter.sqlite import connect
 
 log = logging.getLogger(__name__)
@@ -63,9 +65,11 @@ class Faults:
 class AtolEmulator:
     """The queue, the worker thread and the FN's OFD exchange (see the module docstring)."""
 
-    def __init__(self, data_dir: Path, *, key: bytes, ofd_url: str | None) -> None:
+    def __init__(
+        self, data_dir: Path, *, key: bytes, ofd_url: str | None, strict: bool = False
+    ) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
-        self.kkt = EmulatedKkt(data_dir, key=key)
+        self.kkt = EmulatedKkt(data_dir, key=key, strict=strict)
         self.faults = Faults()
         self.exchange = Exchange()
         self._conn = connect(data_dir / STORE_FILE)
@@ -80,8 +84,32 @@ class AtolEmulator:
             self._threads.append(
                 threading.Thread(target=self._send_to_ofd, name="mock-atol-fn", daemon=True)
             )
-        with self._lock:  # a task caught mid-run by a stop is run again: the core knows it
-            self._conn.execute("UPDATE requests SET status = 'wait' WHERE status = 'inProgress'")
+        self._settle_interrupted()
+
+    def _settle_interrupted(self) -> None:
+        """Tasks a stop (a power loss) caught ``inProgress``: a real web server keeps them
+        ``blocked`` until it learns their outcome from the register; this one learns it from
+        its FN at once, before it answers anything. Never run a receipt task again: the FN
+        may have closed the document (I2)."""
+        with self._lock:
+            caught = self._conn.execute(
+                "SELECT uuid, tasks FROM requests WHERE status = 'inProgress'"
+            ).fetchall()
+        for uuid, tasks in caught:
+            outcomes = [interrupted_result(self.kkt, task, uuid) for task in json.loads(tasks)]
+            with self._lock:
+                if all(outcome is None for outcome in outcomes):  # queries: run them again
+                    self._conn.execute(
+                        "UPDATE requests SET status = 'wait' WHERE uuid = ?", (uuid,)
+                    )
+                    continue
+                results = [outcome or {"status": "interrupted"} for outcome in outcomes]
+                final = "ready" if all(r["status"] == "ready" for r in results) else "interrupted"
+                self._conn.execute(
+                    "UPDATE requests SET status = ?, results = ? WHERE uuid = ?",
+                    (final, json.dumps(results), uuid),
+                )
+            log.warning("mock-atol: task %s caught by a stop settled from the FN: %s", uuid, final)
 
     def start(self) -> None:
         for thread in self._threads:
@@ -91,7 +119,8 @@ class AtolEmulator:
         self._stop.set()
         self._wake.set()
         for thread in self._threads:
-            thread.join(timeout=10)
+            if thread.ident is not None:  # started
+                thread.join(timeout=10)
         self.kkt.close()
         self._conn.close()
 
@@ -265,12 +294,17 @@ class AtolEmulator:
             self.exchange.last_error = None
 
 
-def create_mock_atol_app(data_dir: Path, *, key: bytes, ofd_url: str | None = None) -> FastAPI:
-    """The ATOL web-server emulator as an ASGI app (see the module docstring)."""
+def create_mock_atol_app(
+    data_dir: Path, *, key: bytes, ofd_url: str | None = None, strict: bool = False
+) -> FastAPI:
+    """The ATOL web-server emulator as an ASGI app (see the module docstring); ``strict``: its
+    core refuses a repeat print request (``EmulatedKkt``)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        emulator = await asyncio.to_thread(AtolEmulator, data_dir, key=key, ofd_url=ofd_url)
+        emulator = await asyncio.to_thread(
+            AtolEmulator, data_dir, key=key, ofd_url=ofd_url, strict=strict
+        )
         emulator.start()
         app.state.emulator = emulator
         try:

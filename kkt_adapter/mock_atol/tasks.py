@@ -327,6 +327,29 @@ def run_task(kkt: EmulatedKkt, task: Any, uuid: str, exchange: Exchange) -> dict
     return _query(kkt, parsed.type, exchange)
 
 
+def interrupted_result(kkt: EmulatedKkt, task: Any, uuid: str) -> dict[str, Any] | None:
+    """The outcome of a task a power loss caught mid-run, learned from the FN, as a real web
+    server learns it before it unblocks its queue: a receipt the FN has is ``ready`` with its
+    document's ``fiscalParams`` (printing it again would be a second receipt), one it lacks was
+    never closed (``interrupted``); a shift report is ``interrupted`` (the client reads the
+    shift's state). ``None``: a query, safe to run again."""
+    try:
+        parsed = parse_task(task)
+    except TaskError:
+        return None  # refused again when run
+    if isinstance(parsed, ReceiptTask):
+        receipt_id, _ = receipt_document(parsed, uuid)
+        found = kkt.find_document(receipt_id)
+        if found is not None:
+            params = fiscal_params(found, kkt.status().registration_number)
+            return {"status": "ready", "result": {"fiscalParams": params,
+                                                  "warnings": {"recovered": True}}}  # fmt: skip
+        return {"status": "interrupted"}
+    if isinstance(parsed, OperatorTask):
+        return {"status": "interrupted"}
+    return None
+
+
 def _query(kkt: EmulatedKkt, kind: str, exchange: Exchange) -> dict[str, Any]:
     status = kkt.status()
     if kind == "getDeviceStatus":
@@ -370,13 +393,22 @@ def _query(kkt: EmulatedKkt, kind: str, exchange: Exchange) -> dict[str, Any]:
     return {}  # continuePrint: nothing was left unprinted
 
 
+# The core's document kinds as the driver's ``fiscalDocumentType``.
+ARCHIVE_KINDS = {"receipt": "receipt", "open_shift": "openShift", "close_shift": "closeShift"}
+
+
 def _fn_document(kkt: EmulatedKkt, fd: int) -> dict[str, Any]:
+    """Any document of the FN's archive, as a real FN keeps every FD: a receipt with its QR
+    and money as rubles, a shift report with its own type."""
+    archived = kkt.archive_document(fd)
+    if archived is None:
+        raise TaskError(401, f"Документ {fd} не найден в архиве ФН")
+    kind, document = archived
+    if kind != "receipt":
+        return {**document, "fiscalDocumentType": ARCHIVE_KINDS.get(kind, kind)}
     entries = kkt.journal(fd - 1, 1)
     if not entries or entries[0].result.fd != fd:
-        if fd > kkt.status().last_fd:
-            raise TaskError(401, f"Документ {fd} не найден в архиве ФН")
-        # A shift document: the emulator core's journal lists receipts only.
-        return {"1040": fd, "fiscalDocumentType": "openShift"}
+        raise TaskError(401, f"Документ {fd} не найден в архиве ФН")
     result = entries[0].result
     tags: dict[str, Any] = {**result.document, "fiscalDocumentType": "receipt", "qr": result.qr}
     for tag in ("1020", *PAYMENT_TAGS.values()):  # the driver gives money as rubles

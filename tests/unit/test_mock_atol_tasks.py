@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import json
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import pytest
 from helpers import receipt
 
 from kkt_adapter.api.schemas import parse_receipt
+from kkt_adapter.device.atol import mapping
 from kkt_adapter.device.atol.mapping import receipt_task
+from kkt_adapter.device.emulator import EmulatedKkt
 from kkt_adapter.domain.journal import stamped
-from kkt_adapter.mock_atol.tasks import TaskError, parse_task, receipt_document
+from kkt_adapter.mock_atol.app import AtolEmulator
+from kkt_adapter.mock_atol.tasks import Exchange, TaskError, parse_task, receipt_document, run_task
 from kkt_adapter.service import new_receipt
+
+QUERY = {"type": "getShiftStatus"}
 
 
 def task_of(**changes: Any) -> tuple[str, dict[str, Any], dict[str, Any]]:
@@ -51,3 +57,56 @@ def test_anything_a_register_would_refuse_is_refused_naming_the_field(
     with pytest.raises(TaskError) as refused:
         parse_task(change(task))
     assert refused.value.code == 501 and field in refused.value.description
+
+
+def test_the_fn_archive_gives_every_fd_a_shift_opening_too(tmp_path: Path) -> None:
+    """Found by the ATOL crash suite: the archive answered only receipts, so the adapter's
+    search of the FN's archive for a receipt (after a crash) failed at the shift's opening,
+    and its start-up with it."""
+    kkt = EmulatedKkt(tmp_path, key=b"test-key", strict=True)
+    receipt_id, _, task = task_of()
+    printed = run_task(kkt, task, "uuid-1", Exchange())  # opens the shift: FD 1, then FD 2
+    assert printed["fiscalParams"]["fiscalDocumentNumber"] == 2
+    archive = [
+        mapping.fn_document(
+            run_task(kkt, {"type": "getFnDocument", "fiscalDocumentNumber": fd}, "q", Exchange())
+        )
+        for fd in (1, 2)
+    ]
+    assert [(d.fd, d.kind, d.receipt_id) for d in archive] == [
+        (1, "openShift", None),
+        (2, "receipt", receipt_id),
+    ]
+    with pytest.raises(TaskError) as beyond:
+        run_task(kkt, {"type": "getFnDocument", "fiscalDocumentNumber": 3}, "q", Exchange())
+    assert beyond.value.code == 401
+    kkt.close()
+
+
+def test_a_receipt_task_a_stop_caught_mid_run_is_settled_from_the_fn_never_run_again(
+    tmp_path: Path,
+) -> None:
+    """Found by the ATOL crash suite: mock-atol killed while a receipt task ran put the task
+    back to ``wait`` and ran it again at its next start, a second print of a receipt the FN
+    had closed (a real register prints it twice; the strict core refused and counted it)."""
+    printed_id, _, printed_task = task_of()
+    lost_id, _, lost_task = task_of(items=[{"name": "Другой", "price": "2.00", "quantity": "1",
+                                            "vat": "vat22"}],
+                                    payments=[{"method": "cash", "amount": "2.00"}])  # fmt: skip
+    emulator = AtolEmulator(tmp_path, key=b"test-key", ofd_url=None, strict=True)
+    for uuid, task in (("printed", printed_task), ("lost", lost_task), ("query", QUERY)):
+        emulator.add(uuid, [task])
+    # The stop came while all three were in progress; the FN closed only the first receipt.
+    fiscalized = run_task(emulator.kkt, printed_task, "printed", Exchange())
+    emulator._conn.execute("UPDATE requests SET status = 'inProgress'")
+    emulator.close()
+
+    again = AtolEmulator(tmp_path, key=b"test-key", ofd_url=None, strict=True)
+    printed = again.results("printed")
+    assert printed is not None and printed["results"][0]["status"] == "ready"
+    assert printed["results"][0]["result"]["fiscalParams"] == fiscalized["fiscalParams"]
+    assert again.results("lost") == {"results": [{"status": "interrupted"}]}
+    assert again.results("query") == {"results": [{"status": "wait"}]}  # a query runs again
+    assert again.kkt.find_document(lost_id) is None and again.kkt.repeat_prints() == 0
+    assert again.kkt.find_document(printed_id) is not None
+    again.close()

@@ -35,6 +35,10 @@ from kkt_adapter.device.atol.mapping import device_error
 from kkt_adapter.errors import DeviceError
 
 FINAL = frozenset({"ready", "error", "interrupted", "canceled"})
+FIRST_POLL_S = 0.005
+"""The first pause before reading a task's state again, doubled up to the poll interval: a
+query takes a register milliseconds, and a flat 50 ms per task made the archive search
+after a crash (up to 50 tasks) take 2.7 s of the adapter's start-up against mock-atol."""
 WAITING = frozenset({"wait", "inProgress", "blocked"})
 
 
@@ -126,6 +130,7 @@ class AtolWebTransport:
     def wait(self, uuid: str) -> dict[str, Any]:
         """Poll ``uuid`` until a final status or the deadline; its result if ``ready``."""
         deadline = time.monotonic() + self._deadline_s
+        pause = FIRST_POLL_S
         while True:
             state = self.state(uuid)
             if state is None:
@@ -145,7 +150,8 @@ class AtolWebTransport:
                 raise OutcomeUnknown(
                     f"task {uuid} is still {state.status} after {self._deadline_s:.0f} s"
                 )
-            time.sleep(self._poll_s)
+            time.sleep(min(pause, self._poll_s))
+            pause *= 2
 
 
 # HTTP refusals of the web server itself: (our reason, Retry-After); a task's own errors are
