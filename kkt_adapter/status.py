@@ -226,6 +226,7 @@ def kkt_component(facts: Facts, *, stale_after_ms: int = STALE_AFTER_MS) -> Json
             ("out_of_paper", not device.paper),
             ("fn_blocked", device.fn_blocked),
             ("shift_expired", device.shift_expired),
+            ("cover_open", device.cover_open),
         )
         if bad
     ]

@@ -50,6 +50,8 @@ class DeviceStatus:
     fn_blocked: bool
     first_unconfirmed_fd: int | None = None
     """The FD of the oldest receipt the OFD has not acknowledged (``None``: none)."""
+    cover_open: bool = False
+    """The printer's cover is open (a register that reports it; the emulator never does)."""
 
 
 @dataclass(frozen=True)

@@ -975,6 +975,29 @@ def test_device_status_shift_states(shift: str, open_: bool, expired: bool) -> N
     assert (status.unconfirmed_count, status.first_unconfirmed_fd) == (0, None)
 
 
+def test_an_open_cover_is_a_problem_of_the_kkt_in_health() -> None:
+    from dataclasses import replace
+
+    from kkt_adapter.status import Facts, kkt_component
+
+    device = DeviceState("opened", False, True, True, True, True, None)  # the cover is open
+    status = atol.device_status(
+        device,
+        ShiftState("opened", 12, None),
+        atol.fn_info(FN_INFO),
+        FnStatus(71),
+        ExchangeStatus(0, None, None, None, None),
+        model="ATOL 30F",
+        registration_number="1",
+    )
+    assert status.cover_open is True
+    counts = {s: 0 for s in ("accepted", "print_failed", "pending", "syncing", "synced", "failed")}
+    facts = Facts({**counts, "total": 0, "dlq": 0}, 10, None, status, None, 0)
+    component = kkt_component(facts)
+    assert (component["status"], component["problems"]) == ("error", ["cover_open"])
+    assert kkt_component(replace(facts, device=replace(status, cover_open=False)))["status"] == "ok"
+
+
 # -- errors ----------------------------------------------------------------------------------
 
 

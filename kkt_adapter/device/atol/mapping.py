@@ -735,6 +735,7 @@ def device_status(
         unconfirmed_count=exchange.unsent_count,
         oldest_unconfirmed_at=exchange.first_unsent_at,
         fn_blocked=device.blocked,
+        cover_open=device.cover_open,
         first_unconfirmed_fd=exchange.first_unsent_fd,
     )
 
