@@ -107,6 +107,7 @@ def alerts(facts: Facts) -> list[dict[str, str]]:
         elif age_days >= FN_WARN_DAYS:
             found.append(_alert("warning", "fn_offline_limit", _fn_message(age_days, left)))
     found.extend(_journal_alerts(facts.journal))
+    found.extend(_fn_expiry_alerts(facts))
     if facts.device is not None and facts.device.shift_expired:
         found.append(
             _alert("critical", "shift_over_24h", "the shift is open over 24 h: close it (Z report)")
@@ -137,6 +138,28 @@ def oldest_unconfirmed_ms(facts: Facts) -> int | None:
     if device is not None and device.oldest_unconfirmed_at is not None:
         found.append(int(device.oldest_unconfirmed_at.timestamp() * 1000))
     return min(found, default=None)
+
+
+FN_EXPIRY_WARN_DAYS = 30
+FN_EXPIRY_CRITICAL_DAYS = 3
+
+
+def _fn_expiry_alerts(facts: Facts) -> list[dict[str, str]]:
+    """The FN's validity runs out: it must be replaced (and re-registered) before then."""
+    device = facts.device
+    if device is None or device.fn_valid_until is None:
+        return []
+    left = (device.fn_valid_until.timestamp() * 1000 - facts.now_ms) / (24 * HOUR_MS)
+    if left >= FN_EXPIRY_WARN_DAYS:
+        return []
+    level = "critical" if left < FN_EXPIRY_CRITICAL_DAYS else "warning"
+    message = (
+        f"the FN {device.fn} expired on {device.fn_valid_until.date()}: replace it"
+        if left <= 0
+        else f"the FN {device.fn} expires on {device.fn_valid_until.date()}"
+        f" ({left:.1f} days left): replace it and re-register the KKT before then"
+    )
+    return [_alert(level, "fn_expiry", message)]
 
 
 def _journal_alerts(journal: JournalState | None) -> list[dict[str, str]]:
@@ -227,12 +250,15 @@ def kkt_component(facts: Facts, *, stale_after_ms: int = STALE_AFTER_MS) -> Json
             ("fn_blocked", device.fn_blocked),
             ("shift_expired", device.shift_expired),
             ("cover_open", device.cover_open),
+            ("fn_expired", _fn_expired(device, facts.now_ms)),
         )
         if bad
     ]
     # The journal's problems do not stop fiscalizing: health degraded, not unhealthy.
     journal = [] if facts.journal is None else facts.journal.problems()
     warnings = (["status_stale"] if stale else []) + journal
+    if device.fn_memory_warning:
+        warnings.append("fn_memory_nearly_full")
     return {
         "status": "error" if problems else "warning" if warnings else "ok",
         "problems": problems + warnings,
@@ -249,7 +275,16 @@ def kkt_component(facts: Facts, *, stale_after_ms: int = STALE_AFTER_MS) -> Json
         if device.oldest_unconfirmed_at is None
         else device.oldest_unconfirmed_at.isoformat(),
         "journal": None if facts.journal is None else journal_view(facts.journal),
+        "fn_valid_until": None
+        if device.fn_valid_until is None
+        else device.fn_valid_until.date().isoformat(),
+        "ffd_version": device.ffd_version,
     }
+
+
+def _fn_expired(device: DeviceStatus, now_ms: int) -> bool:
+    until = device.fn_valid_until
+    return until is not None and until.timestamp() * 1000 <= now_ms
 
 
 def reading_view(snapshot: StatusSnapshot | None) -> Json:

@@ -52,6 +52,12 @@ class DeviceStatus:
     """The FD of the oldest receipt the OFD has not acknowledged (``None``: none)."""
     cover_open: bool = False
     """The printer's cover is open (a register that reports it; the emulator never does)."""
+    fn_valid_until: datetime | None = None
+    """When the FN stops signing (its key's validity); ``None``: not reported."""
+    ffd_version: str | None = None
+    """The FFD version the FN works in ("1.2")."""
+    fn_memory_warning: bool = False
+    """The FN reports its memory nearly full (replace it soon)."""
 
 
 @dataclass(frozen=True)

@@ -150,6 +150,7 @@ class EmulatedKkt:
         with self._tx("DEFERRED") as conn:
             state = store.read_state(conn)
             count, oldest, first_fd = store.unconfirmed(conn)
+            valid_until = store.read_fn_valid_until(conn)
         return DeviceStatus(
             emulator=True,
             model=MODEL,
@@ -166,6 +167,8 @@ class EmulatedKkt:
             oldest_unconfirmed_at=oldest,
             fn_blocked=oldest is not None and now - oldest > self._offline_limit,
             first_unconfirmed_fd=first_fd,
+            fn_valid_until=valid_until,
+            ffd_version="1.2",
         )
 
     def open_shift(self, cashier: str | None = None) -> ShiftReport:
@@ -277,6 +280,7 @@ class EmulatedKkt:
             state = store.ensure_state(
                 conn, fn or "9999" + _digits(12), registration_number or _digits(16)
             )
+            store.fn_valid_until(conn, self._now())
         if fn is not None and fn != state.fn:
             raise ConfigError(f"{self.path} holds the emulator with FN {state.fn}, not {fn}")
 

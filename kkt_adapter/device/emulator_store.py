@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 2: print requests for a receipt id already fiscalized are counted (``repeat_prints``).
     ("ALTER TABLE device_state ADD COLUMN repeat_prints INTEGER NOT NULL DEFAULT 0",),
+    # 3: the emulated FN's validity (an FN is made for 15 or 36 months; set at first use).
+    ("ALTER TABLE device_state ADD COLUMN fn_valid_until TEXT",),
 )
+FN_MONTHS = 15
+"""An emulated FN is valid this long from its first use (the common 15-month FN)."""
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _STATE_COLUMNS = (
@@ -157,6 +161,22 @@ def ensure_state(conn: sqlite3.Connection, fn: str, registration_number: str) ->
         (fn, registration_number),
     )
     return read_state(conn)
+
+
+def fn_valid_until(conn: sqlite3.Connection, now: datetime) -> datetime:
+    """Until when the emulated FN signs documents; set to ``FN_MONTHS`` from ``now`` the first
+    time it is asked (call inside a write transaction)."""
+    row = conn.execute("SELECT fn_valid_until FROM device_state WHERE id = 1").fetchone()
+    if row is not None and row[0]:
+        return datetime.fromisoformat(row[0])
+    until = now + timedelta(days=FN_MONTHS * 365 // 12)
+    conn.execute("UPDATE device_state SET fn_valid_until = ? WHERE id = 1", (until.isoformat(),))
+    return until
+
+
+def read_fn_valid_until(conn: sqlite3.Connection) -> datetime | None:
+    row = conn.execute("SELECT fn_valid_until FROM device_state WHERE id = 1").fetchone()
+    return datetime.fromisoformat(row[0]) if row is not None and row[0] else None
 
 
 def read_state(conn: sqlite3.Connection) -> State:

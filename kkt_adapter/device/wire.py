@@ -127,5 +127,6 @@ def device_status(value: dict[str, Any]) -> DeviceStatus:
             **value,
             "shift_opened_at": _when(value["shift_opened_at"]),
             "oldest_unconfirmed_at": _when(value["oldest_unconfirmed_at"]),
+            "fn_valid_until": _when(value.get("fn_valid_until")),
         }
     )

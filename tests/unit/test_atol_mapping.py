@@ -785,8 +785,9 @@ FN_INFO = {
 
 def test_fn_info() -> None:
     assert atol.fn_info(FN_INFO) == FnInfo(
-        "9999078900000961", "fiscalMode", False, False, True, True, False
-    )
+        "9999078900000961", "fiscalMode", False, False, True, True, False,
+        valid_until=datetime(2027, 6, 1, tzinfo=MSK), ffd_version="1.2",
+    )  # fmt: skip
     no_warnings = {"fnInfo": {"serial": "9999078900000961", "livePhase": "accessArchive"}}
     assert atol.fn_info(no_warnings) == FnInfo(
         "9999078900000961", "accessArchive", False, False, False, False, False
@@ -950,6 +951,9 @@ def test_device_status_from_the_status_tasks() -> None:
         oldest_unconfirmed_at=datetime(2026, 3, 1, 10, 0, tzinfo=MSK),
         fn_blocked=False,
         first_unconfirmed_fd=69,
+        fn_valid_until=datetime(2027, 6, 1, tzinfo=MSK),
+        ffd_version="1.2",
+        fn_memory_warning=True,
     )
 
 
@@ -994,8 +998,12 @@ def test_an_open_cover_is_a_problem_of_the_kkt_in_health() -> None:
     counts = {s: 0 for s in ("accepted", "print_failed", "pending", "syncing", "synced", "failed")}
     facts = Facts({**counts, "total": 0, "dlq": 0}, 10, None, status, None, 0)
     component = kkt_component(facts)
-    assert (component["status"], component["problems"]) == ("error", ["cover_open"])
-    assert kkt_component(replace(facts, device=replace(status, cover_open=False)))["status"] == "ok"
+    assert (component["status"], component["problems"]) == (
+        "error",
+        ["cover_open", "fn_memory_nearly_full"],  # FN_INFO says its memory overflows
+    )
+    calm = replace(status, cover_open=False, fn_memory_warning=False)
+    assert kkt_component(replace(facts, device=calm))["status"] == "ok"
 
 
 # -- errors ----------------------------------------------------------------------------------

@@ -71,7 +71,7 @@ def test_state_file_is_wal_and_versioned(kkt: EmulatedKkt, tmp_path: Path) -> No
     conn = sqlite3.connect(tmp_path / STATE_FILE)
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
     finally:
         conn.close()
 
@@ -177,12 +177,14 @@ def test_a_version_1_state_file_is_upgraded_and_keeps_its_documents(
     kkt.close()
     with sqlite3.connect(tmp_path / STATE_FILE) as conn:  # as the first version wrote it
         conn.execute("ALTER TABLE device_state DROP COLUMN repeat_prints")
+        conn.execute("ALTER TABLE device_state DROP COLUMN fn_valid_until")
         conn.execute("PRAGMA user_version = 1")
     upgraded = EmulatedKkt(tmp_path, key=KEY, clock=clock)
     try:
         assert upgraded.find_document("r1") == printed
         assert upgraded.repeat_prints() == 0
         assert upgraded.print_receipt("r2", receipt("r2")).fd == printed.fd + 1
+        assert upgraded.status().fn_valid_until is not None  # set when the file was upgraded
     finally:
         upgraded.close()
 
@@ -606,3 +608,17 @@ def test_a_state_file_that_is_not_a_database_is_named(tmp_path: Path) -> None:
     problem = check_state_file(tmp_path / STATE_FILE)
     assert problem is not None and "not a database" in problem
     assert check_state_file(tmp_path / "absent.sqlite") is None
+
+
+def test_the_emulated_fn_is_valid_for_15_months_from_its_first_use(
+    tmp_path: Path, clock: Clock
+) -> None:
+    kkt = EmulatedKkt(tmp_path, key=KEY, clock=clock)
+    first = kkt.status()
+    kkt.close()
+    assert first.fn_valid_until is not None and first.ffd_version == "1.2"
+    assert 450 <= (first.fn_valid_until - START).days <= 457
+    clock.advance(days=10)
+    again = EmulatedKkt(tmp_path, key=KEY, clock=clock)  # kept, not moved on
+    assert again.status().fn_valid_until == first.fn_valid_until
+    again.close()

@@ -110,3 +110,34 @@ def test_the_fn_alert_counts_the_kkts_own_unconfirmed_documents() -> None:
     assert kkt_component(gap)["status"] == "warning"
     assert kkt_component(gap)["problems"] == ["journal_gap"]
     assert [a["code"] for a in alerts(gap)] == ["kkt_journal_gap", "fn_offline_limit"]
+
+
+def test_an_fn_about_to_expire_is_an_alert_and_an_expired_one_a_problem() -> None:
+    from dataclasses import replace
+    from datetime import UTC, datetime
+
+    from kkt_adapter.device.base import DeviceStatus
+    from kkt_adapter.status import kkt_component
+
+    now = 100 * DAY_MS
+    device = DeviceStatus(
+        emulator=True, model="emulator", fn="9999000000000001", registration_number="1",
+        online=True, paper=True, shift_open=True, shift=1, shift_opened_at=None,
+        shift_expired=False, last_fd=9, unconfirmed_count=0, oldest_unconfirmed_at=None,
+        fn_blocked=False, fn_valid_until=datetime.fromtimestamp((now + 40 * DAY_MS) / 1000, UTC),
+        ffd_version="1.2",
+    )  # fmt: skip
+
+    def at(days_left: float) -> Facts:
+        until = datetime.fromtimestamp((now + days_left * DAY_MS) / 1000, UTC)
+        return replace(facts(0), device=replace(device, fn_valid_until=until))
+
+    assert codes(at(40)) == []
+    [warning] = alerts(at(20))
+    assert (warning["code"], warning["level"]) == ("fn_expiry", "warning")
+    assert "20.0 days left" in warning["message"]
+    assert alerts(at(2))[0]["level"] == "critical"
+    assert kkt_component(at(2))["status"] == "ok"
+    expired = kkt_component(at(-1))
+    assert (expired["status"], expired["problems"]) == ("error", ["fn_expired"])
+    assert kkt_component(at(40))["ffd_version"] == "1.2"

@@ -552,6 +552,9 @@ class FnInfo:
     memory_overflow: bool
     ofd_timeout: bool
     critical_error: bool
+    valid_until: datetime | None = None
+    """``validityDate``: when the FN stops signing."""
+    ffd_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -649,6 +652,8 @@ def fn_info(answer: dict[str, Any]) -> FnInfo:
         memory_overflow=warnings.flag("memoryOverflow"),
         ofd_timeout=warnings.flag("ofdTimeout"),
         critical_error=warnings.flag("criticalError"),
+        valid_until=info.opt_moment("validityDate"),
+        ffd_version=info.opt_text("ffdVersion"),
     )
 
 
@@ -736,6 +741,9 @@ def device_status(
         oldest_unconfirmed_at=exchange.first_unsent_at,
         fn_blocked=device.blocked,
         cover_open=device.cover_open,
+        fn_valid_until=fn.valid_until,
+        ffd_version=fn.ffd_version,
+        fn_memory_warning=fn.memory_overflow or fn.resource_exhausted,
         first_unconfirmed_fd=exchange.first_unsent_fd,
     )
 
