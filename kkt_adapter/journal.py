@@ -34,7 +34,7 @@ from kkt_adapter.domain.journal import read_mark
 from kkt_adapter.domain.lifecycle import ReceiptStatus
 from kkt_adapter.errors import StartupRefused
 from kkt_adapter.hlc import HlcStamp
-from kkt_adapter.service import fiscal_answer
+from kkt_adapter.service import fiscal_answer, stored_change
 
 log = logging.getLogger(__name__)
 
@@ -195,8 +195,9 @@ class JournalKeeper:
                 result, await self._kkt.stamp(), scan=result.fd <= high
             )
             if row is not None:
+                change = stored_change(await self._buffer.get_receipt(result.receipt_id))
                 await self._buffer.record_fiscal(
-                    result.receipt_id, result, partial(fiscal_answer, result, 0), stamp
+                    result.receipt_id, result, partial(fiscal_answer, result, 0, change), stamp
                 )
                 recorded.append(result.receipt_id)
             elif result.fd <= high:
@@ -222,5 +223,5 @@ class JournalKeeper:
             type=RECEIPT_TYPES.get(document.get("1054", 0), "sale"),
             total=total if isinstance(total, int) else 0,
             stamp=stamp,
-            answer=fiscal_answer(result, 0),
+            answer=fiscal_answer(result, 0, stored_change(None)),  # no row: received unknown
         )

@@ -10,6 +10,7 @@ Shift operations (``Shifts``) go to the same device runner and leave an audit ev
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import struct
@@ -25,6 +26,8 @@ from kkt_adapter.domain import Receipt, receipt_fingerprint, receipt_to_json, to
 from kkt_adapter.domain.fiscal import FiscalResult
 from kkt_adapter.domain.journal import TAG_USER_ATTRIBUTE, mark
 from kkt_adapter.domain.lifecycle import ReceiptStatus
+from kkt_adapter.domain.money import format_money
+from kkt_adapter.domain.receipt import payment_change
 from kkt_adapter.errors import DeviceError, RequestInProgress
 from kkt_adapter.hlc import HlcStamp
 from kkt_adapter.sqlite import Staged
@@ -94,11 +97,16 @@ def new_receipt(key: str, receipt: Receipt, now_ms: int) -> NewReceipt:
     )
 
 
-def fiscal_answer(result: FiscalResult, queue_position: int) -> dict[str, Any]:
-    """The POS's answer for a fiscalized receipt (DESIGN §4, "Receipt response")."""
+def fiscal_answer(result: FiscalResult, queue_position: int, change: int) -> dict[str, Any]:
+    """The POS's answer for a fiscalized receipt (DESIGN §4, "Receipt response").
+
+    ``change`` is the cash handed back, in kopecks (shown like every amount, "50.00"): the
+    device's document does not hold it (tag 1031 is the cash part of the total), so it comes
+    from the receipt as the POS sent it."""
     return {
         "receipt_id": result.receipt_id,
         "status": ReceiptStatus.PENDING,
+        "change": format_money(change),
         "fiscal": {
             "fn": result.fn,
             "fd": result.fd,
@@ -110,6 +118,14 @@ def fiscal_answer(result: FiscalResult, queue_position: int) -> dict[str, Any]:
         },
         "ofd": {"status": ReceiptStatus.PENDING, "queue_position": queue_position},
     }
+
+
+def stored_change(row: dict[str, Any] | None) -> int:
+    """The change of a buffer row's receipt; 0 without a row (a document recovered from the
+    KKT alone: its log keeps the cash part, never what was received)."""
+    if row is None:
+        return 0
+    return payment_change(json.loads(row["payload"]), row["total"])
 
 
 class IntakeService:
@@ -182,8 +198,9 @@ class IntakeService:
                 return DeviceError(f"the KKT failed: {exc}", reason="device_error")
             result, stamp = found
         position = start.queued + 1
+        change = payment_change(new.payload, new.total)  # same body as the row (fingerprint)
         answer = tx.record_fiscal(
-            receipt_id, result, lambda: fiscal_answer(result, position), stamp
+            receipt_id, result, lambda: fiscal_answer(result, position, change), stamp
         )
         return Intake(answer, replayed=False)
 
@@ -192,8 +209,9 @@ class IntakeService:
         if later ones of its FN were recorded meanwhile (I5)."""
         stamp = await self._buffer.late_stamp(result, stamp)
         queued = (await self._buffer.counts())[ReceiptStatus.PENDING]
+        change = stored_change(await self._buffer.get_receipt(result.receipt_id))
         body = await self._buffer.record_fiscal(
-            result.receipt_id, result, lambda: fiscal_answer(result, queued + 1), stamp
+            result.receipt_id, result, lambda: fiscal_answer(result, queued + 1, change), stamp
         )
         self._on_pending()
         return body

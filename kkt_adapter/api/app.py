@@ -25,7 +25,7 @@ from kkt_adapter.api.middleware import RequestContext, cors_options, with_cors
 from kkt_adapter.api.routes import router
 from kkt_adapter.api.routes_delivery import delivery_router
 from kkt_adapter.api.routes_metrics import metrics_router
-from kkt_adapter.api.schemas import ReceiptIn
+from kkt_adapter.api.schemas import ReceiptAnswer, ReceiptIn
 from kkt_adapter.api.ui import ui_router
 from kkt_adapter.errors import StartupRefused
 from kkt_adapter.hlc import WallClock, system_wall_ms
@@ -130,7 +130,8 @@ def create_app(
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
-    """The generated schema, plus the receipt request model the intake route reads by hand."""
+    """The generated schema, plus the receipt request and answer models of the intake route,
+    which reads and writes them by hand."""
     if app.openapi_schema:
         return app.openapi_schema
     schema = get_openapi(
@@ -140,6 +141,11 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     components.update(receipt_schema.pop("$defs", {}))
     components["ReceiptIn"] = receipt_schema
+    answer_schema = ReceiptAnswer.model_json_schema(
+        ref_template="#/components/schemas/{model}", mode="serialization"
+    )
+    components.update(answer_schema.pop("$defs", {}))
+    components["ReceiptAnswer"] = answer_schema
     schema["paths"] = {RECEIPT_PATH: {"post": RECEIPT_OPERATION}, **schema.get("paths", {})}
     document_access(schema)
     app.openapi_schema = schema

@@ -4,8 +4,9 @@ Every request passes ``Gate.refuse`` in the request middleware, before any handl
 fast path included. The access class of a route is decided here, in one table (``access_for``):
 a path not listed needs the POS token, so a new route is never open by accident.
 
-Tokens (``KKT_API_TOKEN`` for the POS, ``KKT_ADMIN_TOKEN`` for sync, DLQ requeue, shift actions
-and the embedded OFD emulator): a route class is open only while its token and every stronger
+Tokens (``KKT_API_TOKEN`` for the POS: sales, reads and the cashier's acts, opening and closing
+the shift and the X report; ``KKT_ADMIN_TOKEN`` for sync, DLQ requeue, clearing failed prints and
+the embedded OFD emulator): a route class is open only while its token and every stronger
 one are unset. So with no token everything is open (and ``serve`` binds to loopback only); with
 only the POS token set it guards every route, admin ones included; with only the admin token
 set every route needs it. The admin token is accepted wherever the POS token is.
@@ -38,15 +39,10 @@ class Access(enum.Enum):
 OPEN_PATHS = frozenset(
     {"/v1/health", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/ui"}
 )
-ADMIN_POSTS = frozenset(
-    {
-        "/v1/kkt/buffer/sync",
-        "/v1/kkt/shift/open",
-        "/v1/kkt/shift/close",
-        "/v1/kkt/x_report",
-        "/v1/kkt/print_failed/clear",
-    }
-)
+# Opening and closing the shift and the X report are the cashier's acts, so they are POS
+# routes: with them behind the admin token a till either holds that token or stops selling
+# when the shift passes 24 h (the KKT refuses receipts until the Z report).
+ADMIN_POSTS = frozenset({"/v1/kkt/buffer/sync", "/v1/kkt/print_failed/clear"})
 EMULATOR_PREFIX = "/ofd-emulator"
 
 

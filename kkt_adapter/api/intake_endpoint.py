@@ -45,7 +45,9 @@ RECEIPT_OPERATION: dict[str, object] = {
     "responses": {
         "200": {
             "description": "Fiscalized; `Idempotent-Replayed: true` on a replay",
-            "content": {"application/json": {"schema": {}}},
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/ReceiptAnswer"}}
+            },
         },
         **{
             str(status): answer

@@ -88,11 +88,13 @@ class ItemIn(BaseModel):
 
 
 class PaymentIn(BaseModel):
-    """One payment of the request."""
+    """One payment of the request. Cash is the amount received: on a sale (or an expense
+    refund) it may exceed the total by less than itself, and the difference is the change;
+    the other methods together never exceed the total."""
 
     model_config = _EDGE
     method: PaymentMethod
-    amount: MoneyIn
+    amount: MoneyIn = Field(description="Rubles; for cash, as received (change included)")
 
 
 class CustomerIn(BaseModel):
@@ -152,6 +154,40 @@ class ReceiptIn(BaseModel):
     customer: CustomerIn | None = None
     cashier: CashierIn | None = None
     correction: CorrectionIn | None = None
+
+
+class FiscalOut(BaseModel):
+    """The fiscal attributes the KKT gave the receipt."""
+
+    fn: str = Field(description="FN number (tag 1041)")
+    fd: int = Field(description="Fiscal document number (tag 1040)")
+    fp: str = Field(description="Fiscal sign (tag 1077)")
+    shift: int = Field(description="Shift number (tag 1038)")
+    number_in_shift: int = Field(description="Receipt number in the shift (tag 1042)")
+    datetime: str = Field(description="Date and time of the document, ISO 8601")
+    qr: str = Field(description="The QR code string printed on the receipt")
+
+
+class OfdQueueOut(BaseModel):
+    """Where the receipt stands on its way to the OFD."""
+
+    status: Literal["pending"]
+    queue_position: int
+
+
+class ReceiptAnswer(BaseModel):
+    """The answer to ``POST /v1/kkt/receipt`` (also replayed for a retry with the same key).
+    Only documented: the intake route writes it by hand."""
+
+    receipt_id: str
+    status: Literal["pending"]
+    change: str = Field(
+        description="Cash to hand back, rubles with two decimals: cash received over the "
+        'total ("0.00" when paid exactly)',
+        examples=["50.00"],
+    )
+    fiscal: FiscalOut
+    ofd: OfdQueueOut
 
 
 # pydantic error type -> our code; anything unlisted ending in "_type" is invalid_type.

@@ -8,12 +8,14 @@ from typing import Any
 from kkt_adapter.device.base import DeviceStatus, ShiftReport
 from kkt_adapter.domain.dates import iso_ms
 from kkt_adapter.domain.money import format_money
+from kkt_adapter.domain.receipt import payment_change
 from kkt_adapter.hlc import HlcStamp
 
 
 def receipt_view(row: dict[str, Any]) -> dict[str, Any]:
     """``GET /v1/kkt/receipt/{id}``: status, fiscal attributes, attempts, last error, HLC."""
     stamp = HlcStamp(row["hlc_wall"], row["hlc_counter"], row["hlc_node"])
+    payload = json.loads(row["payload"])
     fiscal = None
     if row["fd"] is not None:
         fiscal = {
@@ -34,6 +36,7 @@ def receipt_view(row: dict[str, Any]) -> dict[str, Any]:
         "pos_id": row["pos_id"],
         "type": row["type"],
         "total": format_money(row["total"]),
+        "change": format_money(payment_change(payload, row["total"])),
         "created_at": iso_ms(row["created_ms"]),
         "updated_at": iso_ms(row["updated_ms"]),
         "hlc": str(stamp),
@@ -49,7 +52,7 @@ def receipt_view(row: dict[str, Any]) -> dict[str, Any]:
             "dlq": dlq,
         },
         "last_error": row["last_error"],
-        "receipt": json.loads(row["payload"]),
+        "receipt": payload,  # payments as given: cash as received
     }
 
 

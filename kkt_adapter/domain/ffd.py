@@ -20,7 +20,8 @@ tag       meaning (FFD 1.2)                           value here
   1191    доп. реквизит предмета расчета              sku, when given
   2000    код маркировки                              mark_code, when given
 1020      сумма расчета по чеку                       kopecks
-1031      сумма наличными                             kopecks, 0 when unused
+1031      сумма наличными                             kopecks, 0 when unused; the cash part of
+                                                      the total: received minus change
 1081      сумма безналичными                          kopecks (card), 0 when unused
 1215      сумма предоплатой (зачет аванса)            kopecks, 0 when unused
 1216      сумма постоплатой (в кредит)                kopecks, 0 when unused
@@ -33,6 +34,9 @@ tag       meaning (FFD 1.2)                           value here
 1173      тип коррекции                               0 self, 1 by order (corrections only)
 1174      основание для коррекции                     {"1178": "YYYY-MM-DD", "1179": number}
 ========  ==========================================  =========================================
+
+The payment tags always add up to 1020: change is not a fiscal amount (FFD 1.2 has no tag
+for it), so cash received over the total is left out of 1031; the POS's answer states it.
 
 Receipt-level VAT sums (1102..1107) are left out: their meaning for the 2026 rates (22%, 5%,
 7%) is not settled in the sources we checked; the device or OFD computes them if needed.
@@ -172,6 +176,7 @@ def to_ffd(receipt: Receipt, receipt_id: str) -> dict[str, Any]:
     }
     for payment in receipt.payments:
         document[PAYMENT_TAGS[payment.method]] += payment.amount
+    document[TAG_CASH] -= receipt.change  # only cash gives change (``check_payments``)
     contact = receipt.customer_email or receipt.customer_phone
     optional = {
         TAG_CUSTOMER_CONTACT: contact,

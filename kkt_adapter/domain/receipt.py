@@ -150,6 +150,27 @@ class Receipt:
         """Sum of item totals (FFD tag 1020)."""
         return Kopecks(sum(item.total for item in self.items))
 
+    @property
+    def paid(self) -> Kopecks:
+        """Sum of the payments as given: cash as received, before change."""
+        return Kopecks(sum(p.amount for p in self.payments))
+
+    @property
+    def change(self) -> Kopecks:
+        """Cash handed back to the buyer: what was paid over the total (0 when exact)."""
+        return Kopecks(max(0, self.paid - self.total))
+
+
+CHANGE_TYPES = frozenset({ReceiptType.SALE, ReceiptType.EXPENSE_REFUND})
+"""Receipt types where the buyer hands money to the shop, so cash may be given with change.
+A refund or an expense is money the shop pays out: it pays the exact sum, never "over"."""
+
+
+def payment_change(payload: dict[str, Any], total: int) -> Kopecks:
+    """The change of a stored receipt (``receipt_to_json``) whose items add up to ``total``."""
+    paid = sum(int(p["amount"]) for p in payload.get("payments", ()))
+    return Kopecks(max(0, paid - total))
+
 
 def invalid(code: str, field: str, reason: str, message: str = "", **extra: Any) -> ValidationError:
     """Our ``ValidationError`` with the standard ``details`` shape."""
@@ -168,7 +189,8 @@ def correction(kind: str, day: date, number: str | None, today: date) -> Correct
 
 def check_rules(receipt: Receipt) -> None:
     """The receipt's business rules: the VAT rate in force, item totals in range, and the
-    payments adding up to the total. Raises ``ValidationError`` naming the field."""
+    payments covering the total (:func:`check_payments`). Raises ``ValidationError`` naming
+    the field."""
     # A correction fixes a past settlement, so the rate in force on that day applies.
     vat_day = receipt.correction.date if receipt.correction else receipt.dated
     for index, item in enumerate(receipt.items):
@@ -183,15 +205,65 @@ def check_rules(receipt: Receipt) -> None:
             )
         if item.total <= 0 or item.total > MAX_MONEY:
             raise invalid("invalid_quantity", f"{field}.quantity", "item total out of range")
-    paid = sum(p.amount for p in receipt.payments)
-    if paid != receipt.total:
+    check_payments(receipt)
+
+
+def check_payments(receipt: Receipt) -> None:
+    """The payments add up to the total, or exceed it by change given from cash.
+
+    Only cash may overpay: the non-cash parts (card, prepaid, credit, other) together must not
+    exceed the total (``non_cash_overpayment``), and the change must be less than the cash
+    received (``change_exceeds_cash``: a buyer cannot get back more cash than they gave, and
+    cash that is all handed back paid nothing). Change is given only where the buyer pays
+    (:data:`CHANGE_TYPES`) and not on a correction, which restates a past settlement
+    (``change_not_allowed``). Underpaying is ``payment_mismatch``. Amounts in ``details`` are
+    kopecks as strings, like ``items_total`` and ``payments_total``.
+    """
+    total, paid = receipt.total, receipt.paid
+    amounts = {"items_total": str(total), "payments_total": str(paid)}
+    if paid < total:
         raise invalid(
             "payment_mismatch",
             "payments",
-            f"payments sum {format_money(paid)} != items total {format_money(receipt.total)}",
-            items_total=str(receipt.total),
-            payments_total=str(paid),
+            f"payments sum {format_money(paid)} != items total {format_money(total)}",
+            **amounts,
         )
+    if paid == total:
+        return
+    if not _may_give_change(receipt):
+        kind = "a correction" if receipt.correction else f"a {receipt.type} receipt"
+        raise invalid(
+            "change_not_allowed",
+            "payments",
+            f"payments sum {format_money(paid)} exceeds items total {format_money(total)}; "
+            f"{kind} is paid exactly, without change",
+            **amounts,
+        )
+    cash = sum(p.amount for p in receipt.payments if p.method is PaymentMethod.CASH)
+    non_cash = paid - cash
+    if non_cash > total:
+        raise invalid(
+            "non_cash_overpayment",
+            "payments",
+            f"non-cash payments {format_money(non_cash)} exceed the items total "
+            f"{format_money(total)}; only cash may be paid over the total",
+            **amounts,
+            non_cash_total=str(non_cash),
+        )
+    if receipt.change >= cash:
+        raise invalid(
+            "change_exceeds_cash",
+            "payments",
+            f"change {format_money(receipt.change)} is not less than the cash received "
+            f"{format_money(cash)}",
+            **amounts,
+            cash_total=str(cash),
+            change=str(receipt.change),
+        )
+
+
+def _may_give_change(receipt: Receipt) -> bool:
+    return receipt.type in CHANGE_TYPES and receipt.correction is None
 
 
 def receipt_to_json(receipt: Receipt) -> dict[str, Any]:

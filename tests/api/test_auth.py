@@ -46,7 +46,7 @@ async def test_receipt_fast_path_needs_a_token(api: httpx.AsyncClient) -> None:
 
 
 @pytest.mark.parametrize("settings", [BOTH], indirect=True)
-async def test_pos_token_reads_and_sells_but_admin_actions_are_403(
+async def test_pos_token_reads_sells_and_runs_the_shift_but_admin_actions_are_403(
     api: httpx.AsyncClient,
 ) -> None:
     created = await api.post(
@@ -56,13 +56,29 @@ async def test_pos_token_reads_and_sells_but_admin_actions_are_403(
     for path in ("/v1/kkt/buffer/status", f"/v1/kkt/receipt/{receipt_id}", "/v1/kkt/dlq"):
         assert (await api.get(path, headers=bearer(POS))).status_code == 200, path
         assert_unauthorized(await api.get(path))
-    for path in ("/v1/kkt/buffer/sync", "/v1/kkt/shift/open", "/v1/kkt/x_report"):
+    for path in ("/v1/kkt/buffer/sync", "/v1/kkt/print_failed/clear"):
         denied = await api.post(path, headers=bearer(POS))
         assert denied.status_code == 403, path
         assert denied.json()["code"] == "forbidden"
         assert denied.json()["request_id"]
     requeue = await api.post(f"/v1/kkt/dlq/{receipt_id}/requeue", headers=bearer(POS))
     assert requeue.status_code == 403
+
+
+@pytest.mark.parametrize("settings", [BOTH], indirect=True)
+async def test_pos_token_runs_the_cashiers_acts(api: httpx.AsyncClient) -> None:
+    """The X report and the Z report (closing the shift) are the cashier's: a till that holds
+    only the POS token can still end its day and go on selling past 24 h."""
+    sold = await api.post("/v1/kkt/receipt", json=receipt(), headers={**new_key(), **bearer(POS)})
+    assert sold.status_code == 200, sold.text
+    x = await api.post("/v1/kkt/x_report", headers=bearer(POS))
+    assert x.status_code == 200, x.text
+    closed = await api.post("/v1/kkt/shift/close", headers=bearer(POS))
+    assert closed.status_code == 200, closed.text
+    opened = await api.post("/v1/kkt/shift/open", headers=bearer(POS))
+    assert opened.status_code == 200, opened.text
+    for path in ("/v1/kkt/shift/open", "/v1/kkt/shift/close", "/v1/kkt/x_report"):
+        assert_unauthorized(await api.post(path))
 
 
 @pytest.mark.parametrize("settings", [BOTH], indirect=True)
@@ -134,9 +150,9 @@ async def test_every_route_has_a_deliberate_access_class(api: httpx.AsyncClient)
         ("POST", "/v1/kkt/buffer/sync"): Access.ADMIN,
         ("POST", "/v1/kkt/dlq/{receipt_id}/requeue"): Access.ADMIN,
         ("POST", "/v1/kkt/print_failed/clear"): Access.ADMIN,
-        ("POST", "/v1/kkt/shift/open"): Access.ADMIN,
-        ("POST", "/v1/kkt/shift/close"): Access.ADMIN,
-        ("POST", "/v1/kkt/x_report"): Access.ADMIN,
+        ("POST", "/v1/kkt/shift/open"): Access.POS,
+        ("POST", "/v1/kkt/shift/close"): Access.POS,
+        ("POST", "/v1/kkt/x_report"): Access.POS,
         ("GET", "/v1/health"): Access.OPEN,
         ("GET", "/metrics"): Access.OPEN,
         ("GET", "/ui"): Access.OPEN,

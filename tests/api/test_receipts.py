@@ -50,6 +50,27 @@ async def test_get_receipt_returns_status_fiscal_and_hlc(api: httpx.AsyncClient)
     assert body["receipt"]["items"][0]["price"] == 799000
 
 
+async def test_cash_over_the_total_answers_the_change(api: httpx.AsyncClient) -> None:
+    body = receipt(payments=[{"method": "cash", "amount": "8000"}])
+    answer = await api.post("/v1/kkt/receipt", json=body, headers=new_key())
+    assert answer.status_code == 200, answer.text
+    created = answer.json()
+    assert created["change"] == "10.00"
+    assert "s=7990.00" in created["fiscal"]["qr"]  # the receipt's sum, not the cash received
+    view = (await api.get(f"/v1/kkt/receipt/{created['receipt_id']}")).json()
+    assert (view["total"], view["change"]) == ("7990.00", "10.00")
+    assert view["receipt"]["payments"] == [{"method": "cash", "amount": 800000}]  # as received
+    exact = await api.post("/v1/kkt/receipt", json=receipt(), headers=new_key())
+    assert exact.json()["change"] == "0.00"
+
+
+async def test_openapi_describes_the_change(api: httpx.AsyncClient) -> None:
+    schema = (await api.get("/openapi.json")).json()
+    ok = schema["paths"]["/v1/kkt/receipt"]["post"]["responses"]["200"]
+    assert ok["content"]["application/json"]["schema"]["$ref"].endswith("/ReceiptAnswer")
+    assert "change" in schema["components"]["schemas"]["ReceiptAnswer"]["required"]
+
+
 async def test_unknown_receipt_is_404_with_code(api: httpx.AsyncClient) -> None:
     answer = await api.get("/v1/kkt/receipt/no-such-id")
     assert answer.status_code == 404
@@ -266,6 +287,23 @@ BAD_INPUTS = [
         "unpaid_total",
         receipt(payments=[{"method": "card", "amount": "100.00"}]),
         "payment_mismatch",
+    ),
+    (
+        "card_over_total",
+        receipt(payments=[{"method": "card", "amount": "8000.00"}]),
+        "non_cash_overpayment",
+    ),
+    (
+        "change_not_less_than_cash",
+        receipt(
+            payments=[{"method": "card", "amount": "7990.00"}, {"method": "cash", "amount": "10"}]
+        ),
+        "change_exceeds_cash",
+    ),
+    (
+        "refund_with_change",
+        receipt(type="refund", payments=[{"method": "cash", "amount": "8000.00"}]),
+        "change_not_allowed",
     ),
     ("unknown_type", receipt(type="gift"), "invalid_receipt_type"),
     (

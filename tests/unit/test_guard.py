@@ -74,7 +74,8 @@ def test_refusals_carry_the_bearer_challenge() -> None:
         ("GET", "/v1/kkt/dlq", Access.POS),
         ("POST", "/v1/kkt/dlq/01JDQ3V7C8X2K9PA/requeue", Access.ADMIN),
         ("POST", "/v1/kkt/buffer/sync", Access.ADMIN),
-        ("POST", "/v1/kkt/shift/close", Access.ADMIN),
+        ("POST", "/v1/kkt/shift/close", Access.POS),  # the cashier's act
+        ("POST", "/v1/kkt/print_failed/clear", Access.ADMIN),
         ("GET", "/ofd-emulator/_control/stats", Access.ADMIN),
         ("GET", "/v1/something/new", Access.POS),  # unlisted: never open by accident
     ],

@@ -123,7 +123,8 @@ def _mutated(path: list[Any], value: Any) -> dict[str, Any]:
         (_mutated(["items", 0, "quantity"], "1000000"), "invalid_quantity", "items[0].quantity"),
         (_mutated(["items"], []), "empty_items", "items"),
         (_mutated(["payments"], []), "empty_payments", "payments"),
-        (_mutated(["payments", 0, "amount"], "7990.01"), "payment_mismatch", "payments"),
+        (_mutated(["payments", 0, "amount"], "7989.99"), "payment_mismatch", "payments"),
+        (_mutated(["payments", 0, "amount"], "7990.01"), "non_cash_overpayment", "payments"),
     ],
 )
 def test_error_codes_and_field_paths(body: dict[str, Any] | bytes, code: str, field: str) -> None:
@@ -260,6 +261,9 @@ ERROR_CODES = {
     "empty_payments",
     "vat_rate_retired",
     "payment_mismatch",
+    "non_cash_overpayment",
+    "change_exceeds_cash",
+    "change_not_allowed",
 }
 
 
@@ -312,13 +316,14 @@ def test_arbitrary_json_gives_receipt_or_validation_error(data: dict[str, Any]) 
 # The codes a value put into a field of the example can be reported with; a key that is not a
 # field of that object is always ``unknown_field``. A valid price, quantity or amount can still
 # break the total, which is reported on "payments".
+_PAYMENT_CODES = {"payment_mismatch", "non_cash_overpayment", "change_exceeds_cash"}
 _CODES_FOR_A_VALUE = {
-    ("items", "price"): {"invalid_money", "payment_mismatch"},
-    ("items", "quantity"): {"invalid_quantity", "payment_mismatch"},
+    ("items", "price"): {"invalid_money", *_PAYMENT_CODES},
+    ("items", "quantity"): {"invalid_quantity", *_PAYMENT_CODES},
     ("items", "vat"): {"invalid_vat", "vat_rate_retired"},
     ("items", "name"): {"invalid_type", "invalid_value"},
     ("items", "sku"): {"invalid_type", "invalid_value"},
-    ("payments", "amount"): {"invalid_money", "payment_mismatch"},
+    ("payments", "amount"): {"invalid_money", *_PAYMENT_CODES},
     ("payments", "method"): {"invalid_value"},
 }
 
@@ -337,7 +342,7 @@ def test_arbitrary_values_in_a_valid_receipt(where: str, key: str, value: Any) -
         parse(body)
     except ValidationError as exc:
         assert exc.code in expected
-        field = "payments" if exc.code == "payment_mismatch" else f"{where}[0].{key}"
+        field = "payments" if exc.code in _PAYMENT_CODES else f"{where}[0].{key}"
         assert exc.details["field"] == field
     else:
         assert expected != {"unknown_field"}  # an unknown key is never accepted
