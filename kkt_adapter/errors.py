@@ -44,6 +44,14 @@ class NotFound(KktAdapterError):
     http_status = 404
 
 
+class NotFiscalized(KktAdapterError):
+    """The receipt has no fiscal document yet (``accepted`` or ``print_failed``): it has no
+    copy to show."""
+
+    code = "not_fiscalized"
+    http_status = 409
+
+
 class IdempotencyKeyReused(KktAdapterError):
     """The same Idempotency-Key arrived with a different body."""
 

@@ -24,6 +24,7 @@ from kkt_adapter.api.intake_endpoint import (
 from kkt_adapter.api.middleware import RequestContext, cors_options, with_cors
 from kkt_adapter.api.routes import router
 from kkt_adapter.api.routes_delivery import delivery_router
+from kkt_adapter.api.routes_lookup import lookup_router
 from kkt_adapter.api.routes_metrics import metrics_router
 from kkt_adapter.api.schemas import ReceiptAnswer, ReceiptIn
 from kkt_adapter.api.ui import ui_router
@@ -120,6 +121,7 @@ def create_app(
         app.fast_intake = with_cors(app.fast_intake, settings.cors_origins)
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(lookup_router)
     app.include_router(delivery_router)
     app.include_router(metrics_router)
     app.include_router(ui_router)

@@ -170,8 +170,8 @@ def neighbours_tx(
 ) -> tuple[HlcStamp | None, HlcStamp | None]:
     """The stamps of the recorded documents of ``fn`` just below and just above FD ``fd``.
 
-    A full scan (there is no index on FD: one would cost every intake a write); it runs only
-    for documents recorded late (start-up, housekeeping, the journal check).
+    Each side is one seek in ``receipts_fiscal`` (schema version 3); it runs only for
+    documents recorded late (start-up, housekeeping, the journal check).
     """
     found: list[HlcStamp | None] = []
     for compare, order in (("<", "DESC"), (">", "ASC")):

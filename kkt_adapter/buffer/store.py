@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from kkt_adapter.buffer.lookup import by_fiscal_tx, by_id_tx, by_key_tx, shift_page_tx
 from kkt_adapter.buffer.outbox import Outbox
 from kkt_adapter.buffer.owners import Owners
 from kkt_adapter.buffer.recovery import (
@@ -462,15 +463,21 @@ class Buffer:
     async def get_receipt(self, receipt_id: str) -> dict[str, Any] | None:
         """One receipt row as a dict, or ``None``."""
 
-        def read(conn: sqlite3.Connection) -> dict[str, Any] | None:
-            row = conn.execute(
-                "SELECT r.*, d.code AS dlq_code, d.reason AS dlq_reason FROM receipts r"
-                " LEFT JOIN dlq d ON d.receipt_id = r.id WHERE r.id = ?",
-                (receipt_id,),
-            ).fetchone()
-            return dict(row) if row is not None else None
+        return await self._db.read(lambda conn: by_id_tx(conn, receipt_id))
 
-        return await self._db.read(read)
+    async def find_by_key(self, idempotency_key: str) -> dict[str, Any] | None:
+        """The receipt posted with this ``Idempotency-Key`` (or recovered under its digest)."""
+        return await self._db.read(lambda conn: by_key_tx(conn, idempotency_key))
+
+    async def find_by_fiscal(self, fn: str, fd: int) -> dict[str, Any] | None:
+        """The receipt that is fiscal document ``fd`` of FN ``fn``."""
+        return await self._db.read(lambda conn: by_fiscal_tx(conn, fn, fd))
+
+    async def shift_receipts(
+        self, shift: int, fn: str | None, *, page: int, limit: int
+    ) -> list[dict[str, Any]]:
+        """One page of a shift's fiscalized receipts, in number-in-shift order."""
+        return await self._db.read(lambda conn: shift_page_tx(conn, shift, fn, page, limit))
 
     async def counts(self) -> dict[str, int]:
         """Receipts per status, plus ``total`` and ``dlq``."""

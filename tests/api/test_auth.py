@@ -143,6 +143,8 @@ async def test_every_route_has_a_deliberate_access_class(api: httpx.AsyncClient)
     decided = {
         ("POST", "/v1/kkt/receipt"): Access.POS,
         ("GET", "/v1/kkt/receipt/{receipt_id}"): Access.POS,
+        ("GET", "/v1/kkt/receipt/{receipt_id}/view"): Access.POS,  # as reading the receipt
+        ("GET", "/v1/kkt/receipts"): Access.POS,
         ("GET", "/v1/kkt/buffer/status"): Access.POS,
         ("GET", "/v1/kkt/buffer/logs"): Access.POS,
         ("GET", "/v1/kkt/dlq"): Access.POS,

@@ -1,0 +1,63 @@
+"""The customer's copy of a receipt in a real headless Chromium: it renders its lines and
+fiscal attributes, and the QR code on the screen decodes to the receipt's QR string."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import zxingcpp
+from conftest import Process
+from helpers import new_key, receipt
+from PIL import Image
+from test_status_page import chromium, render
+
+pytestmark = pytest.mark.acceptance
+
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                  "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync")  # fmt: skip
+
+
+def screenshot(url: str, profile: Path, out: Path) -> Image.Image:
+    shot = subprocess.run(
+        [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--window-size=900,1400",
+         "--hide-scrollbars", f"--screenshot={out}", url],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert shot.returncode == 0 and out.exists(), shot.stderr[-2000:]
+    return Image.open(out)
+
+
+def test_receipt_view_renders_and_its_qr_decodes(
+    start_adapter: Callable[..., Process], tmp_path: Path
+) -> None:
+    adapter = start_adapter()
+    body = receipt(
+        items=[
+            {"name": "Frame Ray-Ban RB5154", "price": "7990.00", "quantity": "1", "vat": "vat22"},
+            {"name": "Lens cloth", "price": "150.00", "quantity": "2", "vat": "vat10"},
+        ],
+        payments=[{"method": "card", "amount": "8290.00"}],
+    )
+    with adapter.client() as http:
+        sold = http.post("/v1/kkt/receipt", json=body, headers=new_key()).json()
+    fiscal = sold["fiscal"]
+    url = f"{adapter.url}/v1/kkt/receipt/{sold['receipt_id']}/view"
+
+    page = render(url, tmp_path / "dom")
+    assert page.rows.get("lines", 0) == 2
+    assert "Frame Ray-Ban RB5154" in page.texts["lines"] and "НДС 10%" in page.texts["lines"]
+    assert page.texts["total"] == "8290.00"
+    assert (page.texts["fn"], page.texts["fd"], page.texts["fp"]) == (
+        fiscal["fn"], str(fiscal["fd"]), fiscal["fp"],
+    )  # fmt: skip
+    assert page.texts["shift"] == str(fiscal["shift"])
+    assert page.texts["number-in-shift"] == str(fiscal["number_in_shift"])
+    assert page.texts["emulator"].startswith("EMULATOR")
+
+    image = screenshot(url, tmp_path / "shot", tmp_path / "view.png")
+    decoded = [found.text for found in zxingcpp.read_barcodes(image)]
+    assert decoded == [fiscal["qr"]]
