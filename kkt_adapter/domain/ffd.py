@@ -14,12 +14,19 @@ tag       meaning (FFD 1.2)                           value here
   1023    количество                                  decimal string, 3 fraction digits "1.000"
   1043    стоимость предмета расчета                  kopecks (int), price x qty half-up
   1199    ставка НДС                                  see ``VAT_CODES``
+  1200    сумма НДС за предмет расчета                kopecks, rates with VAT only (``vat.py``)
   1212    признак предмета расчета                    see ``SUBJECT_CODES``
   1214    признак способа расчета                     1..7, see ``ITEM_PAYMENT_CODES``
   2108    мера количества предмета расчета            0 (штуки / единицы)
   1191    доп. реквизит предмета расчета              sku, when given
   2000    код маркировки                              mark_code, when given
 1020      сумма расчета по чеку                       kopecks
+1102      сумма НДС чека по ставке 20% (and 22%)      kopecks, when such lines (``vat.py``)
+1103      сумма НДС чека по ставке 10%                kopecks, when such lines
+1104      сумма расчета по чеку с НДС 0%              kopecks (amounts), when such lines
+1105      сумма расчета по чеку без НДС               kopecks (amounts), when such lines
+1106      сумма НДС чека по ставке 20/120 (22/122)    kopecks, when such lines
+1107      сумма НДС чека по ставке 10/110             kopecks, when such lines
 1031      сумма наличными                             kopecks, 0 when unused; the cash part of
                                                       the total: received minus change
 1081      сумма безналичными                          kopecks (card), 0 when unused
@@ -38,8 +45,10 @@ tag       meaning (FFD 1.2)                           value here
 The payment tags always add up to 1020: change is not a fiscal amount (FFD 1.2 has no tag
 for it), so cash received over the total is left out of 1031; the POS's answer states it.
 
-Receipt-level VAT sums (1102..1107) are left out: their meaning for the 2026 rates (22%, 5%,
-7%) is not settled in the sources we checked; the device or OFD computes them if needed.
+Receipt-level VAT sums (``kkt_adapter.domain.vat``): each line with VAT carries 1200, and the
+receipt carries the tag of each rate present, the sum of its lines. 22 % and 22/122 share 1102
+and 1106 with 20 % and 20/120 (unconfirmed); 5 %, 7 %, 5/105 and 7/107 have no receipt-level
+tag (none found): their VAT is in the lines' 1200 only. Sources: ``docs/decisions.md``.
 """
 
 from __future__ import annotations
@@ -56,6 +65,7 @@ from kkt_adapter.domain.receipt import (
     Subject,
     Vat,
 )
+from kkt_adapter.domain.vat import RECEIPT_SUM_TAGS, line_vat, receipt_vat_sums
 
 TAG_TYPE = "1054"
 TAG_ITEMS = "1059"
@@ -64,6 +74,7 @@ TAG_ITEM_PRICE = "1079"
 TAG_ITEM_QUANTITY = "1023"
 TAG_ITEM_TOTAL = "1043"
 TAG_ITEM_VAT = "1199"
+TAG_ITEM_VAT_SUM = "1200"
 TAG_ITEM_SUBJECT = "1212"
 TAG_ITEM_PAYMENT_METHOD = "1214"
 TAG_ITEM_MEASURE = "2108"
@@ -108,6 +119,7 @@ VAT_CODES: dict[Vat, int] = {
     Vat.VAT22: 11,
     Vat.VAT22_122: 12,
 }
+VATS_BY_CODE: dict[int, Vat] = {code: vat for vat, code in VAT_CODES.items()}
 SUBJECT_CODES: dict[Subject, int] = {
     Subject.GOODS: 1,
     Subject.EXCISE: 2,
@@ -170,6 +182,7 @@ def to_ffd(receipt: Receipt, receipt_id: str) -> dict[str, Any]:
         TAG_TYPE: ffd_type_code(receipt.type),
         TAG_ITEMS: [_item(item) for item in receipt.items],
         TAG_TOTAL: receipt.total,
+        **receipt_vat_sums((item.vat, item.total) for item in receipt.items),
         **{tag: 0 for tag in PAYMENT_TAGS.values()},
         TAG_RECEIPT_EXTRA: receipt_id,
         TAG_FFD_VERSION: FFD_VERSION_1_2,
@@ -204,6 +217,9 @@ def _item(item: Item) -> dict[str, Any]:
         TAG_ITEM_PAYMENT_METHOD: ITEM_PAYMENT_CODES[item.payment_method],
         TAG_ITEM_MEASURE: MEASURE_PIECE,
     }
+    vat_sum = line_vat(item.total, item.vat)
+    if vat_sum is not None:
+        entry[TAG_ITEM_VAT_SUM] = vat_sum
     if item.sku is not None:
         entry[TAG_ITEM_EXTRA] = item.sku
     if item.mark_code is not None:
@@ -221,3 +237,40 @@ def missing_tags(document: dict[str, Any]) -> list[str]:
         keys = item.keys() if isinstance(item, dict) else set()
         missing += [f"{TAG_ITEMS}[{index}].{tag}" for tag in sorted(REQUIRED_ITEM_TAGS - keys)]
     return missing
+
+
+def vat_mismatches(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """Where ``document``'s VAT sums differ from those its lines give: each line's 1200 and
+    the receipt-level tags (``kkt_adapter.domain.vat``), as ``{"tag", "expected", "found"}``
+    (``None`` for an absent tag). Lines without a known rate or an integer amount are left
+    to :func:`missing_tags`; a document without lines has nothing to check."""
+    items = document.get(TAG_ITEMS)
+    lines: list[tuple[Vat, int]] = []
+    mismatches: list[dict[str, Any]] = []
+    for index, item in enumerate(items if isinstance(items, list) else []):
+        if not isinstance(item, dict):
+            continue
+        vat, amount = _rate(item.get(TAG_ITEM_VAT)), item.get(TAG_ITEM_TOTAL)
+        if vat is None or type(amount) is not int:
+            continue
+        lines.append((vat, amount))
+        expected, found = line_vat(amount, vat), item.get(TAG_ITEM_VAT_SUM)
+        if not _same(expected, found):
+            where = f"{TAG_ITEMS}[{index}].{TAG_ITEM_VAT_SUM}"
+            mismatches.append({"tag": where, "expected": expected, "found": found})
+    if not lines:
+        return mismatches
+    sums = receipt_vat_sums(lines)
+    for tag in RECEIPT_SUM_TAGS:
+        if not _same(sums.get(tag), document.get(tag)):
+            mismatches.append({"tag": tag, "expected": sums.get(tag), "found": document.get(tag)})
+    return mismatches
+
+
+def _rate(code: object) -> Vat | None:
+    return VATS_BY_CODE.get(code) if type(code) is int else None
+
+
+def _same(expected: int | None, found: object) -> bool:
+    # type() too: JSON true would otherwise equal 1 kopeck.
+    return found is None if expected is None else type(found) is int and found == expected

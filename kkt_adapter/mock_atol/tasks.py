@@ -23,7 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from kkt_adapter.device.base import ShiftReport
 from kkt_adapter.device.emulator import EmulatedKkt
+from kkt_adapter.domain.ffd import VATS_BY_CODE
 from kkt_adapter.domain.fiscal import FiscalResult
+from kkt_adapter.domain.vat import RECEIPT_SUM_TAGS, line_vat, receipt_vat_sums
 from kkt_adapter.errors import DeviceError, ShiftError
 
 RECEIPT_TYPES = {
@@ -217,10 +219,13 @@ def receipt_document(task: ReceiptTask, fallback_id: str) -> tuple[str, dict[str
         raise TaskError(501, f"Неверный формат задания: total {task.total} != sum of items")
     if paid < total:
         raise TaskError(501, f"Неверный формат задания: payments {paid} kopecks < total {total}")
+    # The register computes the VAT sums itself, per line and per rate, as the adapter does.
+    lines = [(VATS_BY_CODE[TAX_TYPES[p.tax.type]], kopecks(p.amount)) for p in positions]
     document: dict[str, Any] = {
         "1054": RECEIPT_TYPES[task.type],
         "1059": [_item(item) for item in positions],
         "1020": total,
+        **receipt_vat_sums(lines),
         **{tag: 0 for tag in PAYMENT_TAGS.values()},
         "1192": receipt_id,
         "1209": 4,
@@ -252,6 +257,9 @@ def _item(item: Position) -> dict[str, Any]:
         "1214": PAYMENT_METHODS[item.paymentMethod],
         "2108": item.measurementUnit,
     }
+    vat_sum = line_vat(entry["1043"], VATS_BY_CODE[entry["1199"]])
+    if vat_sum is not None:
+        entry["1200"] = vat_sum
     if item.additionalAttribute is not None:
         entry["1191"] = item.additionalAttribute
     return entry
@@ -411,11 +419,12 @@ def _fn_document(kkt: EmulatedKkt, fd: int) -> dict[str, Any]:
         raise TaskError(401, f"Документ {fd} не найден в архиве ФН")
     result = entries[0].result
     tags: dict[str, Any] = {**result.document, "fiscalDocumentType": "receipt", "qr": result.qr}
-    for tag in ("1020", *PAYMENT_TAGS.values()):  # the driver gives money as rubles
+    for tag in ("1020", *RECEIPT_SUM_TAGS, *PAYMENT_TAGS.values()):  # money as rubles
         if isinstance(tags.get(tag), int):
             tags[tag] = _rubles(tags[tag])
+    item_money = ("1079", "1043", "1200")
     tags["1059"] = [
-        {**item, **{t: _rubles(item[t]) for t in ("1079", "1043") if isinstance(item.get(t), int)}}
+        {**item, **{t: _rubles(item[t]) for t in item_money if isinstance(item.get(t), int)}}
         for item in tags.get("1059", [])
     ]
     return tags

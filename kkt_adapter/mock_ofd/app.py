@@ -27,7 +27,7 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kkt_adapter.domain.ffd import missing_tags
+from kkt_adapter.domain.ffd import missing_tags, vat_mismatches
 from kkt_adapter.domain.sign import verify_sign
 from kkt_adapter.errors import (
     DocumentRejected,
@@ -237,12 +237,20 @@ _IDENTITY_TAGS = (("1192", "receipt_id"), ("1041", "fn"), ("1040", "fd"), ("1077
 
 
 def _check_document(submission: Submission, key: bytes) -> None:
-    """Required tags present, identity fields match the document, fiscal sign verifies."""
+    """Required tags present, VAT sums match the lines, identity fields match the document,
+    fiscal sign verifies."""
     document = submission.document
     missing = missing_tags(document)
     if missing:
         raise DocumentRejected(
             "the document lacks required tags", code="missing_tags", details={"missing": missing}
+        )
+    wrong = vat_mismatches(document)
+    if wrong:
+        first = wrong[0]
+        raise DocumentRejected(
+            f"VAT sum tag {first['tag']} is {first['found']}, its lines give {first['expected']}",
+            details={**first, "mismatches": wrong},
         )
     for tag, field in _IDENTITY_TAGS:
         claimed = getattr(submission, field)

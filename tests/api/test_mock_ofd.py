@@ -214,6 +214,37 @@ async def test_missing_tags_are_listed(
     assert (await stats(ofd))["rejected"] == 1
 
 
+async def test_vat_sums_that_do_not_match_the_lines_are_rejected_naming_the_tag(
+    ofd: httpx.AsyncClient, kkt: EmulatedKkt
+) -> None:
+    receipt = parse_receipt(json.dumps(SAMPLE_RECEIPT).encode(), date.today())
+    document = to_ffd(receipt, "vat-1")
+    document["1102"] += 1  # signed by the KKT as it is: only the VAT sum is wrong
+    body = submission(kkt.print_receipt("vat-1", document))
+    answer = await post(ofd, body)
+    assert answer.status_code == 422
+    assert answer.json()["code"] == "document_rejected"
+    assert "1102" in answer.json()["message"]
+    details = answer.json()["details"]
+    assert (details["tag"], details["found"]) == ("1102", details["expected"] + 1)
+    assert (await stats(ofd))["rejected"] == 1
+
+
+async def test_every_rate_with_its_vat_sums_is_accepted(
+    ofd: httpx.AsyncClient, fiscalize: Callable[..., FiscalResult]
+) -> None:
+    rates = ["vat22", "vat10", "vat5", "vat7", "vat0", "none"]
+    rates += ["vat22_122", "vat10_110", "vat5_105", "vat7_107"]
+    items = [{"name": r, "price": "123.45", "quantity": "3", "vat": r} for r in rates]
+    total = len(rates) * 37035  # 123.45 x 3 each, in kopecks
+    amount = f"{total // 100}.{total % 100:02d}"
+    body = {**SAMPLE_RECEIPT, "items": items, "payments": [{"method": "card", "amount": amount}]}
+    result = fiscalize(body)
+    assert {"1102", "1103", "1104", "1105", "1106", "1107"} <= result.document.keys()
+    answer = await post(ofd, submission(result))
+    assert answer.status_code == 200, answer.text
+
+
 async def test_altered_total_breaks_the_fiscal_sign(
     ofd: httpx.AsyncClient, fiscalize: Callable[..., FiscalResult]
 ) -> None:

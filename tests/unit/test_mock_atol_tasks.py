@@ -15,6 +15,7 @@ from kkt_adapter.device.atol import mapping
 from kkt_adapter.device.atol.mapping import receipt_task
 from kkt_adapter.device.emulator import EmulatedKkt
 from kkt_adapter.domain.journal import stamped
+from kkt_adapter.domain.vat import RECEIPT_SUM_TAGS
 from kkt_adapter.mock_atol.app import AtolEmulator
 from kkt_adapter.mock_atol.tasks import Exchange, TaskError, parse_task, receipt_document, run_task
 from kkt_adapter.service import new_receipt
@@ -39,6 +40,10 @@ def test_every_receipt_task_the_mapping_makes_is_taken_and_read_back(kind: str) 
         assert read.get(tag) == document.get(tag), tag
     assert [i["1043"] for i in read["1059"]] == [i["1043"] for i in document["1059"]]
     assert [i["1199"] for i in read["1059"]] == [i["1199"] for i in document["1059"]]
+    # The register computes the VAT sums as the adapter does (the fiscal sign covers them).
+    assert [i.get("1200") for i in read["1059"]] == [i.get("1200") for i in document["1059"]]
+    for tag in RECEIPT_SUM_TAGS:
+        assert read.get(tag) == document.get(tag), tag
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,7 @@ from kkt_adapter.device.atol.web import OutcomeUnknown, TaskState
 from kkt_adapter.device.base import DeviceStatus, Exchange, JournalEntry, ShiftReport
 from kkt_adapter.domain.fiscal import FfdDocument, FiscalResult
 from kkt_adapter.domain.sign import qr_string
+from kkt_adapter.domain.vat import RECEIPT_SUM_TAGS
 from kkt_adapter.errors import DeviceError
 
 log = logging.getLogger(__name__)
@@ -34,8 +35,8 @@ MAX_ATTEMPTS = 20
 ARCHIVE_LOOKBACK = 50
 """FN archive documents read back to find a receipt whose task the web server lost."""
 MODEL = "ATOL (driver web server)"
-_MONEY_TAGS = ("1020", "1031", "1081", "1215", "1216", "1217")
-_ITEM_MONEY_TAGS = ("1079", "1043")
+_MONEY_TAGS = ("1020", *RECEIPT_SUM_TAGS, "1031", "1081", "1215", "1216", "1217")
+_ITEM_MONEY_TAGS = ("1079", "1043", "1200")
 
 
 class Transport(Protocol):
