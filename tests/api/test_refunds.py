@@ -14,6 +14,7 @@ from helpers import eventually, new_key, receipt
 from kkt_adapter.buffer.recovery import Recovered
 from kkt_adapter.domain.fiscal import FiscalResult
 from kkt_adapter.domain.journal import key_digest
+from kkt_adapter.domain.money import format_money, item_total, parse_money, parse_quantity
 from kkt_adapter.hlc import HlcStamp
 
 FRAME = {"name": "Frame", "price": "100.00", "quantity": "2", "vat": "vat22", "sku": "FR-1"}
@@ -31,16 +32,16 @@ def sale_body(**changes: Any) -> dict[str, Any]:
     return body
 
 
-def refund_body(refund_of: str, *items: dict[str, Any], cash: str = "0") -> dict[str, Any]:
+def refund_body(refund_of: str, *items: dict[str, Any], cash: str | None = None) -> dict[str, Any]:
     """A refund of ``items`` (each a line of the sale), ``cash`` in cash, the rest by card."""
     total = sum(
-        int(float(i["price"]) * 100) * int(float(i["quantity"]) * 1000) // 1000 for i in items
+        item_total(parse_money(i["price"], "price"), parse_quantity(i["quantity"], "quantity"))
+        for i in items
     )
-    cash_k = int(float(cash) * 100)
-    payments = [{"method": "cash", "amount": cash}] if cash_k else []
-    if total > cash_k:
-        card = total - cash_k
-        payments.append({"method": "card", "amount": f"{card // 100}.{card % 100:02d}"})
+    in_cash = 0 if cash is None else parse_money(cash, "cash")
+    payments = [] if cash is None else [{"method": "cash", "amount": cash}]
+    if total > in_cash:
+        payments.append({"method": "card", "amount": format_money(total - in_cash)})
     return receipt(type="refund", refund_of=refund_of, items=list(items), payments=payments)
 
 
