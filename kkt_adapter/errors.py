@@ -66,6 +66,48 @@ class RequestInProgress(KktAdapterError):
     http_status = 409
 
 
+class RefundRefused(KktAdapterError):
+    """A refund that names its sale (``refund_of``) cannot be fiscalized as asked: the sale
+    does not allow it (now). Nothing was printed or stored; each subclass is one rule."""
+
+    code = "refund_refused"
+    http_status = 409
+
+
+class RefundOfNotFiscalized(RefundRefused):
+    """The sale a refund names has no fiscal document (``accepted`` or ``print_failed``):
+    nothing was sold yet that could be returned."""
+
+    code = "refund_of_not_fiscalized"
+
+
+class RefundOfLinesUnknown(RefundRefused):
+    """The sale a refund names was recovered from the KKT's journal: the buffer holds its
+    fiscal document but not its lines, so a refund of its lines cannot be checked. Refund it
+    without ``refund_of``."""
+
+    code = "refund_of_lines_unknown"
+
+
+class RefundExceedsSale(RefundRefused):
+    """A line would be refunded beyond what was sold minus what earlier refunds returned."""
+
+    code = "refund_exceeds_sale"
+
+
+class RefundCashExceedsPaid(RefundRefused):
+    """The refund returns more cash than the sale kept in cash minus what earlier refunds
+    returned in cash."""
+
+    code = "refund_cash_exceeds_paid"
+
+
+class RefundHeldUntilSynced(RefundRefused):
+    """``KKT_REFUND_REQUIRES_SYNCED``: the sale has not reached the OFD yet; retry later."""
+
+    code = "refund_held_until_synced"
+
+
 class BufferFull(KktAdapterError):
     """Unsynced receipts reached the configured capacity; nothing was accepted."""
 

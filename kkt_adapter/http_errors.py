@@ -8,7 +8,7 @@ without importing that app.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,11 +48,20 @@ ERROR_SCHEMA: dict[str, Any] = {
 """The error body as an OpenAPI schema."""
 
 
-def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` entries for these error statuses."""
+def error_responses(
+    *statuses: int, codes: Mapping[int, Sequence[str]] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for these error statuses; ``codes`` names some of the
+    codes a status may carry (in its description: the error schema stays one for all)."""
+    named = codes or {}
     return {
         status: {
-            "description": "Error with a stable machine code",
+            "description": "Error with a stable machine code"
+            + (
+                "; among them: " + ", ".join(f"`{code}`" for code in named[status])
+                if status in named
+                else ""
+            ),
             "content": {"application/json": {"schema": ERROR_SCHEMA}},
         }
         for status in statuses

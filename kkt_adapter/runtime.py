@@ -264,7 +264,12 @@ async def open_runtime(
         exchange=kkt.exchange if kkt.delivery == "device" else None,
     )
     stack.push_async_callback(worker.stop)
-    intake = IntakeService(buffer, kkt, on_pending=worker.wake)
+    intake = IntakeService(
+        buffer,
+        kkt,
+        on_pending=worker.wake,
+        refund_requires_synced=settings.refund_requires_synced,
+    )
     journal = JournalKeeper(buffer, kkt, on_pending=worker.wake)
     erp = ErpHeartbeat(
         settings.erp_url,

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, cast
 
-from kkt_adapter.buffer import Buffer, NewReceipt
+from kkt_adapter.buffer import Buffer, NewReceipt, RefundClaim
 from kkt_adapter.buffer.store import IntakeTx
 from kkt_adapter.device.base import ShiftReport
 from kkt_adapter.device.runner import DeviceRunner, Stamped
@@ -78,8 +78,11 @@ def new_receipt_id(now_ms: int) -> str:
     return "".join(CROCKFORD[(value >> shift) & 31] for shift in range(75, -1, -5))
 
 
-def new_receipt(key: str, receipt: Receipt, now_ms: int) -> NewReceipt:
-    """A validated receipt under ``key``, with a new id and its fiscal document."""
+def new_receipt(
+    key: str, receipt: Receipt, now_ms: int, *, refund_requires_synced: bool = False
+) -> NewReceipt:
+    """A validated receipt under ``key``, with a new id and its fiscal document; a refund
+    that names its sale carries the claim the buffer checks as it inserts it."""
     receipt_id = new_receipt_id(now_ms)
     payload = receipt_to_json(receipt)
     fingerprint = receipt_fingerprint(receipt, payload)
@@ -94,6 +97,9 @@ def new_receipt(key: str, receipt: Receipt, now_ms: int) -> NewReceipt:
         total=receipt.total,
         payload=payload,
         document=document,
+        refund=None
+        if receipt.refund_of is None
+        else RefundClaim(receipt, require_synced=refund_requires_synced),
     )
 
 
@@ -132,9 +138,15 @@ class IntakeService:
     """Takes receipts in and keeps the buffer and the KKT in step."""
 
     def __init__(
-        self, buffer: Buffer, device: DeviceRunner, *, on_pending: Callable[[], None]
+        self,
+        buffer: Buffer,
+        device: DeviceRunner,
+        *,
+        on_pending: Callable[[], None],
+        refund_requires_synced: bool = False,
     ) -> None:
         self._buffer = buffer
+        self._refund_requires_synced = refund_requires_synced
         self._device = device
         self._on_pending = on_pending  # a receipt became pending (the delivery worker wakes)
         # Idempotency keys with a request running in this process: a receipt left
@@ -143,7 +155,12 @@ class IntakeService:
 
     async def create_receipt(self, key: str, receipt: Receipt) -> Intake:
         """Make durable, fiscalize and answer one validated receipt under its key."""
-        new = new_receipt(key, receipt, self._buffer.now_ms())
+        new = new_receipt(
+            key,
+            receipt,
+            self._buffer.now_ms(),
+            refund_requires_synced=self._refund_requires_synced,
+        )
         self._inflight[key] = self._inflight.get(key, 0) + 1
         try:
             outcome = await self._buffer.intake(

@@ -117,6 +117,13 @@ class Settings(BaseSettings):
         "already (`repeat_print`) instead of answering with the stored document. Either way it "
         "counts and logs such a request: a real register would print a second document.",
     )
+    refund_requires_synced: bool = Field(
+        default=False,
+        description="Hold a refund that names its sale (`refund_of`) until that sale reached "
+        "the OFD (`409 refund_held_until_synced`, with `Retry-After`). Off by default: the "
+        "adapter is offline-first, and a till must be able to refund while the OFD is out of "
+        "reach, as it can sell.",
+    )
     device_status_refresh_seconds: float = Field(
         default=2.0,
         gt=0,

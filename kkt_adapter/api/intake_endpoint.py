@@ -25,6 +25,31 @@ log = logging.getLogger(__name__)
 
 RECEIPT_PATH = "/v1/kkt/receipt"
 
+RECEIPT_ERROR_CODES: dict[int, tuple[str, ...]] = {
+    409: (
+        "request_in_progress",
+        "refund_of_not_fiscalized",
+        "refund_of_lines_unknown",
+        "refund_exceeds_sale",
+        "refund_cash_exceeds_paid",
+        "refund_held_until_synced",
+    ),
+    422: (
+        "idempotency_key_reused",
+        "payment_mismatch",
+        "change_not_allowed",
+        "refund_of_not_allowed",
+        "refund_of_required",
+        "refund_of_unknown",
+        "refund_of_type_mismatch",
+        "refund_line_unknown",
+        "refund_line_mismatch",
+    ),
+    503: ("kkt_unavailable", "buffer_full", "storage_unavailable"),
+}
+"""Codes the receipt path answers that a POS acts on, named in its OpenAPI description (the
+refusals of a refund that names its sale among them); not every validation code."""
+
 RECEIPT_OPERATION: dict[str, object] = {
     "tags": ["receipts"],
     "summary": "Create a receipt: durable, fiscalized, answered",
@@ -51,7 +76,9 @@ RECEIPT_OPERATION: dict[str, object] = {
         },
         **{
             str(status): answer
-            for status, answer in error_responses(400, 409, 413, 422, 503).items()
+            for status, answer in error_responses(
+                400, 409, 413, 422, 503, codes=RECEIPT_ERROR_CODES
+            ).items()
         },
     },
 }

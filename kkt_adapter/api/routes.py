@@ -10,7 +10,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from kkt_adapter.api.views import receipt_view, report_view, shift_view
+from kkt_adapter.api.views import receipt_view, refunds_view, report_view, shift_view
+from kkt_adapter.domain.receipt import REFUND_OF_TYPES
+from kkt_adapter.domain.refund import refund_state
 from kkt_adapter.errors import NotFound
 from kkt_adapter.http_errors import error_responses
 from kkt_adapter.runtime import Runtime
@@ -48,13 +50,29 @@ def _runtime(request: Request) -> Runtime:
     "/v1/kkt/receipt/{receipt_id}",
     tags=["receipts"],
     summary="One receipt: status, fiscal attributes, delivery attempts, HLC",
+    description=(
+        "A refund shows the sale it names (`refund_of`). A sale or an expense shows its"
+        " `refunds`: whether a refund naming it is `allowed` now and the `reason` if not"
+        " (`refund_of_not_fiscalized`, `refund_of_lines_unknown`, `fully_refunded`,"
+        " `refund_held_until_synced`), the refund `receipts`, each line's `quantity` and"
+        " `refunded`, and the `cash_refundable`."
+    ),
     responses=error_responses(404),
 )
 async def get_receipt(receipt_id: str, request: Request) -> Response:
-    row = await _runtime(request).buffer.get_receipt(receipt_id)
+    runtime = _runtime(request)
+    row = await runtime.buffer.get_receipt(receipt_id)
     if row is None:
         raise NotFound(f"no receipt {receipt_id}", details={"receipt_id": receipt_id})
-    return json_response(receipt_view(row))
+    refunds = None
+    if row["type"] in REFUND_OF_TYPES.values():
+        found = await runtime.buffer.refunds(receipt_id)
+        if found is not None:  # gone between the reads (pruned): shown without
+            original, earlier = found
+            required = runtime.settings.refund_requires_synced
+            state = refund_state(original, earlier, require_synced=required)
+            refunds = refunds_view(state, earlier)
+    return json_response(receipt_view(row, refunds))
 
 
 @router.get("/v1/kkt/buffer/status", tags=["buffer"], summary="Buffer counters, state and alerts")

@@ -85,6 +85,13 @@ class ItemIn(BaseModel):
     payment_method: ItemPaymentMethod = ItemPaymentMethod.FULL_PAYMENT
     sku: str | None = Field(default=None, min_length=1, max_length=64)
     mark_code: str | None = Field(default=None, min_length=1, max_length=256)
+    line: int | None = Field(
+        default=None,
+        ge=1,
+        le=100,
+        description="On a refund with `refund_of`: the 1-based position of the line of the "
+        "original this item returns. Without it the item's `sku` names the line.",
+    )
 
 
 class PaymentIn(BaseModel):
@@ -154,6 +161,15 @@ class ReceiptIn(BaseModel):
     customer: CustomerIn | None = None
     cashier: CashierIn | None = None
     correction: CorrectionIn | None = None
+    refund_of: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=16,
+        description="On a `refund` (or `expense_refund`): the receipt id of the sale (or "
+        "expense) it returns. Then each item names its line of the original (`line`, else "
+        "`sku`), and no line or cash is refunded beyond what the original had left. Leave it "
+        "out for a refund of a sale made elsewhere.",
+    )
 
 
 class FiscalOut(BaseModel):
@@ -273,6 +289,7 @@ def _to_domain(model: ReceiptIn, today: date) -> Receipt:
                 i.payment_method,
                 i.sku,
                 i.mark_code,
+                i.line,
             )
             for i in model.items
         ),
@@ -283,6 +300,7 @@ def _to_domain(model: ReceiptIn, today: date) -> Receipt:
         cashier_inn=cashier.inn if cashier else None,
         correction=_correction(model.correction, today),
         dated=today,
+        refund_of=model.refund_of,
     )
 
 

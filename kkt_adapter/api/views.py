@@ -7,13 +7,16 @@ from typing import Any
 
 from kkt_adapter.device.base import DeviceStatus, ShiftReport
 from kkt_adapter.domain.dates import iso_ms
-from kkt_adapter.domain.money import format_money
+from kkt_adapter.domain.money import format_money, format_quantity
 from kkt_adapter.domain.receipt import payment_change
+from kkt_adapter.domain.refund import EarlierRefund, RefundState
 from kkt_adapter.hlc import HlcStamp
 
 
-def receipt_view(row: dict[str, Any]) -> dict[str, Any]:
-    """``GET /v1/kkt/receipt/{id}``: status, fiscal attributes, attempts, last error, HLC."""
+def receipt_view(row: dict[str, Any], refunds: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``GET /v1/kkt/receipt/{id}``: status, fiscal attributes, attempts, last error, HLC;
+    ``refund_of`` (the sale a refund names, else ``null``); ``refunds`` when given
+    (:func:`refunds_view`, a sale's or an expense's refunds)."""
     stamp = HlcStamp(row["hlc_wall"], row["hlc_counter"], row["hlc_node"])
     payload = json.loads(row["payload"])
     fiscal = None
@@ -52,7 +55,33 @@ def receipt_view(row: dict[str, Any]) -> dict[str, Any]:
             "dlq": dlq,
         },
         "last_error": row["last_error"],
+        "refund_of": row.get("refund_of"),
+        **({} if refunds is None else {"refunds": refunds}),
         "receipt": payload,  # payments as given: cash as received
+    }
+
+
+def refunds_view(state: RefundState, earlier: list[EarlierRefund]) -> dict[str, Any]:
+    """A sale's refunds: whether one is allowed now and why not, the refund receipts naming
+    it (failed prints too, with their status; they count for nothing), each line's sold and
+    refunded quantity, and the cash a refund may still return."""
+    return {
+        "allowed": state.allowed,
+        "reason": state.reason,
+        "receipts": [
+            {"receipt_id": e.receipt_id, "total": format_money(e.total), "status": e.status}
+            for e in earlier
+        ],
+        "lines": [
+            {
+                "line": line.line,
+                "sku": line.sku,
+                "quantity": format_quantity(line.quantity_milli),
+                "refunded": format_quantity(line.refunded_milli),
+            }
+            for line in state.lines
+        ],
+        "cash_refundable": format_money(state.cash_refundable),
     }
 
 

@@ -128,6 +128,15 @@ _SCRIPTS: tuple[str, ...] = (
     CREATE INDEX receipts_fiscal ON receipts(fn, fd) WHERE fd IS NOT NULL;
     CREATE INDEX receipts_shift ON receipts(shift, fn, number_in_shift) WHERE fd IS NOT NULL;
     """,
+    # 4: refunds of a named sale (kkt_adapter.buffer.refunds): the sale a refund returns and
+    # the quantity it takes from each of the sale's lines (JSON {"<line>": thousandths},
+    # resolved when it was taken in). Partial index: only refunds that name a sale are
+    # looked up by it, so other receipts cost nothing more.
+    """
+    ALTER TABLE receipts ADD COLUMN refund_of TEXT;
+    ALTER TABLE receipts ADD COLUMN refund_lines TEXT;
+    CREATE INDEX receipts_refund_of ON receipts(refund_of) WHERE refund_of IS NOT NULL;
+    """,
 )
 
 

@@ -34,6 +34,7 @@ from kkt_adapter.buffer.recovery import (
     known_tx,
     neighbours_tx,
 )
+from kkt_adapter.buffer.refunds import RefundClaim, check_claim_tx, earlier_tx, original_tx
 from kkt_adapter.buffer.retention import (
     Leftover,
     Retention,
@@ -58,6 +59,7 @@ from kkt_adapter.buffer.sql import (
 from kkt_adapter.domain.fiscal import FfdDocument, FiscalResult
 from kkt_adapter.domain.journal import key_digest, read_mark
 from kkt_adapter.domain.lifecycle import ReceiptStatus
+from kkt_adapter.domain.refund import EarlierRefund, Original
 from kkt_adapter.errors import (
     BufferFull,
     IdempotencyKeyReused,
@@ -90,6 +92,9 @@ class NewReceipt:
     total: int
     payload: dict[str, Any]
     document: FfdDocument
+    refund: RefundClaim | None = None
+    """A refund that names its sale: checked against it in the same transaction as its
+    insert (``kkt_adapter.buffer.refunds``)."""
 
 
 @dataclass(frozen=True)
@@ -216,7 +221,13 @@ class Buffer:
         return await self._db.staged(lambda conn: steps(IntakeTx(self, conn)), device)
 
     def begin_intake_tx(self, conn: sqlite3.Connection, new: NewReceipt) -> IntakeStart:
-        """Record ``new`` as ``accepted`` (or resolve its key: replay, retry or conflict)."""
+        """Record ``new`` as ``accepted`` (or resolve its key: replay, retry or conflict).
+
+        A refund that names its sale is checked here, on the writer's transaction that
+        inserts it: the refunds of the sale it counts are the committed ones and those of
+        the same group before it, so two refunds of one sale cannot both pass on the same
+        quantity (docs/decisions.md, "Refunds"). A replay is not checked again: it is no
+        new refund."""
         # One statement for the key and the counters: each statement on the writer is a
         # round trip through the GIL, and intake is the hot path.
         known = conn.execute(
@@ -232,6 +243,7 @@ class Buffer:
         ).fetchone()
         if known["id"] is not None:
             return self._resolve_known_key(conn, new, known)
+        refund_lines = None if new.refund is None else check_claim_tx(conn, new.refund)
         unsynced, queued = int(known[5]), int(known[6])
         if unsynced >= self.capacity:
             raise BufferFull(
@@ -243,8 +255,8 @@ class Buffer:
         stamp = self._tick()
         conn.execute(
             "INSERT INTO receipts (id, idempotency_key, pos_id, type, total, status, created_ms,"
-            " updated_ms, hlc_wall, hlc_counter, hlc_node, payload, document, owner)"
-            f" VALUES (?, ?, ?, ?, ?, {ACCEPTED}, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " updated_ms, hlc_wall, hlc_counter, hlc_node, payload, document, owner, refund_of,"
+            f" refund_lines) VALUES (?, ?, ?, ?, ?, {ACCEPTED}, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 new.receipt_id,
                 new.idempotency_key,
@@ -259,6 +271,8 @@ class Buffer:
                 _dumps(new.payload),
                 _dumps(new.document),
                 self.owner,
+                None if new.refund is None else new.refund.refund_of,
+                refund_lines,
             ),
         )
         conn.execute(
@@ -285,10 +299,14 @@ class Buffer:
                 retry_after=1,
             )
         if status == ReceiptStatus.PRINT_FAILED:
+            # Printing it now makes it a refund again: checked as a new one (its own failed
+            # row does not count), since others may have been taken meanwhile.
+            refund_lines = None if new.refund is None else check_claim_tx(conn, new.refund)
             now = self._wall()
             conn.execute(
-                f"UPDATE receipts SET status = {ACCEPTED}, updated_ms = ?, owner = ? WHERE id = ?",
-                (now, self.owner, known["id"]),
+                f"UPDATE receipts SET status = {ACCEPTED}, updated_ms = ?, owner = ?,"
+                " refund_lines = COALESCE(?, refund_lines) WHERE id = ?",
+                (now, self.owner, refund_lines, known["id"]),
             )
             append_event(
                 conn,
@@ -464,6 +482,15 @@ class Buffer:
         """One receipt row as a dict, or ``None``."""
 
         return await self._db.read(lambda conn: by_id_tx(conn, receipt_id))
+
+    async def refunds(self, receipt_id: str) -> tuple[Original, list[EarlierRefund]] | None:
+        """A receipt as a sale that may be refunded, and the refunds naming it so far."""
+
+        def read(conn: sqlite3.Connection) -> tuple[Original, list[EarlierRefund]] | None:
+            original = original_tx(conn, receipt_id)
+            return None if original is None else (original, earlier_tx(conn, receipt_id))
+
+        return await self._db.read(read)
 
     async def find_by_key(self, idempotency_key: str) -> dict[str, Any] | None:
         """The receipt posted with this ``Idempotency-Key`` (or recovered under its digest)."""

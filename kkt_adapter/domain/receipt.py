@@ -106,6 +106,8 @@ class Item:
     payment_method: ItemPaymentMethod
     sku: str | None
     mark_code: str | None
+    line: int | None = None
+    """On a refund of a named sale: the 1-based position of the sale's line it returns."""
 
     @property
     def total(self) -> Kopecks:
@@ -144,6 +146,8 @@ class Receipt:
     cashier_inn: str | None
     correction: Correction | None
     dated: date
+    refund_of: str | None = None
+    """The receipt id of the sale (or expense) this refund returns, when the POS names it."""
 
     @property
     def total(self) -> Kopecks:
@@ -160,6 +164,12 @@ class Receipt:
         """Cash handed back to the buyer: what was paid over the total (0 when exact)."""
         return Kopecks(max(0, self.paid - self.total))
 
+
+REFUND_OF_TYPES: dict[ReceiptType, ReceiptType] = {
+    ReceiptType.REFUND: ReceiptType.SALE,
+    ReceiptType.EXPENSE_REFUND: ReceiptType.EXPENSE,
+}
+"""A receipt type that may name the receipt it returns -> the type that receipt must have."""
 
 CHANGE_TYPES = frozenset({ReceiptType.SALE, ReceiptType.EXPENSE_REFUND})
 """Receipt types where the buyer hands money to the shop, so cash may be given with change.
@@ -205,7 +215,39 @@ def check_rules(receipt: Receipt) -> None:
             )
         if item.total <= 0 or item.total > MAX_MONEY:
             raise invalid("invalid_quantity", f"{field}.quantity", "item total out of range")
+    check_refund_of(receipt)
     check_payments(receipt)
+
+
+def check_refund_of(receipt: Receipt) -> None:
+    """What can be told of a refund's link to its sale without the sale: ``refund_of`` only on
+    a refund or an expense refund, not on a correction (``refund_of_not_allowed``: a
+    correction restates a past settlement, it returns nothing); a ``line`` only on the items
+    of a receipt that names its sale (``refund_of_required``); and with ``refund_of`` every
+    item names its sale's line, by ``line`` or by ``sku`` (``refund_line_unknown``)."""
+    if receipt.refund_of is None:
+        for index, item in enumerate(receipt.items):
+            if item.line is not None:
+                raise invalid(
+                    "refund_of_required",
+                    f"items[{index}].line",
+                    "a line of the original names nothing without refund_of",
+                )
+        return
+    if receipt.type not in REFUND_OF_TYPES or receipt.correction is not None:
+        kind = "a correction" if receipt.correction else f"a {receipt.type} receipt"
+        raise invalid(
+            "refund_of_not_allowed",
+            "refund_of",
+            f"{kind} returns no earlier receipt; refund_of is for refund and expense_refund",
+        )
+    for index, item in enumerate(receipt.items):
+        if item.line is None and item.sku is None:
+            raise invalid(
+                "refund_line_unknown",
+                f"items[{index}]",
+                "an item of a refund of a named sale gives its line or its sku",
+            )
 
 
 def check_payments(receipt: Receipt) -> None:
@@ -282,6 +324,7 @@ def receipt_to_json(receipt: Receipt) -> dict[str, Any]:
                 "payment_method": i.payment_method.value,
                 "sku": i.sku,
                 "mark_code": i.mark_code,
+                **({} if i.line is None else {"line": i.line}),
             }
             for i in receipt.items
         ],
@@ -294,6 +337,9 @@ def receipt_to_json(receipt: Receipt) -> dict[str, Any]:
         if corr is None
         else {"kind": corr.kind, "date": corr.date.isoformat(), "number": corr.number},
         "dated": receipt.dated.isoformat(),
+        # Only when given: a receipt stored before refunds named their sale keeps its
+        # fingerprint, so its replays still match.
+        **({} if receipt.refund_of is None else {"refund_of": receipt.refund_of}),
     }
 
 

@@ -230,3 +230,28 @@ async def test_accepted_rows_carry_their_owner_and_its_liveness(tmp_path: Path) 
         assert not second.owner_alive(None)
     finally:
         second.close()
+
+
+async def test_a_schema_3_buffer_gains_the_refund_columns_and_keeps_its_receipts(
+    tmp_path: Path,
+) -> None:
+    from kkt_adapter.buffer.schema import MIGRATIONS
+    from kkt_adapter.sqlite import apply_migrations
+
+    conn = sqlite3.connect(tmp_path / "buffer.sqlite")
+    apply_migrations(conn, MIGRATIONS[:3], "buffer")
+    conn.close()
+    buf = Buffer(tmp_path, capacity=5, node_id="n1", wall=Wall(1_000_000))
+    buf.open()
+    try:
+        await begin_intake(buf, new(1))
+        row = await buf.get_receipt("R0001")
+        assert row is not None and row["refund_of"] is None and row["refund_lines"] is None
+        found = await buf.refunds("R0001")
+        assert found is not None and found[1] == []
+    finally:
+        buf.close()
+    with sqlite3.connect(tmp_path / "buffer.sqlite") as check:
+        assert check.execute("PRAGMA user_version").fetchone()[0] >= 4
+        indexes = {r[0] for r in check.execute("SELECT name FROM sqlite_master")}
+        assert "receipts_refund_of" in indexes
