@@ -149,6 +149,22 @@ class ShiftError(KktAdapterError):
     http_status = 409
 
 
+class InsufficientCash(KktAdapterError):
+    """A cash out beyond the cash in the drawer: the register refuses it (``details``:
+    ``drawer_cash``, ``requested``)."""
+
+    code = "insufficient_cash"
+    http_status = 409
+
+
+class CashOutcomeUnknown(KktAdapterError):
+    """A retried cash operation whose first attempt the register cannot be asked about (an
+    ATOL register keeps no id with it): not done again; the X report shows whether it was."""
+
+    code = "cash_operation_outcome_unknown"
+    http_status = 409
+
+
 class NotSyncLeader(KktAdapterError):
     """Another adapter process holds the sync lease: only it delivers (``sync_fenced_out``:
     this process's lease was overtaken by a newer fencing token)."""

@@ -25,6 +25,7 @@ from kkt_adapter import __version__
 from kkt_adapter.buffer import Buffer
 from kkt_adapter.buffer.restore import place, put_back
 from kkt_adapter.buffer.retention import Retention
+from kkt_adapter.cash_desk import CashDesk
 from kkt_adapter.delivery import Backoff, BreakerConfig, CircuitBreaker, DeliveryWorker
 from kkt_adapter.delivery.lease import LeaseBackend, RedisLease, SqliteLease
 from kkt_adapter.delivery.worker import OnCall, WorkerConfig
@@ -154,6 +155,7 @@ class Runtime:
     """The one way to the KKT (``kkt.driver`` is the driver itself)."""
     intake: IntakeService
     shifts: Shifts
+    cash: CashDesk
     worker: DeliveryWorker
     ofd: OfdLink
     erp: ErpHeartbeat
@@ -296,6 +298,7 @@ async def open_runtime(
         kkt=kkt,
         intake=intake,
         shifts=Shifts(buffer, kkt),
+        cash=CashDesk(buffer, kkt),
         worker=worker,
         ofd=ofd,
         erp=erp,

@@ -15,11 +15,12 @@ import logging
 import os
 import struct
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 from kkt_adapter.buffer import Buffer, NewReceipt, RefundClaim
 from kkt_adapter.buffer.store import IntakeTx
+from kkt_adapter.device import wire
 from kkt_adapter.device.base import ShiftReport
 from kkt_adapter.device.runner import DeviceRunner, Stamped
 from kkt_adapter.domain import Receipt, receipt_fingerprint, receipt_to_json, to_ffd
@@ -28,6 +29,7 @@ from kkt_adapter.domain.journal import TAG_USER_ATTRIBUTE, mark
 from kkt_adapter.domain.lifecycle import ReceiptStatus
 from kkt_adapter.domain.money import format_money
 from kkt_adapter.domain.receipt import payment_change
+from kkt_adapter.domain.shift_totals import shift_totals
 from kkt_adapter.errors import DeviceError, RequestInProgress
 from kkt_adapter.hlc import HlcStamp
 from kkt_adapter.sqlite import Staged
@@ -340,11 +342,36 @@ class Shifts:
         return report
 
     async def close(self, cashier: str | None) -> ShiftReport:
-        report = await self._device.close_shift(cashier)
+        """Close the shift and keep its Z report's figures (read back by FN and shift)."""
+        report = await self._with_vat(await self._device.close_shift(cashier))
         await self._buffer.log_event(
             "info", "shift_closed", f"shift {report.shift}, Z report FD {report.fd}"
         )
+        fn = report.fn or (await self._device.status()).fn
+        report = replace(report, fn=fn)
+        closed_ms = self._buffer.now_ms()
+        await self._buffer.shift_reports.keep(fn, report.shift, report.fd, closed_ms, report)
         return report
 
     async def x_report(self) -> ShiftReport:
-        return await self._device.x_report()
+        return await self._with_vat(await self._device.x_report())
+
+    async def closed(self, *, fn: str | None, before: int | None, limit: int) -> list[ShiftReport]:
+        """Kept Z reports, newest first."""
+        rows = await self._buffer.shift_reports.page(fn=fn, before=before, limit=limit)
+        return [wire.shift_report(row) for row in rows]
+
+    async def z_report(self, shift: int, fn: str | None) -> ShiftReport | None:
+        """The kept Z report of a closed shift (of FN ``fn``, else the newest so numbered)."""
+        row = await self._buffer.shift_reports.get(shift, fn)
+        return None if row is None else wire.shift_report(row)
+
+    async def _with_vat(self, report: ShiftReport) -> ShiftReport:
+        """A register that counts no VAT per rate (its report's ``vat`` is empty: ATOL's
+        ``getShiftTotals`` has none) gets it from the adapter's records of the shift, added
+        up by the same function as the emulator's figures."""
+        summary = report.summary
+        if summary is None or summary.vat or report.fn is None:
+            return report
+        documents = await self._buffer.shift_reports.shift_documents(report.fn, report.shift)
+        return replace(report, summary=replace(summary, vat=shift_totals(documents).vat))

@@ -23,6 +23,7 @@ from kkt_adapter.api.intake_endpoint import (
 )
 from kkt_adapter.api.middleware import RequestContext, cors_options, with_cors
 from kkt_adapter.api.routes import router
+from kkt_adapter.api.routes_cash import cash_router
 from kkt_adapter.api.routes_delivery import delivery_router
 from kkt_adapter.api.routes_lookup import lookup_router
 from kkt_adapter.api.routes_metrics import metrics_router
@@ -122,6 +123,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(router)
     app.include_router(lookup_router)
+    app.include_router(cash_router)
     app.include_router(delivery_router)
     app.include_router(metrics_router)
     app.include_router(ui_router)

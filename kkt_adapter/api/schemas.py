@@ -308,3 +308,36 @@ def _correction(model: CorrectionIn | None, today: date) -> Correction | None:
     if model is None:
         return None
     return correction(model.kind, model.date, model.number, today)
+
+
+class CashIn(BaseModel):
+    """The body of ``POST /v1/kkt/cash/in`` and ``/v1/kkt/cash/out``: the amount, as receipt
+    money ("500.00" or whole rubles as a JSON integer), and the cashier (tag 1021)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={"example": {"amount": "500.00", "cashier": "Ivanova A."}},
+    )
+    amount: MoneyIn
+    cashier: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"\S")
+
+
+class CashAnswer(BaseModel):
+    """The answer to a cash in or out (documentation only: the service writes it)."""
+
+    operation_id: str
+    kind: Literal["cash_in", "cash_out"]
+    amount: str = Field(examples=["500.00"])
+    shift: int
+    number: int = Field(description="The operation's number among the shift's cash operations.")
+    at: str = Field(description="When the KKT did it (ISO 8601, the KKT's time zone).")
+    drawer_cash: str = Field(examples=["1234.00"], description="Cash in the drawer after it.")
+
+
+def parse_cash(body: bytes) -> CashIn:
+    """Validate a cash in/out body; ``ValidationError`` (``invalid_money`` for the amount)."""
+    try:
+        return CashIn.model_validate_json(body)
+    except PydanticValidationError as exc:
+        raise from_pydantic(exc) from None

@@ -10,6 +10,7 @@ from kkt_adapter.domain.dates import iso_ms
 from kkt_adapter.domain.money import format_money, format_quantity
 from kkt_adapter.domain.receipt import payment_change
 from kkt_adapter.domain.refund import EarlierRefund, RefundState
+from kkt_adapter.domain.shift_totals import CashMovement, ShiftTotals
 from kkt_adapter.hlc import HlcStamp
 
 
@@ -104,12 +105,43 @@ def shift_view(status: DeviceStatus) -> dict[str, Any]:
 
 
 def report_view(report: ShiftReport) -> dict[str, Any]:
-    return {
+    """An open-shift, X or Z report; X and Z add the shift's figures (``summary_view``)."""
+    view: dict[str, Any] = {
         "kind": report.kind,
         "shift": report.shift,
+        "fn": report.fn,
         "fd": report.fd,
         "opened_at": report.opened_at.isoformat() if report.opened_at else None,
         "closed_at": report.closed_at.isoformat() if report.closed_at else None,
         "receipts": report.receipts,
         "totals": {kind: format_money(amount) for kind, amount in report.totals.items()},
     }
+    if report.summary is not None:
+        view.update(summary_view(report.summary))
+    return view
+
+
+def summary_view(summary: ShiftTotals) -> dict[str, Any]:
+    """A shift's figures: per receipt type its count, payments per method and VAT per rate
+    (turnover and VAT); cash in and out (sum and count); the cash in the drawer."""
+    return {
+        "counts": dict(summary.counts),
+        "payments": {
+            kind: {method: format_money(amount) for method, amount in methods.items()}
+            for kind, methods in summary.payments.items()
+        },
+        "vat": {
+            kind: {
+                rate: {"amount": format_money(f.amount), "vat": format_money(f.vat)}
+                for rate, f in rates.items()
+            }
+            for kind, rates in summary.vat.items()
+        },
+        "cash_in": _movement(summary.cash_in),
+        "cash_out": _movement(summary.cash_out),
+        "drawer_cash": format_money(summary.drawer_cash),
+    }
+
+
+def _movement(movement: CashMovement) -> dict[str, Any]:
+    return {"amount": format_money(movement.amount), "count": movement.count}

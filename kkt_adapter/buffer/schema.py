@@ -137,6 +137,35 @@ _SCRIPTS: tuple[str, ...] = (
     ALTER TABLE receipts ADD COLUMN refund_lines TEXT;
     CREATE INDEX receipts_refund_of ON receipts(refund_of) WHERE refund_of IS NOT NULL;
     """,
+    # 5: cash in and out (kkt_adapter.buffer.cash), each committed ``accepted`` before the KKT
+    # is asked, under its idempotency key; and the Z reports of closed shifts
+    # (kkt_adapter.buffer.shift_reports), kept as the KKT gave them.
+    """
+    CREATE TABLE cash_operations (
+        id              TEXT PRIMARY KEY,
+        idempotency_key TEXT NOT NULL UNIQUE,
+        fingerprint     TEXT NOT NULL,
+        kind            TEXT NOT NULL,             -- cash_in, cash_out
+        amount          INTEGER NOT NULL,          -- kopecks
+        cashier         TEXT,
+        status          TEXT NOT NULL,             -- accepted, done, failed
+        owner           TEXT,
+        created_ms      INTEGER NOT NULL,
+        updated_ms      INTEGER NOT NULL,
+        shift           INTEGER,
+        last_error      TEXT,
+        response        TEXT                       -- the answer replayed for a repeated key
+    );
+    CREATE TABLE shift_reports (
+        fn         TEXT NOT NULL,
+        shift      INTEGER NOT NULL,
+        fd         INTEGER NOT NULL,
+        closed_ms  INTEGER NOT NULL,
+        report     TEXT NOT NULL,                  -- the Z report, JSON
+        PRIMARY KEY (fn, shift)
+    );
+    CREATE INDEX shift_reports_closed ON shift_reports(closed_ms);
+    """,
 )
 
 

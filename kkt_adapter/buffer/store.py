@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from kkt_adapter.buffer.cash import CashBook
 from kkt_adapter.buffer.lookup import by_fiscal_tx, by_id_tx, by_key_tx, shift_page_tx
 from kkt_adapter.buffer.outbox import Outbox
 from kkt_adapter.buffer.owners import Owners
@@ -45,6 +46,7 @@ from kkt_adapter.buffer.retention import (
     prune_print_failed_tx,
 )
 from kkt_adapter.buffer.schema import migrate
+from kkt_adapter.buffer.shift_reports import ShiftReports
 from kkt_adapter.buffer.sql import (
     ACCEPTED,
     PENDING,
@@ -144,6 +146,8 @@ class Buffer:
         self._clock: HybridClock | None = None
         self._owners: Owners | None = None
         self.outbox = Outbox(self._db, wall, self.merge_remote, self.owner_alive)
+        self.cash = CashBook(self._db, wall, lambda: self.owner)
+        self.shift_reports = ShiftReports(self._db)
 
     def open(self) -> None:
         """Open and migrate the file, and restore the HLC (blocking: call off the loop)."""

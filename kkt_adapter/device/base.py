@@ -13,6 +13,8 @@ from datetime import datetime
 from typing import Protocol
 
 from kkt_adapter.domain.fiscal import FfdDocument, FiscalResult
+from kkt_adapter.domain.money import Kopecks
+from kkt_adapter.domain.shift_totals import CashKind, ShiftTotals
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,25 @@ class ShiftReport:
     receipts: int
     totals: dict[str, int] = field(default_factory=dict)
     """Sums in kopecks by receipt type ("sale", "refund", ...)."""
+    fn: str | None = None
+    """The FN the shift is on (shift numbers start again on a new FN)."""
+    summary: ShiftTotals | None = None
+    """The X or Z report's figures (``domain/shift_totals.py``); ``None`` on an open report."""
+
+
+@dataclass(frozen=True)
+class CashResult:
+    """A cash operation the device did (cash in or out: a non-fiscal document, no FD)."""
+
+    operation_id: str
+    kind: CashKind
+    amount: Kopecks
+    shift: int
+    number: int
+    """The operation's number among the shift's cash operations (1, 2, ...)."""
+    at: datetime
+    drawer_cash: Kopecks
+    """Cash in the drawer after it, as the device counts it."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +142,18 @@ class KktDevice(Protocol):
         ...
 
     def x_report(self) -> ShiftReport: ...
+
+    def cash_operation(
+        self, operation_id: str, kind: CashKind, amount: Kopecks, cashier: str | None
+    ) -> CashResult:
+        """Put cash into the drawer or take it out (``InsufficientCash`` beyond the drawer's
+        cash); the device keeps ``operation_id`` with it where it can."""
+        ...
+
+    def find_cash_operation(self, operation_id: str) -> CashResult | None:
+        """The cash operation done under ``operation_id``; ``None``: the device never did it;
+        ``CashOutcomeUnknown`` when the device cannot tell."""
+        ...
 
     def confirm_many(self, fn: str, fds: Sequence[int]) -> None:
         """The OFD acknowledged these documents of FN ``fn`` (as the OFD's receipt tells a real

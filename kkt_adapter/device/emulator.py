@@ -29,11 +29,13 @@ from pathlib import Path
 import orjson
 
 from kkt_adapter.device import emulator_store as store
-from kkt_adapter.device.base import DeviceStatus, JournalEntry, ShiftReport
+from kkt_adapter.device.base import CashResult, DeviceStatus, JournalEntry, ShiftReport
 from kkt_adapter.device.emulator_store import RECEIPT_TYPES, State
 from kkt_adapter.domain.fiscal import FfdDocument, FiscalResult
+from kkt_adapter.domain.money import Kopecks, format_money
+from kkt_adapter.domain.shift_totals import CashKind, ShiftTotals, shift_totals
 from kkt_adapter.domain.sign import fiscal_sign
-from kkt_adapter.errors import ConfigError, DeviceError, ShiftError
+from kkt_adapter.errors import ConfigError, DeviceError, InsufficientCash, ShiftError
 from kkt_adapter.sqlite import connect
 
 MOSCOW = timezone(timedelta(hours=3), "MSK")
@@ -185,7 +187,7 @@ class EmulatedKkt:
                 now = self._now()
                 opened = self._open_shift(conn, state, now, cashier)
             self._simulate_printing()
-        return ShiftReport("open", opened.shift, state.next_fd, now, None, 0, {})
+        return ShiftReport("open", opened.shift, state.next_fd, now, None, 0, {}, fn=state.fn)
 
     def close_shift(self, cashier: str | None = None) -> ShiftReport:
         """Close the open shift (expired or not) and return its Z report."""
@@ -194,15 +196,13 @@ class EmulatedKkt:
                 state = _require_open_shift(store.read_state(conn))
                 _check_fault(state)
                 now = self._now()
-                receipts, totals = store.shift_totals(conn, state.shift)
+                summary = _summary(conn, state.shift)
                 doc = self._header(state, now.isoformat(), cashier)
-                doc["1118"] = receipts
+                doc["1118"] = summary.receipts
                 self._store(conn, "close_shift", doc)
                 store.set_state(conn, next_fd=state.next_fd + 1, shift_open=0, shift_opened_at=None)
             self._simulate_printing()
-        return ShiftReport(
-            "z", state.shift, state.next_fd, state.shift_opened_at, now, receipts, totals
-        )
+        return _report("z", state, state.next_fd, now, summary)
 
     def x_report(self) -> ShiftReport:
         """Totals of the open shift so far; changes nothing. ``fd`` is the last FD issued."""
@@ -210,10 +210,58 @@ class EmulatedKkt:
             with self._tx("DEFERRED") as conn:
                 state = _require_open_shift(store.read_state(conn))
                 _check_fault(state)
-                receipts, totals = store.shift_totals(conn, state.shift)
+                summary = _summary(conn, state.shift)
             self._simulate_printing()
-        last_fd = state.next_fd - 1
-        return ShiftReport("x", state.shift, last_fd, state.shift_opened_at, None, receipts, totals)
+        return _report("x", state, state.next_fd - 1, None, summary)
+
+    def cash_operation(
+        self, operation_id: str, kind: CashKind, amount: Kopecks, cashier: str | None
+    ) -> CashResult:
+        """Cash in or out (a non-fiscal document: no FD, never sent to the OFD), kept with
+        ``operation_id``. A cash out beyond the drawer's cash is refused (``InsufficientCash``),
+        as a register refuses it. The shift rules are a receipt's: an expired shift refuses,
+        a closed one is opened if ``auto_open_shift``. An ``operation_id`` done already is a
+        repeat request (a bug in the caller, logged): answered with what was done, never
+        done twice."""
+        kind = CashKind(kind)  # the emulator process passes its value
+        if amount <= 0:
+            raise ValueError("a cash operation's amount must be positive")
+        with self._print_lock:
+            with self._tx() as conn:
+                known = store.find_cash(conn, operation_id)
+                if known is not None:
+                    log.error("KKT emulator: repeat cash operation %s", operation_id)
+                    return _cash_result(known, _summary(conn, known["shift"]).drawer_cash)
+                state = store.read_state(conn)
+                now = self._now()
+                _check_fault(state)
+                state = self._shift_for_document(conn, state, now)
+                drawer = _summary(conn, state.shift).drawer_cash
+                if kind is CashKind.CASH_OUT and amount > drawer:
+                    raise InsufficientCash(
+                        f"cash out of {format_money(amount)} refused: the drawer holds"
+                        f" {format_money(drawer)}",
+                        details={
+                            "drawer_cash": format_money(drawer),
+                            "requested": format_money(amount),
+                        },
+                    )
+                number = store.cash_count(conn, state.shift) + 1
+                stamp = now.isoformat()
+                store.insert_cash(
+                    conn, operation_id, kind, state.shift, number, amount, stamp, cashier
+                )
+                after = drawer + (amount if kind is CashKind.CASH_IN else -amount)
+            self._simulate_printing()
+        return CashResult(operation_id, kind, amount, state.shift, number, now, Kopecks(after))
+
+    def find_cash_operation(self, operation_id: str) -> CashResult | None:
+        """The cash operation kept with ``operation_id``, if it was done."""
+        with self._tx("DEFERRED") as conn:
+            row = store.find_cash(conn, operation_id)
+            if row is None:
+                return None
+            return _cash_result(row, _summary(conn, row["shift"]).drawer_cash)
 
     def confirm(self, fd: int) -> None:
         """Mark document ``fd`` acknowledged by the OFD; repeated or unknown ``fd`` is a no-op."""
@@ -339,15 +387,7 @@ class EmulatedKkt:
         now = self._now()
         _check_fault(state)
         self._check_fn_not_blocked(context.oldest_unconfirmed, now)
-        if state.shift_open and self._shift_expired(state, now):
-            raise DeviceError(
-                f"shift {state.shift} is older than {self._shift_max}; close it first",
-                reason="shift_expired",
-            )
-        if not state.shift_open:
-            if not self._auto_open:
-                raise DeviceError("no open shift", reason="shift_closed")
-            state = self._open_shift(conn, state, now, None)
+        state = self._shift_for_document(conn, state, now)
         number = state.number_in_shift + 1
         stamp = now.isoformat()
         # A shallow copy: the caller's dict is not changed; the serialization below proves the
@@ -368,6 +408,20 @@ class EmulatedKkt:
             doc["1054"],
             orjson.loads(data),
         )
+
+    def _shift_for_document(self, conn: sqlite3.Connection, state: State, now: datetime) -> State:
+        """The shift a receipt or cash document goes into: refused if expired (close it
+        first); opened now if closed and ``auto_open_shift``, else refused."""
+        if state.shift_open and self._shift_expired(state, now):
+            raise DeviceError(
+                f"shift {state.shift} is older than {self._shift_max}; close it first",
+                reason="shift_expired",
+            )
+        if not state.shift_open:
+            if not self._auto_open:
+                raise DeviceError("no open shift", reason="shift_closed")
+            state = self._open_shift(conn, state, now, None)
+        return state
 
     def _open_shift(
         self, conn: sqlite3.Connection, state: State, now: datetime, cashier: str | None
@@ -454,6 +508,40 @@ def _check_document(receipt_id: str, document: FfdDocument) -> None:
         raise DeviceError(
             f"document refused: {problem}", reason="invalid_document", retry_after=None
         )
+
+
+def _summary(conn: sqlite3.Connection, shift: int) -> ShiftTotals:
+    """The shift's figures over its stored receipts and cash operations."""
+    return shift_totals(store.shift_documents(conn, shift), store.shift_cash(conn, shift))
+
+
+def _report(
+    kind: str, state: State, fd: int, closed_at: datetime | None, summary: ShiftTotals
+) -> ShiftReport:
+    return ShiftReport(
+        kind,
+        state.shift,
+        fd,
+        state.shift_opened_at,
+        closed_at,
+        summary.receipts,
+        dict(summary.totals),
+        fn=state.fn,
+        summary=summary,
+    )
+
+
+def _cash_result(row: sqlite3.Row, drawer_now: int) -> CashResult:
+    """A logged cash operation; the drawer as it is now (the log keeps no running sum)."""
+    return CashResult(
+        row["operation_id"],
+        CashKind(row["kind"]),
+        Kopecks(row["amount"]),
+        row["shift"],
+        row["number"],
+        datetime.fromisoformat(row["created_at"]),
+        Kopecks(drawer_now),
+    )
 
 
 def _check_fault(state: State) -> None:

@@ -24,8 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from kkt_adapter.device import wire
-from kkt_adapter.device.base import DeviceStatus, JournalEntry, ShiftReport
+from kkt_adapter.device.base import CashResult, DeviceStatus, JournalEntry, ShiftReport
 from kkt_adapter.domain.fiscal import FfdDocument, FiscalResult
+from kkt_adapter.domain.money import Kopecks
+from kkt_adapter.domain.shift_totals import CashKind
 from kkt_adapter.errors import ConfigError, DeviceError, KktAdapterError
 
 CHILD_MODULE = "kkt_adapter.device.serve_emulator"
@@ -139,6 +141,20 @@ class EmulatorProcess:
     def x_report(self) -> ShiftReport:
         """Totals of the open shift so far."""
         return wire.shift_report(self._call("x_report"))
+
+    def cash_operation(
+        self, operation_id: str, kind: CashKind, amount: Kopecks, cashier: str | None
+    ) -> CashResult:
+        """Cash in or out, kept with ``operation_id``."""
+        found = wire.cash_result(
+            self._call("cash_operation", operation_id, kind.value, amount, cashier)
+        )
+        assert found is not None
+        return found
+
+    def find_cash_operation(self, operation_id: str) -> CashResult | None:
+        """The cash operation kept with ``operation_id``, if it was done."""
+        return wire.cash_result(self._call("find_cash_operation", operation_id))
 
     def confirm(self, fd: int) -> None:
         """Mark document ``fd`` acknowledged by the OFD."""

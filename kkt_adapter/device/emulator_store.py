@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from kkt_adapter.domain.fiscal import FiscalResult
+from kkt_adapter.domain.shift_totals import CashKind
 from kkt_adapter.domain.sign import qr_string
 from kkt_adapter.sqlite import apply_migrations
 
@@ -41,6 +42,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ("ALTER TABLE device_state ADD COLUMN repeat_prints INTEGER NOT NULL DEFAULT 0",),
     # 3: the emulated FN's validity (an FN is made for 15 or 36 months; set at first use).
     ("ALTER TABLE device_state ADD COLUMN fn_valid_until TEXT",),
+    # 4: cash in and out. Non-fiscal documents (no FD, never sent to the OFD), so a table of
+    # their own: ``documents.fd`` is the FD. The adapter's operation id is kept with each, so
+    # a retry after a crash finds it instead of moving the cash twice.
+    (
+        """CREATE TABLE cash_documents (
+            id INTEGER PRIMARY KEY, operation_id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,
+            shift INTEGER NOT NULL, number INTEGER NOT NULL, amount INTEGER NOT NULL,
+            created_at TEXT NOT NULL, cashier TEXT)""",
+        "CREATE INDEX cash_documents_shift ON cash_documents (shift)",
+    ),
 )
 FN_MONTHS = 15
 """An emulated FN is valid this long from its first use (the common 15-month FN)."""
@@ -295,18 +306,59 @@ def journal(conn: sqlite3.Connection, after_fd: int, limit: int) -> list[sqlite3
     ).fetchall()
 
 
-def shift_totals(conn: sqlite3.Connection, shift: int) -> tuple[int, dict[str, int]]:
-    """Receipts in ``shift`` and their sums in kopecks by receipt type."""
-    totals = dict.fromkeys(RECEIPT_TYPES.values(), 0)
-    receipts = 0
-    for type_code, count, total in conn.execute(
-        "SELECT type_code, count(*), sum(total) FROM documents"
-        " WHERE shift = ? AND kind = 'receipt' GROUP BY type_code",
-        (shift,),
-    ):
-        totals[RECEIPT_TYPES[type_code]] = total
-        receipts += count
-    return receipts, totals
+def shift_documents(conn: sqlite3.Connection, shift: int) -> list[dict[str, Any]]:
+    """The receipts of ``shift`` as their stored FFD documents, in FD order."""
+    return [
+        orjson.loads(row[0])
+        for row in conn.execute(
+            "SELECT document FROM documents WHERE shift = ? AND kind = 'receipt' ORDER BY fd",
+            (shift,),
+        )
+    ]
+
+
+def shift_cash(conn: sqlite3.Connection, shift: int) -> list[tuple[CashKind, int]]:
+    """The cash operations of ``shift`` as ``(kind, amount)``, in order."""
+    return [
+        (CashKind(kind), amount)
+        for kind, amount in conn.execute(
+            "SELECT kind, amount FROM cash_documents WHERE shift = ? ORDER BY id", (shift,)
+        )
+    ]
+
+
+def insert_cash(
+    conn: sqlite3.Connection,
+    operation_id: str,
+    kind: CashKind,
+    shift: int,
+    number: int,
+    amount: int,
+    created_at: str,
+    cashier: str | None,
+) -> None:
+    """Log a cash operation under the adapter's operation id."""
+    conn.execute(
+        "INSERT INTO cash_documents (operation_id, kind, shift, number, amount, created_at,"
+        " cashier) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (operation_id, kind.value, shift, number, amount, created_at, cashier),
+    )
+
+
+def find_cash(conn: sqlite3.Connection, operation_id: str) -> sqlite3.Row | None:
+    """The logged cash operation of ``operation_id``."""
+    row: sqlite3.Row | None = conn.execute(
+        "SELECT * FROM cash_documents WHERE operation_id = ?", (operation_id,)
+    ).fetchone()
+    return row
+
+
+def cash_count(conn: sqlite3.Connection, shift: int) -> int:
+    """How many cash operations ``shift`` has."""
+    count: int = conn.execute(
+        "SELECT count(*) FROM cash_documents WHERE shift = ?", (shift,)
+    ).fetchone()[0]
+    return count
 
 
 def fiscal_result(

@@ -26,11 +26,20 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
-from kkt_adapter.device.base import DeviceStatus, Exchange, JournalEntry, KktDevice, ShiftReport
+from kkt_adapter.device.base import (
+    CashResult,
+    DeviceStatus,
+    Exchange,
+    JournalEntry,
+    KktDevice,
+    ShiftReport,
+)
 from kkt_adapter.device.gate import DeviceGate
 from kkt_adapter.device.snapshot import RefreshPolicy, StatusSnapshot
 from kkt_adapter.domain.fiscal import FfdDocument, FiscalResult
 from kkt_adapter.domain.journal import read_mark, stamped
+from kkt_adapter.domain.money import Kopecks
+from kkt_adapter.domain.shift_totals import CashKind
 from kkt_adapter.hlc import HlcStamp, HybridClock, WallClock, system_wall_ms
 from kkt_adapter.serial import CallResult, GroupCall, SerialThread
 
@@ -232,6 +241,18 @@ class DeviceRunner:
 
     async def x_report(self) -> ShiftReport:
         return await self._run(self.driver.x_report)
+
+    async def cash_operation(
+        self, operation_id: str, kind: CashKind, amount: Kopecks, cashier: str | None
+    ) -> CashResult:
+        """Cash in or out on the device, under the gate (it changes the device)."""
+        return await self._run(
+            self._gated, self.driver.cash_operation, operation_id, kind, amount, cashier
+        )
+
+    async def find_cash_operation(self, operation_id: str) -> CashResult | None:
+        """The cash operation the device did under ``operation_id`` (``None``: not done)."""
+        return await self._run(self.driver.find_cash_operation, operation_id)
 
     async def confirm_many(self, fn: str, fds: list[int]) -> None:
         """Tell the device the OFD acknowledged these documents of FN ``fn`` (one durable

@@ -34,6 +34,8 @@ METHODS = frozenset(
         "open_shift",
         "close_shift",
         "x_report",
+        "cash_operation",
+        "find_cash_operation",
         "confirm",
         "confirm_many",
         "set_fault",

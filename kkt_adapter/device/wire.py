@@ -15,8 +15,9 @@ from typing import IO, Any
 import orjson
 
 from kkt_adapter import errors
-from kkt_adapter.device.base import DeviceStatus, JournalEntry, ShiftReport
+from kkt_adapter.device.base import CashResult, DeviceStatus, JournalEntry, ShiftReport
 from kkt_adapter.domain.fiscal import FiscalResult
+from kkt_adapter.domain.shift_totals import CashKind, CashMovement, ShiftTotals, VatFigures
 from kkt_adapter.errors import DeviceError, KktAdapterError
 
 _HEADER = struct.Struct(">I")
@@ -115,8 +116,37 @@ def journal(value: list[dict[str, Any]]) -> list[JournalEntry]:
 
 def shift_report(value: dict[str, Any]) -> ShiftReport:
     """A ``ShiftReport`` from its wire form."""
+    summary = value.get("summary")
     return ShiftReport(
-        **{**value, "opened_at": _when(value["opened_at"]), "closed_at": _when(value["closed_at"])}
+        **{
+            **value,
+            "opened_at": _when(value["opened_at"]),
+            "closed_at": _when(value["closed_at"]),
+            "summary": None if summary is None else _shift_totals(summary),
+        }
+    )
+
+
+def _shift_totals(value: dict[str, Any]) -> ShiftTotals:
+    return ShiftTotals(
+        **{
+            **value,
+            "vat": {
+                kind: {rate: VatFigures(**figures) for rate, figures in rates.items()}
+                for kind, rates in value["vat"].items()
+            },
+            "cash_in": CashMovement(**value["cash_in"]),
+            "cash_out": CashMovement(**value["cash_out"]),
+        }
+    )
+
+
+def cash_result(value: dict[str, Any] | None) -> CashResult | None:
+    """A ``CashResult`` (or ``None``) from its wire form."""
+    if value is None:
+        return None
+    return CashResult(
+        **{**value, "kind": CashKind(value["kind"]), "at": datetime.fromisoformat(value["at"])}
     )
 
 

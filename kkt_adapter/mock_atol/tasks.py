@@ -25,8 +25,10 @@ from kkt_adapter.device.base import ShiftReport
 from kkt_adapter.device.emulator import EmulatedKkt
 from kkt_adapter.domain.ffd import VATS_BY_CODE
 from kkt_adapter.domain.fiscal import FiscalResult
+from kkt_adapter.domain.money import Kopecks
+from kkt_adapter.domain.shift_totals import CashKind, shift_totals
 from kkt_adapter.domain.vat import RECEIPT_SUM_TAGS, line_vat, receipt_vat_sums
-from kkt_adapter.errors import DeviceError, ShiftError
+from kkt_adapter.errors import DeviceError, InsufficientCash, ShiftError
 
 RECEIPT_TYPES = {
     "sell": 1,
@@ -56,6 +58,7 @@ ERROR_CODES = {
     "shift_closed": (73, "Смена закрыта - операция невозможна"),
     "fn_blocked": (120, "ФН: исчерпан ресурс или превышено время ожидания ответа ОФД"),
     "offline": (241, "Нет связи"),
+    "insufficient_cash": (80, "Не хватает наличности в кассе"),
     "invalid_document": (501, "Неверный формат задания"),
     "repeat_print": (
         1000,
@@ -166,10 +169,20 @@ class OperatorTask(_Strict):
     electronically: bool | None = None
 
 
+class CashTask(_Strict):
+    """``cashIn`` / ``cashOut`` ([J] ``json_cashIn.js``: ``cashSum`` a number, ``operator``,
+    ``electronically``; ``preItems``/``postItems`` are not used by the adapter)."""
+
+    type: Literal["cashIn", "cashOut"]
+    cashSum: Annotated[Decimal, Field(gt=0, max_digits=14, decimal_places=2)]
+    operator: Operator | None = None
+    electronically: bool | None = None
+
+
 class QueryTask(_Strict):
     type: Literal[
         "getDeviceStatus", "getShiftStatus", "getFnInfo", "getFnStatus",
-        "ofdExchangeStatus", "continuePrint",
+        "ofdExchangeStatus", "continuePrint", "getShiftTotals",
     ]  # fmt: skip
 
 
@@ -180,7 +193,7 @@ class FnDocumentTask(_Strict):
 
 
 Task = Annotated[
-    ReceiptTask | OperatorTask | QueryTask | FnDocumentTask, Field(discriminator="type")
+    ReceiptTask | OperatorTask | CashTask | QueryTask | FnDocumentTask, Field(discriminator="type")
 ]
 
 
@@ -188,7 +201,7 @@ class _Envelope(_Strict):
     task: Task
 
 
-def parse_task(task: Any) -> ReceiptTask | OperatorTask | QueryTask | FnDocumentTask:
+def parse_task(task: Any) -> ReceiptTask | OperatorTask | CashTask | QueryTask | FnDocumentTask:
     """The task, validated; ``TaskError(501)`` naming the first bad field."""
     try:
         return _Envelope.model_validate({"task": task}).task
@@ -304,7 +317,10 @@ class Exchange:
     last_error: str | None = None
 
 
-def device_error(exc: DeviceError | ShiftError) -> TaskError:
+def device_error(exc: DeviceError | ShiftError | InsufficientCash) -> TaskError:
+    if isinstance(exc, InsufficientCash):
+        code, text = ERROR_CODES["insufficient_cash"]
+        return TaskError(code, f"{text} ({exc.message})")
     if isinstance(exc, ShiftError):
         return TaskError(82 if "open" in exc.message else 73, exc.message)
     code, text = ERROR_CODES.get(exc.reason, (999, "Ошибка"))
@@ -328,11 +344,64 @@ def run_task(kkt: EmulatedKkt, task: Any, uuid: str, exchange: Exchange) -> dict
                 "reportX": kkt.x_report,
             }[parsed.type]()
             return {"fiscalParams": shift_params(report, status.fn, status.registration_number)}
+        if isinstance(parsed, CashTask):
+            return _cash(kkt, parsed, uuid)
         if isinstance(parsed, FnDocumentTask):
             return {"documentTLV": _fn_document(kkt, parsed.fiscalDocumentNumber)}
-    except (DeviceError, ShiftError) as exc:
+        if parsed.type == "getShiftTotals":
+            return _shift_totals(kkt)
+    except (DeviceError, ShiftError, InsufficientCash) as exc:
         raise device_error(exc) from None
     return _query(kkt, parsed.type, exchange)
+
+
+CASH_KINDS = {"cashIn": CashKind.CASH_IN, "cashOut": CashKind.CASH_OUT}
+
+
+def _cash(kkt: EmulatedKkt, task: CashTask, uuid: str) -> dict[str, Any]:
+    """Cash in or out on the core, kept under the task's uuid; the drawer's cash after it
+    (``counters.cashSum``), as the driver's script answers. The core keeps the drawer per
+    shift and refuses a cash out beyond it (error 80)."""
+    cashier = task.operator.name if task.operator else None
+    shift_was_open = kkt.status().shift_open
+    done = kkt.cash_operation(uuid, CASH_KINDS[task.type], Kopecks(kopecks(task.cashSum)), cashier)
+    return {
+        "counters": {"cashSum": _rubles(done.drawer_cash)},
+        "warnings": {"shiftAutoOpened": not shift_was_open},
+    }
+
+
+def _shift_totals(kkt: EmulatedKkt) -> dict[str, Any]:
+    """``getShiftTotals`` ([J] ``json_getShiftTotals.js``) from the core's figures of the open
+    shift; zeros when no shift is open (the core keeps no counters between shifts)."""
+    status = kkt.status()
+    summary = kkt.x_report().summary if status.shift_open else None
+    figures = summary or shift_totals([])
+    types = {
+        "sell": "sale",
+        "sellReturn": "refund",
+        "buy": "expense",
+        "buyReturn": "expense_refund",
+    }
+    methods = {"cash": "cash", "electronically": "card", "prepaid": "prepaid", "credit": "credit",
+               "other": "other"}  # fmt: skip
+    receipts = {
+        theirs: {
+            "count": figures.counts[ours],
+            "sum": _rubles(figures.totals[ours]),
+            "payments": {k: _rubles(figures.payments[ours][m]) for k, m in methods.items()},
+        }
+        for theirs, ours in types.items()
+    }
+    return {
+        "shiftTotals": {
+            "receipts": receipts,
+            "income": {"sum": _rubles(figures.cash_in.amount), "count": figures.cash_in.count},
+            "outcome": {"sum": _rubles(figures.cash_out.amount), "count": figures.cash_out.count},
+            "cashDrawer": {"sum": _rubles(figures.drawer_cash)},
+            "shiftNumber": status.shift,
+        }
+    }
 
 
 def interrupted_result(kkt: EmulatedKkt, task: Any, uuid: str) -> dict[str, Any] | None:
@@ -353,6 +422,13 @@ def interrupted_result(kkt: EmulatedKkt, task: Any, uuid: str) -> dict[str, Any]
             return {"status": "ready", "result": {"fiscalParams": params,
                                                   "warnings": {"recovered": True}}}  # fmt: skip
         return {"status": "interrupted"}
+    if isinstance(parsed, CashTask):
+        done = kkt.find_cash_operation(uuid)
+        if done is None:
+            return {"status": "interrupted"}
+        counters = {"cashSum": _rubles(done.drawer_cash)}
+        return {"status": "ready", "result": {"counters": counters,
+                                              "warnings": {"recovered": True}}}  # fmt: skip
     if isinstance(parsed, OperatorTask):
         return {"status": "interrupted"}
     return None

@@ -79,6 +79,12 @@ async def test_pos_token_runs_the_cashiers_acts(api: httpx.AsyncClient) -> None:
     assert opened.status_code == 200, opened.text
     for path in ("/v1/kkt/shift/open", "/v1/kkt/shift/close", "/v1/kkt/x_report"):
         assert_unauthorized(await api.post(path))
+    cash = await api.post(
+        "/v1/kkt/cash/in", json={"amount": "5.00"}, headers={**new_key(), **bearer(POS)}
+    )
+    assert cash.status_code == 200, cash.text
+    assert (await api.get("/v1/kkt/shifts", headers=bearer(POS))).status_code == 200
+    assert_unauthorized(await api.post("/v1/kkt/cash/out", json={"amount": "1"}))
 
 
 @pytest.mark.parametrize("settings", [BOTH], indirect=True)
@@ -155,6 +161,10 @@ async def test_every_route_has_a_deliberate_access_class(api: httpx.AsyncClient)
         ("POST", "/v1/kkt/shift/open"): Access.POS,
         ("POST", "/v1/kkt/shift/close"): Access.POS,
         ("POST", "/v1/kkt/x_report"): Access.POS,
+        ("POST", "/v1/kkt/cash/in"): Access.POS,  # the cashier's act, as the X report
+        ("POST", "/v1/kkt/cash/out"): Access.POS,
+        ("GET", "/v1/kkt/shifts"): Access.POS,  # reading, as reading receipts
+        ("GET", "/v1/kkt/shifts/{shift}/z_report"): Access.POS,
         ("GET", "/v1/health"): Access.OPEN,
         ("GET", "/metrics"): Access.OPEN,
         ("GET", "/ui"): Access.OPEN,

@@ -22,7 +22,9 @@ from kkt_adapter.device.atol.device import AtolDevice
 from kkt_adapter.device.atol.lib import AtolLibTransport
 from kkt_adapter.device.emulator import EmulatedKkt
 from kkt_adapter.domain.fiscal import FiscalResult
-from kkt_adapter.errors import DeviceError
+from kkt_adapter.domain.money import Kopecks
+from kkt_adapter.domain.shift_totals import CashKind
+from kkt_adapter.errors import CashOutcomeUnknown, DeviceError, InsufficientCash
 from kkt_adapter.mock_atol.tasks import Exchange, TaskError, run_task
 from kkt_adapter.service import new_receipt
 
@@ -53,7 +55,7 @@ class FakeFptr:
         task = json.loads(self.params[IFptr.LIBFPTR_PARAM_JSON_DATA])
         self.calls.append(task["type"])
         try:
-            result = run_task(self.kkt, task, "lib-task", Exchange())
+            result = run_task(self.kkt, task, f"lib-task-{len(self.calls)}", Exchange())
         except TaskError as exc:
             self.error = (exc.code, exc.description)
             return -1
@@ -203,3 +205,32 @@ def test_an_archive_fiscal_sign_in_hex_bytes_is_the_printed_number() -> None:
     assert archive_fp("0123456789") == "0123456789"  # digits: as they are
     assert archive_fp("31 B2 00 00 30 39") == "12345"  # the last 4 bytes, big-endian
     assert archive_fp("31B2DEADBEEF") == str(0xDEADBEEF)
+
+
+def test_cash_operations_and_shift_figures_through_an_atol_register(kkt: EmulatedKkt) -> None:
+    """cashIn/cashOut under the operation's task uuid, getShiftTotals for the figures, error
+    80 as InsufficientCash; a retry reads the first task's result, never moves cash twice."""
+    device, fptr = device_over(kkt)
+    done = device.cash_operation("OP1", CashKind.CASH_IN, Kopecks(50_000), "Ivanova A.")
+    assert (done.kind, done.amount, done.shift, done.number, done.drawer_cash) == (
+        CashKind.CASH_IN, 50_000, 1, 1, 50_000,
+    )  # fmt: skip
+    again = device.cash_operation("OP1", CashKind.CASH_IN, Kopecks(50_000), None)
+    assert again.drawer_cash == 50_000 and kkt.x_report().summary.cash_in.count == 1  # type: ignore[union-attr]
+    found = device.find_cash_operation("OP1")
+    assert found is not None and found.drawer_cash == 50_000
+    with pytest.raises(InsufficientCash) as refused:
+        device.cash_operation("OP2", CashKind.CASH_OUT, Kopecks(50_001), None)
+    assert refused.value.details == {"drawer_cash": "500.00", "requested": "500.01"}
+    assert device.find_cash_operation("OP2") is None  # failed for certain
+    with pytest.raises(CashOutcomeUnknown):
+        device.find_cash_operation("OP-never-sent")  # the register keeps no id: unknown
+    receipt_id, document = sale()
+    device.print_receipts([(receipt_id, document)])
+    x = device.x_report()
+    assert x.summary is not None and x.fn == kkt.status().fn
+    assert x.summary.totals["sale"] == 799_000 and x.summary.vat == {}  # the register has none
+    assert x.summary.drawer_cash == 50_000  # the sale was paid by card
+    z = device.close_shift()
+    assert z.kind == "z" and z.summary == x.summary and z.receipts == 1
+    assert "getShiftTotals" in fptr.calls and "cashIn" in fptr.calls

@@ -42,6 +42,7 @@ from kkt_adapter.domain.receipt import (
     Subject,
     Vat,
 )
+from kkt_adapter.domain.shift_totals import CashKind, CashMovement
 from kkt_adapter.errors import ConfigError, DeviceAnswerError, DeviceError
 
 RID = "01JQ7XKV8M2N3P4Q"
@@ -670,9 +671,58 @@ def shift_answer(**changes: Any) -> dict[str, Any]:
 
 def test_open_and_close_shift_reports() -> None:
     at = datetime(2026, 3, 2, 9, 0, tzinfo=MSK)
-    assert atol.shift_report("open", shift_answer()) == ShiftReport("open", 12, 70, at, None, 0)
+    fn = shift_answer()["fiscalParams"]["fnNumber"]
+    opened = atol.shift_report("open", shift_answer())
+    assert opened == ShiftReport("open", 12, 70, at, None, 0, fn=fn)
     closed = atol.shift_report("z", shift_answer(receiptsCount=3))
-    assert closed == ShiftReport("z", 12, 70, None, at, 3)
+    assert closed == ShiftReport("z", 12, 70, None, at, 3, fn=fn)
+
+
+# -- cash in and out, shift totals ------------------------------------------------------------
+
+
+def test_cash_tasks_carry_the_sum_in_rubles_and_the_operator() -> None:
+    assert atol.cash_task(CashKind.CASH_IN, 50_000) == {"type": "cashIn", "cashSum": 500.0}
+    task = atol.cash_task(CashKind.CASH_OUT, 1, atol.Operator("Ivanova A."))
+    assert task == {"type": "cashOut", "cashSum": 0.01, "operator": {"name": "Ivanova A."}}
+    with pytest.raises(ValueError):
+        atol.cash_task(CashKind.CASH_IN, 0)
+    assert atol.cash_sum({"counters": {"cashSum": 1234.5}}) == 123_450
+    with pytest.raises(DeviceAnswerError):
+        atol.cash_sum({"counters": {}})
+
+
+def test_error_80_is_insufficient_cash() -> None:
+    refused = atol.device_error({"code": 80, "description": "Не хватает наличности"})
+    assert refused.reason == "insufficient_cash"
+
+
+def test_shift_totals_read_the_registers_counters() -> None:
+    answer = {
+        "shiftTotals": {
+            "receipts": {
+                "sell": {"count": 2, "sum": 150.5,
+                         "payments": {"cash": 100.5, "electronically": 50, "prepaid": 0}},
+                "sellReturn": {"count": 1, "sum": 10, "payments": {"cash": 10}},
+                "buy": {"count": 0, "sum": 0, "payments": {}},
+            },
+            "income": {"sum": 500, "count": 1},
+            "outcome": {"sum": 20, "count": 1},
+            "cashDrawer": {"sum": 570.5},
+            "shiftNumber": 7,
+        }
+    }  # fmt: skip
+    shift, totals = atol.shift_totals(answer)
+    assert shift == 7 and totals.receipts == 3
+    assert totals.totals == {"sale": 15_050, "refund": 1_000, "expense": 0, "expense_refund": 0}
+    assert totals.payments["sale"] == {
+        "cash": 10_050, "card": 5_000, "prepaid": 0, "credit": 0, "other": 0
+    }  # fmt: skip
+    assert totals.counts["expense_refund"] == 0  # a counter left out reads as 0
+    assert totals.cash_in == CashMovement(50_000, 1) and totals.cash_out == CashMovement(2_000, 1)
+    assert totals.drawer_cash == 57_050 and totals.vat == {}
+    with pytest.raises(DeviceAnswerError):
+        atol.shift_totals({"shiftTotals": {"receipts": {}}})  # no cashDrawer
 
 
 @pytest.mark.parametrize(
@@ -1077,5 +1127,6 @@ def test_every_mapped_reason_is_known() -> None:
         "fn_blocked",
         "fn_fault",
         "invalid_document",
+        "insufficient_cash",
     }
     assert set(atol.ERROR_REASONS.values()) == known

@@ -17,7 +17,9 @@ import pytest
 from kkt_adapter.device import EmulatedKkt, KktDevice
 from kkt_adapter.device.emulator_process import CHILD_MODULE, EmulatorProcess
 from kkt_adapter.device.wire import pack, read_frame, write_frame
-from kkt_adapter.errors import ConfigError, DeviceError, ShiftError
+from kkt_adapter.domain.money import Kopecks
+from kkt_adapter.domain.shift_totals import CashKind
+from kkt_adapter.errors import ConfigError, DeviceError, InsufficientCash, ShiftError
 
 KEY = b"emulator-test-key"
 EXIT_DEADLINE_S = 10.0
@@ -107,6 +109,20 @@ def test_shift_reports_and_shift_errors(device: EmulatorProcess, local: Emulated
     assert (z.kind, z.shift, z.fd, z.receipts, z.totals["sale"]) == ("z", 1, 3, 1, 500)
     assert z.opened_at == opened.opened_at and z.closed_at is not None
     assert local.status().shift_open is False
+
+
+def test_cash_operations_and_report_figures_cross_the_pipe(
+    device: EmulatorProcess, local: EmulatedKkt
+) -> None:
+    done = device.cash_operation("OP1", CashKind.CASH_IN, Kopecks(1_000), "Ivanova A.")
+    assert done == local.find_cash_operation("OP1") == device.find_cash_operation("OP1")
+    assert device.find_cash_operation("OP2") is None
+    with pytest.raises(InsufficientCash) as refused:
+        device.cash_operation("OP2", CashKind.CASH_OUT, Kopecks(1_001), None)
+    assert refused.value.details == {"drawer_cash": "10.00", "requested": "10.01"}
+    assert device.x_report() == local.x_report()
+    z = device.close_shift()
+    assert z.summary is not None and z.summary.cash_in.amount == z.summary.drawer_cash == 1_000
 
 
 @pytest.mark.parametrize(("fault", "flag"), [("out_of_paper", "paper"), ("offline", "online")])

@@ -71,7 +71,7 @@ def test_state_file_is_wal_and_versioned(kkt: EmulatedKkt, tmp_path: Path) -> No
     conn = sqlite3.connect(tmp_path / STATE_FILE)
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
     finally:
         conn.close()
 
@@ -178,6 +178,7 @@ def test_a_version_1_state_file_is_upgraded_and_keeps_its_documents(
     with sqlite3.connect(tmp_path / STATE_FILE) as conn:  # as the first version wrote it
         conn.execute("ALTER TABLE device_state DROP COLUMN repeat_prints")
         conn.execute("ALTER TABLE device_state DROP COLUMN fn_valid_until")
+        conn.execute("DROP TABLE cash_documents")
         conn.execute("PRAGMA user_version = 1")
     upgraded = EmulatedKkt(tmp_path, key=KEY, clock=clock)
     try:

@@ -15,6 +15,7 @@ from kkt_adapter.device.atol import mapping
 from kkt_adapter.device.atol.mapping import receipt_task
 from kkt_adapter.device.emulator import EmulatedKkt
 from kkt_adapter.domain.journal import stamped
+from kkt_adapter.domain.shift_totals import CashKind
 from kkt_adapter.domain.vat import RECEIPT_SUM_TAGS
 from kkt_adapter.mock_atol.app import AtolEmulator
 from kkt_adapter.mock_atol.tasks import Exchange, TaskError, parse_task, receipt_document, run_task
@@ -115,3 +116,46 @@ def test_a_receipt_task_a_stop_caught_mid_run_is_settled_from_the_fn_never_run_a
     assert again.kkt.find_document(lost_id) is None and again.kkt.repeat_prints() == 0
     assert again.kkt.find_document(printed_id) is not None
     again.close()
+
+
+# -- cash in and out, shift totals -------------------------------------------------------------
+
+
+def test_cash_tasks_keep_the_drawer_and_refuse_a_cash_out_beyond_it(tmp_path: Path) -> None:
+    kkt = EmulatedKkt(tmp_path, key=b"test-key", strict=True)
+    task = mapping.cash_task(CashKind.CASH_IN, 50_000, mapping.Operator("Ivanova A."))
+    done = run_task(kkt, task, "cash-1", Exchange())
+    assert mapping.cash_sum(done) == 50_000 and done["warnings"]["shiftAutoOpened"] is True
+    out = run_task(kkt, mapping.cash_task(CashKind.CASH_OUT, 20_000), "cash-2", Exchange())
+    assert mapping.cash_sum(out) == 30_000
+    with pytest.raises(TaskError) as refused:
+        run_task(kkt, mapping.cash_task(CashKind.CASH_OUT, 30_001), "cash-3", Exchange())
+    assert refused.value.code == 80
+    assert (
+        mapping.device_error(
+            {"code": refused.value.code, "description": refused.value.description}
+        ).reason
+        == "insufficient_cash"
+    )
+    with pytest.raises(TaskError) as bad:
+        run_task(kkt, {"type": "cashIn", "cashSum": 0}, "cash-4", Exchange())
+    assert bad.value.code == 501
+    shift, totals = mapping.shift_totals(
+        run_task(kkt, mapping.shift_totals_task(), "q", Exchange())
+    )
+    assert shift == 1 and totals.drawer_cash == 30_000
+    assert (totals.cash_in.count, totals.cash_out.amount) == (1, 20_000)
+    kkt.close()
+
+
+def test_a_cash_task_caught_mid_run_is_settled_from_the_core(tmp_path: Path) -> None:
+    from kkt_adapter.mock_atol.tasks import interrupted_result
+
+    kkt = EmulatedKkt(tmp_path, key=b"test-key", strict=True)
+    task = mapping.cash_task(CashKind.CASH_IN, 1_000)
+    assert interrupted_result(kkt, task, "cash-1") == {"status": "interrupted"}
+    run_task(kkt, task, "cash-1", Exchange())
+    settled = interrupted_result(kkt, task, "cash-1")
+    assert settled is not None and settled["status"] == "ready"
+    assert mapping.cash_sum(settled["result"]) == 1_000
+    kkt.close()

@@ -16,17 +16,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Protocol
 
 from kkt_adapter.device.atol import mapping
 from kkt_adapter.device.atol.expect import Expectations, Expected
 from kkt_adapter.device.atol.web import OutcomeUnknown, TaskState
-from kkt_adapter.device.base import DeviceStatus, Exchange, JournalEntry, ShiftReport
+from kkt_adapter.device.base import CashResult, DeviceStatus, Exchange, JournalEntry, ShiftReport
 from kkt_adapter.domain.fiscal import FfdDocument, FiscalResult
+from kkt_adapter.domain.money import Kopecks, format_money
+from kkt_adapter.domain.shift_totals import CashKind
 from kkt_adapter.domain.sign import qr_string
 from kkt_adapter.domain.vat import RECEIPT_SUM_TAGS
-from kkt_adapter.errors import DeviceError
+from kkt_adapter.errors import CashOutcomeUnknown, DeviceError, InsufficientCash
 
 log = logging.getLogger(__name__)
 
@@ -227,15 +230,79 @@ class AtolDevice:
         return mapping.shift_report("open", self._run(mapping.open_shift_task(operator)))
 
     def close_shift(self, cashier: str | None = None) -> ShiftReport:
+        """The Z report: the register's counters are read just before the shift closes (the
+        counters of a closed shift are not read back), the report's FD from the close."""
         operator = mapping.Operator(cashier) if cashier else None
+        _, summary = mapping.shift_totals(self._run(mapping.shift_totals_task()))
         self._last = None
-        return mapping.shift_report("z", self._run(mapping.close_shift_task(operator)))
+        report = mapping.shift_report("z", self._run(mapping.close_shift_task(operator)))
+        return replace(report, totals=dict(summary.totals), summary=summary)
 
     def x_report(self) -> ShiftReport:
         self._run(mapping.report_x_task())
-        state = mapping.shift_state(self._run(mapping.shift_status_task()))
+        shift, summary = mapping.shift_totals(self._run(mapping.shift_totals_task()))
         last = mapping.fn_status(self._run(mapping.fn_status_task())).last_fd
-        return ShiftReport("x", state.number, last, None, None, 0)
+        fn = mapping.fn_info(self._run(mapping.fn_info_task())).serial
+        return ShiftReport(
+            "x", shift, last, None, None, summary.receipts, dict(summary.totals), fn, summary
+        )
+
+    # -- cash in and out --------------------------------------------------------------------
+
+    def cash_operation(
+        self, operation_id: str, kind: CashKind, amount: Kopecks, cashier: str | None
+    ) -> CashResult:
+        """``cashIn``/``cashOut`` under the task uuid of ``operation_id`` (a retry reads the
+        first task's result, never queues a second). Error 80 (no cash) is
+        ``InsufficientCash`` with the drawer's cash read from the register's counters."""
+        operator = mapping.Operator(cashier) if cashier else None
+        uuid = mapping.task_uuid(operation_id)
+        self._transport.submit(uuid, mapping.cash_task(kind, amount, operator))
+        try:
+            answer = self._transport.wait(uuid)
+        except DeviceError as refused:
+            if refused.reason != "insufficient_cash":
+                raise
+            _, summary = mapping.shift_totals(self._run(mapping.shift_totals_task()))
+            raise InsufficientCash(
+                f"cash out of {format_money(amount)} refused: {refused.message}",
+                details={
+                    "drawer_cash": format_money(summary.drawer_cash),
+                    "requested": format_money(amount),
+                },
+            ) from None
+        return self._cash_result(operation_id, kind, amount, mapping.cash_sum(answer))
+
+    def find_cash_operation(self, operation_id: str) -> CashResult | None:
+        """From the task's result: failed for certain is ``None``; done is read back (its
+        number and drawer as the counters say now). A register keeps no operation id with a
+        cash document, so a task the web server does not know (never sent, forgotten after
+        ``deleteRequestsAfter``, or the library transport after a restart) or one still
+        running is ``CashOutcomeUnknown``: not done again; the X report settles it."""
+        state = self._transport.state(mapping.task_uuid(operation_id))
+        if state is not None and state.status in ("error", "interrupted", "canceled"):
+            return None
+        if state is None or state.status != "ready" or state.result is None:
+            raise CashOutcomeUnknown(
+                f"cash operation {operation_id}: the register cannot say whether it was done"
+                f" ({'no such task' if state is None else state.status}); read the X report",
+                details={"operation_id": operation_id},
+            )
+        # The answer does not repeat the task: kind and amount are the caller's to fill in.
+        return self._cash_result(
+            operation_id, CashKind.CASH_IN, Kopecks(0), mapping.cash_sum(state.result)
+        )
+
+    def _cash_result(
+        self, operation_id: str, kind: CashKind, amount: Kopecks, drawer: int
+    ) -> CashResult:
+        """The answer has the drawer's cash only: the shift and the operation's number come
+        from the counters (cash in + cash out so far), the time from this computer's clock."""
+        shift, summary = mapping.shift_totals(self._run(mapping.shift_totals_task()))
+        number = summary.cash_in.count + summary.cash_out.count
+        return CashResult(
+            operation_id, kind, amount, shift, number, datetime.now().astimezone(), Kopecks(drawer)
+        )
 
     def confirm_many(self, fn: str, fds: Sequence[int]) -> None:
         """Nothing to tell: the register's FN has the OFD's receipts itself."""

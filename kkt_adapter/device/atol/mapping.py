@@ -25,6 +25,8 @@ from typing import Any
 
 from kkt_adapter.device.base import DeviceStatus, ShiftReport
 from kkt_adapter.domain.fiscal import FfdDocument, FiscalResult
+from kkt_adapter.domain.money import Kopecks
+from kkt_adapter.domain.shift_totals import CashKind, CashMovement, ShiftTotals
 from kkt_adapter.domain.sign import qr_string
 from kkt_adapter.errors import ConfigError, DeviceAnswerError, DeviceError
 
@@ -458,6 +460,88 @@ def device_status_task() -> dict[str, Any]:
     return {"type": "getDeviceStatus"}
 
 
+CASH_TASKS: dict[CashKind, str] = {CashKind.CASH_IN: "cashIn", CashKind.CASH_OUT: "cashOut"}
+"""Our cash operation -> the driver's task type ([J] ``json_cashIn.js``, ``json_cashOut.js``)."""
+
+
+def cash_task(kind: CashKind, amount: int, operator: Operator | None = None) -> dict[str, Any]:
+    """Cash in or out of ``amount`` kopecks: ``{type, cashSum, operator?}``. A non-fiscal
+    document (its answer has no ``fiscalParams``); the register opens a closed shift for it
+    (``warnings.shiftAutoOpened``) as for a receipt."""
+    if amount <= 0:
+        raise ValueError("a cash operation's amount must be positive")
+    return _with_operator({"type": CASH_TASKS[kind], "cashSum": rubles(amount)}, operator)
+
+
+def cash_sum(answer: dict[str, Any]) -> int:
+    """The cash in the drawer after a ``cashIn``/``cashOut`` task (``counters.cashSum``)."""
+    return _Answer(answer, "result").child("counters").money("cashSum")
+
+
+def shift_totals_task() -> dict[str, Any]:
+    """The register's counters of the open shift ([J] ``json_getShiftTotals.js``)."""
+    return {"type": "getShiftTotals"}
+
+
+SHIFT_TOTALS_TYPES: dict[str, str] = {
+    "sell": "sale",
+    "sellReturn": "refund",
+    "buy": "expense",
+    "buyReturn": "expense_refund",
+}
+"""``shiftTotals.receipts`` keys -> our receipt types ([J] ``RECEIPT_TYPES``)."""
+SHIFT_TOTALS_PAYMENTS: dict[str, str] = {
+    "cash": "cash",
+    "electronically": "card",
+    "prepaid": "prepaid",
+    "credit": "credit",
+    "other": "other",
+}
+"""``receipts.<type>.payments`` keys -> our payment methods ([J] ``PAYMENT_TYPES``)."""
+
+
+def shift_totals(answer: dict[str, Any]) -> tuple[int, ShiftTotals]:
+    """The ``getShiftTotals`` answer: the shift number and its figures as the register counts
+    them. A counter the register does not support is left out of its answer ([J]): read as 0.
+    The register counts no VAT per rate, so ``vat`` is empty (the adapter fills it from its
+    records: ``Shifts._with_vat``)."""
+    totals = _Answer(answer, "result").child("shiftTotals")
+    receipts = totals.child("receipts")
+    sums: dict[str, Kopecks] = {}
+    counts: dict[str, int] = {}
+    payments: dict[str, dict[str, Kopecks]] = {}
+    for theirs, ours in SHIFT_TOTALS_TYPES.items():
+        kind = receipts.opt_child(theirs) or _Answer({}, receipts.path(theirs))
+        sums[ours] = Kopecks(_opt_money(kind, "sum"))
+        counts[ours] = _opt_int(kind, "count")
+        paid = kind.opt_child("payments") or _Answer({}, kind.path("payments"))
+        payments[ours] = {
+            method: Kopecks(_opt_money(paid, key)) for key, method in SHIFT_TOTALS_PAYMENTS.items()
+        }
+    income = totals.opt_child("income") or _Answer({}, totals.path("income"))
+    outcome = totals.opt_child("outcome") or _Answer({}, totals.path("outcome"))
+    drawer = totals.child("cashDrawer").money("sum")
+    figures = ShiftTotals(
+        receipts=sum(counts.values()),
+        totals=sums,
+        counts=counts,
+        payments=payments,
+        vat={},
+        cash_in=CashMovement(Kopecks(_opt_money(income, "sum")), _opt_int(income, "count")),
+        cash_out=CashMovement(Kopecks(_opt_money(outcome, "sum")), _opt_int(outcome, "count")),
+        drawer_cash=Kopecks(drawer),
+    )
+    return _opt_int(totals, "shiftNumber"), figures
+
+
+def _opt_money(answer: _Answer, key: str) -> int:
+    return 0 if answer.get(key) is None else answer.money(key)
+
+
+def _opt_int(answer: _Answer, key: str) -> int:
+    return 0 if answer.get(key) is None else answer.integer(key)
+
+
 def shift_status_task() -> dict[str, Any]:
     return {"type": "getShiftStatus"}
 
@@ -614,6 +698,7 @@ def shift_report(kind: str, answer: dict[str, Any]) -> ShiftReport:
         opened_at=when if kind == "open" else None,
         closed_at=when if kind == "z" else None,
         receipts=params.integer("receiptsCount") if kind == "z" else 0,
+        fn=params.opt_text("fnNumber"),
     )
 
 
@@ -766,6 +851,7 @@ ERROR_REASONS: dict[int, str] = {
     141: "shift_expired",  # the FN's shift is over 24 hours
     73: "shift_closed",  # denied in a closed shift
     83: "shift_open",  # denied in an open shift
+    80: "insufficient_cash",  # NO_CASH: a cash out beyond the drawer's cash
     82: "document_open",  # denied in an open receipt
     200: "document_open",  # denied in an open document
     177: "interrupted",  # receipt close interrupted: closed or not, ask the FN
