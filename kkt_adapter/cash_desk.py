@@ -24,7 +24,7 @@ from kkt_adapter.device.runner import DeviceRunner
 from kkt_adapter.domain.money import Kopecks, format_money
 from kkt_adapter.domain.shift_totals import CashKind
 from kkt_adapter.errors import DeviceAnswerError, DeviceError, InsufficientCash, RequestInProgress
-from kkt_adapter.service import new_receipt_id
+from kkt_adapter.service import Intake, new_receipt_id
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +64,9 @@ class CashDesk:
         self._device = device
         self._inflight: set[str] = set()  # keys with a request running in this process
 
-    async def operate(self, key: str, request: CashRequest) -> dict[str, Any]:
-        """Do ``request`` once under ``key``; its answer (the stored one on a replay)."""
+    async def operate(self, key: str, request: CashRequest) -> Intake:
+        """Do ``request`` once under ``key``; its answer (the stored one on a replay,
+        ``replayed`` then, as a receipt's replay is)."""
         if key in self._inflight:
             raise RequestInProgress(
                 "a request with this Idempotency-Key is still being processed", retry_after=1
@@ -82,13 +83,13 @@ class CashDesk:
             )
             start = await self._buffer.cash.begin(new)
             if start.replay is not None:
-                return start.replay
+                return Intake(start.replay, replayed=True)
             if start.leftover:
                 found = await self._settle(start)
                 if found is not None:  # the same body (fingerprint): its kind and amount
                     found = replace(found, kind=request.kind, amount=request.amount)
-                    return await self._record(start.operation_id, found)
-            return await self._do(start.operation_id, request)
+                    return Intake(await self._record(start.operation_id, found), replayed=False)
+            return Intake(await self._do(start.operation_id, request), replayed=False)
         finally:
             self._inflight.discard(key)
 

@@ -18,6 +18,7 @@ from kkt_adapter.errors import NotFound
 from kkt_adapter.http_errors import error_responses
 
 cash_router = APIRouter()
+REPLAYED = {"Idempotent-Replayed": "true"}
 
 _CASH_OPERATION: dict[str, Any] = {
     "parameters": [
@@ -36,7 +37,8 @@ _CASH_OPERATION: dict[str, Any] = {
 }
 _CASH_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
-        "description": "Done by the KKT (a non-fiscal document: no FD)",
+        "description": "Done by the KKT (a non-fiscal document: no FD); `Idempotent-Replayed: true`"
+        " on a replay",
         "content": {"application/json": {"schema": CashAnswer.model_json_schema()}},
     },
     **error_responses(409, 422, 503),
@@ -56,8 +58,8 @@ async def _cash(request: Request, kind: CashKind) -> Response:
     key = check_idempotency_key(request.headers.get("idempotency-key"))
     body = parse_cash(await request.body())
     runtime = _runtime(request)
-    answer = await runtime.cash.operate(key, CashRequest(kind, Kopecks(body.amount), body.cashier))
-    return json_response(answer)
+    done = await runtime.cash.operate(key, CashRequest(kind, Kopecks(body.amount), body.cashier))
+    return json_response(done.body, headers=REPLAYED if done.replayed else None)
 
 
 @cash_router.post(

@@ -40,6 +40,8 @@ async def test_a_replay_returns_the_stored_answer_and_another_body_is_refused(
     first = await cash(api, "in", {"amount": "10.00"}, key="cash-1")
     again = await cash(api, "in", {"amount": "10"}, key="cash-1")  # the same amount
     assert again.status_code == 200 and again.json() == first.json()
+    assert again.headers["idempotent-replayed"] == "true"
+    assert "idempotent-replayed" not in first.headers
     other = await cash(api, "in", {"amount": "11.00"}, key="cash-1")
     assert other.status_code == 422 and other.json()["code"] == "idempotency_key_reused"
     x = (await api.post("/v1/kkt/x_report")).json()
