@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
 from kkt_adapter.api.routes import _runtime, json_response
@@ -117,7 +117,7 @@ async def closed_shifts(
 )
 async def z_report(
     request: Request,
-    shift: int,
+    shift: Annotated[int, Path(ge=1, le=1_000_000, description="Shift number.")],
     fn: Annotated[
         str | None, Query(pattern=FN_PATTERN, description="FN number (default: newest).")
     ] = None,

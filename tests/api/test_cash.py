@@ -149,6 +149,9 @@ async def test_an_open_or_unknown_shift_has_no_z_report(api: httpx.AsyncClient) 
     assert missing.status_code == 404 and missing.json()["code"] == "not_found"
     assert (await api.get("/v1/kkt/shifts/99/z_report")).status_code == 404
     assert (await api.get("/v1/kkt/shifts")).json()["items"] == []
+    # A number beyond any shift (and beyond SQLite's integers) is a clear 422, not a 500.
+    huge = await api.get("/v1/kkt/shifts/5535325924998489101565952/z_report")
+    assert huge.status_code == 422 and huge.json()["code"] == "validation_error"
 
 
 async def test_openapi_describes_the_cash_and_shift_routes(api: httpx.AsyncClient) -> None:
