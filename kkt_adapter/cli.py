@@ -65,7 +65,11 @@ class _AnnouncingServer(uvicorn.Server):
         if self.should_exit or not self.servers:
             return
         host, port = self.servers[0].sockets[0].getsockname()[:2]
-        print(f"{self._name} listening on http://{host}:{port}", flush=True)
+        # One write with its newline: ``print`` writes the text and the newline apart, and on
+        # an unbuffered stdout sharing a pipe with the log a log line landed between the two
+        # (a supervisor read the port as "52115{...").
+        sys.stdout.write(f"{self._name} listening on http://{host}:{port}\n")
+        sys.stdout.flush()
 
 
 def _configure_logging(level: str, fmt: str = "json") -> None:
