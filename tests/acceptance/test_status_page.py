@@ -2,69 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import Callable
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from browser import render
 from conftest import Process, wait_until
 from helpers import new_key, priced_receipt
 
 pytestmark = pytest.mark.acceptance
-
-
-class PageFigures(HTMLParser):
-    """Text content of every element with a ``data-testid`` (rows of tables counted)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.texts: dict[str, str] = {}
-        self.rows: dict[str, int] = {}
-        self._open: list[str | None] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        testid = dict(attrs).get("data-testid")
-        self._open.append(testid)
-        if testid is not None:
-            self.texts[testid] = ""
-        if tag == "tr":
-            for name in self._open:
-                if name is not None:
-                    self.rows[name] = self.rows.get(name, 0) + 1
-
-    def handle_endtag(self, tag: str) -> None:
-        if self._open:
-            self._open.pop()
-
-    def handle_data(self, data: str) -> None:
-        for name in self._open:
-            if name is not None:
-                self.texts[name] += data
-
-
-def chromium() -> str:
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert path, "Debian's chromium is required (.ci/run installs it)"
-    return path
-
-
-def render(url: str, profile: Path) -> PageFigures:
-    """Load the page headless, let its script run, and parse the resulting DOM."""
-    dom = subprocess.run(
-        [
-            chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-            "--no-first-run", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", f"--user-data-dir={profile}", "--virtual-time-budget=5000",
-            "--dump-dom", url,
-        ],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert dom.returncode == 0, dom.stderr[-2000:]
-    parsed = PageFigures()
-    parsed.feed(dom.stdout)
-    return parsed
 
 
 SHOWN = ("pending", "syncing", "synced", "failed", "dlq", "total", "percent_full",
