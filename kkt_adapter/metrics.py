@@ -30,6 +30,29 @@ class GaugeFacts:
     leader: bool
     fence: int | None
     storage: StorageHealth = WRITABLE
+    device: DeviceFacts | None = None
+
+
+UNKNOWN = float("nan")
+"""A gauge's value while its fact is not known (no ERP configured, an FN that does not say):
+every comparison with it in an alerting rule is false."""
+
+
+@dataclass(frozen=True)
+class DeviceFacts:
+    """The KKT's and the ERP link's facts the alerting rules need (``deploy/prometheus``)."""
+
+    available: bool
+    """The KKT can fiscalize: its ``/v1/health`` component is not ``error``."""
+    shift_expired: bool
+    fn_valid_until_seconds: float
+    """Epoch seconds when the FN stops signing (``UNKNOWN``: not reported)."""
+    oldest_unconfirmed_age_seconds: float
+    """Age of the oldest document the OFD has not acknowledged, by the buffer or by the KKT's
+    own count, as the ``fn_offline_limit`` alert counts it (0: none)."""
+    erp_heartbeat_age_seconds: float = UNKNOWN
+    """Since the last answered ERP heartbeat, or since start-up before the first."""
+    erp_lost_after_seconds: float = UNKNOWN
 
 
 class Metrics:
@@ -94,6 +117,35 @@ class Metrics:
             registry=reg,
         )
         self._storage_failures_seen = 0
+        self.device_available = Gauge(
+            "kkt_device_available",
+            "1 while the KKT can fiscalize (its health component is not error)",
+            registry=reg,
+        )
+        self.shift_expired = Gauge(
+            "kkt_shift_expired", "1 while the shift is open over 24 h", registry=reg
+        )
+        self.fn_valid_until = Gauge(
+            "kkt_fn_valid_until_timestamp_seconds",
+            "When the FN stops signing, epoch seconds (NaN: not reported)",
+            registry=reg,
+        )
+        self.fn_oldest_unconfirmed = Gauge(
+            "kkt_fn_oldest_unconfirmed_age_seconds",
+            "Age of the oldest document the OFD has not acknowledged, by the buffer or the"
+            " KKT (0: none); the FN blocks at 30 days",
+            registry=reg,
+        )
+        self.erp_age = Gauge(
+            "kkt_erp_heartbeat_age_seconds",
+            "Since the last answered ERP heartbeat, or start-up (NaN: no ERP configured)",
+            registry=reg,
+        )
+        self.erp_lost_after = Gauge(
+            "kkt_erp_heartbeat_lost_after_seconds",
+            "KKT_ERP_LOST_SECONDS: the ERP link is lost past this age (NaN: no ERP)",
+            registry=reg,
+        )
         for outcome in CallOutcome:
             self.ofd_calls.labels(outcome.value)
         self.observe_intake = self.intake_seconds.observe
@@ -119,11 +171,21 @@ class Metrics:
         self.leader.set(int(snapshot.leader))
         self.fence.set(snapshot.fence or 0)
         self.storage_unavailable.set(int(not snapshot.storage.available))
+        if snapshot.device is not None:
+            self._update_device(snapshot.device)
         # The writer thread counts the failures; the counter catches up with it here.
         new = snapshot.storage.failures - self._storage_failures_seen
         if new > 0:
             self.storage_failures.inc(new)
             self._storage_failures_seen = snapshot.storage.failures
+
+    def _update_device(self, device: DeviceFacts) -> None:
+        self.device_available.set(int(device.available))
+        self.shift_expired.set(int(device.shift_expired))
+        self.fn_valid_until.set(device.fn_valid_until_seconds)
+        self.fn_oldest_unconfirmed.set(device.oldest_unconfirmed_age_seconds)
+        self.erp_age.set(device.erp_heartbeat_age_seconds)
+        self.erp_lost_after.set(device.erp_lost_after_seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

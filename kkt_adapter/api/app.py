@@ -14,6 +14,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kkt_adapter import __version__
+from kkt_adapter.api.docs_pages import add_docs_pages
 from kkt_adapter.api.guard import Access, Gate, document_access
 from kkt_adapter.api.intake_endpoint import (
     RECEIPT_OPERATION,
@@ -103,6 +104,8 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served by ``add_docs_pages``, without a CDN
+        redoc_url=None,
     )
     app.state.metrics = metrics
     gate = Gate.from_settings(settings)
@@ -127,6 +130,7 @@ def create_app(
     app.include_router(delivery_router)
     app.include_router(metrics_router)
     app.include_router(ui_router)
+    add_docs_pages(app)
     if ofd_emulator is not None:
         app.mount(EMBEDDED_OFD_PATH, ofd_emulator)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -44,12 +44,14 @@ OPEN_PATHS = frozenset(
 # when the shift passes 24 h (the KKT refuses receipts until the Z report).
 ADMIN_POSTS = frozenset({"/v1/kkt/buffer/sync", "/v1/kkt/print_failed/clear"})
 EMULATOR_PREFIX = "/ofd-emulator"
+DOCS_ASSETS_PREFIX = "/docs/assets/"
+"""The scripts and styles of ``/docs`` and ``/redoc``: open, as the pages."""
 
 
 def access_for(method: str, path: str) -> Access:
     """The access class of a request. Health, metrics and the documentation stay open
     (supervisors and scrapers poll them; they hold no customer data)."""
-    if path in OPEN_PATHS:
+    if path in OPEN_PATHS or path.startswith(DOCS_ASSETS_PREFIX):
         return Access.OPEN
     if path.startswith(EMULATOR_PREFIX):
         return Access.ADMIN

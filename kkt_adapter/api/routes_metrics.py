@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from kkt_adapter.api.routes import _runtime
-from kkt_adapter.metrics import GaugeFacts, Metrics
-from kkt_adapter.status import unsynced
+from kkt_adapter.metrics import UNKNOWN, DeviceFacts, GaugeFacts, Metrics
+from kkt_adapter.status import Facts, kkt_component, oldest_unconfirmed_ms, unsynced
 
 metrics_router = APIRouter()
 
@@ -18,22 +16,44 @@ metrics_router = APIRouter()
 @metrics_router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
     runtime = _runtime(request)
-    buffer, worker = runtime.buffer, runtime.worker
-    counts, oldest, storage = await asyncio.gather(
-        buffer.counts(), buffer.oldest_unsent(), buffer.storage()
-    )
-    age_ms = buffer.now_ms() - oldest.created_ms if oldest is not None else 0
+    worker = runtime.worker
+    facts = await runtime.facts()
+    oldest = facts.oldest
+    age_ms = facts.now_ms - oldest.created_ms if oldest is not None else 0
     registry: Metrics = request.app.state.metrics
     registry.update(
         GaugeFacts(
-            counts=counts,
-            queued=unsynced(counts),
-            capacity=buffer.capacity,
+            counts=facts.counts,
+            queued=unsynced(facts.counts),
+            capacity=facts.capacity,
             oldest_age_seconds=max(age_ms, 0) / 1000,
             breaker=worker.breaker.state,
             leader=worker.leadership.leader,
             fence=worker.leadership.fence,
-            storage=storage,
+            storage=facts.storage,
+            device=device_facts(facts, runtime.settings.device_status_stale_seconds),
         )
     )
     return Response(registry.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+def device_facts(facts: Facts, stale_after_seconds: float) -> DeviceFacts:
+    """The facts behind the alerts the adapter computes (``status.alerts``), as gauges."""
+    component = kkt_component(facts, stale_after_ms=int(stale_after_seconds * 1000))
+    device = facts.device
+    valid_until = None if device is None else device.fn_valid_until
+    oldest_ms = oldest_unconfirmed_ms(facts)
+    erp = facts.erp
+    erp_since = None if erp is None else erp.last_success_ms or erp.started_ms
+    return DeviceFacts(
+        available=component["status"] != "error",
+        shift_expired=device is not None and device.shift_expired,
+        fn_valid_until_seconds=UNKNOWN if valid_until is None else valid_until.timestamp(),
+        oldest_unconfirmed_age_seconds=0.0
+        if oldest_ms is None
+        else max(facts.now_ms - oldest_ms, 0) / 1000,
+        erp_heartbeat_age_seconds=UNKNOWN
+        if erp_since is None
+        else max(facts.now_ms - erp_since, 0) / 1000,
+        erp_lost_after_seconds=UNKNOWN if erp is None else erp.lost_after_ms / 1000,
+    )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from datetime import datetime
+
 import httpx
 import pytest
 from helpers import eventually, new_key, priced_receipt
@@ -115,3 +118,47 @@ async def test_each_app_has_its_own_registry(settings: Settings) -> None:
     first.state.metrics.observe_intake(0.5)
     assert b"kkt_intake_seconds_count 1.0" in first.state.metrics.render()
     assert b"kkt_intake_seconds_count 0.0" in second.state.metrics.render()
+
+
+async def test_device_and_fn_gauges_follow_health(api: httpx.AsyncClient) -> None:
+    samples = await scrape(api)
+    kkt = (await api.get("/v1/health")).json()["components"]["kkt"]
+    valid_until = datetime.fromisoformat(kkt["fn_valid_until"]).timestamp()  # health: the day
+    shown = value(samples, "kkt_fn_valid_until_timestamp_seconds")
+    assert shown == pytest.approx(valid_until, abs=86_400)
+    assert value(samples, "kkt_device_available") == 1
+    assert value(samples, "kkt_shift_expired") == 0
+    assert value(samples, "kkt_fn_oldest_unconfirmed_age_seconds") == 0
+    assert math.isnan(value(samples, "kkt_erp_heartbeat_age_seconds"))  # no ERP configured
+    api.app.state.runtime.kkt.driver.set_fault("offline")  # type: ignore[attr-defined]
+    await api.post("/v1/kkt/receipt", json=priced_receipt(100), headers=new_key())  # re-read
+    down = await eventually(
+        lambda: scrape(api),
+        lambda s: value(s, "kkt_device_available") == 0,
+        what="the KKT unavailable in /metrics",
+    )
+    health = (await api.get("/v1/health")).json()["components"]["kkt"]
+    assert health["status"] == "error" and value(down, "kkt_device_available") == 0
+
+
+@pytest.mark.parametrize("settings", [{"backoff_base_seconds": 60}], indirect=True)
+async def test_oldest_unconfirmed_counts_the_kkt_too(api: httpx.AsyncClient) -> None:
+    await api.post("/ofd-emulator/_control/mode", json={"mode": "fail"})
+    await api.post("/v1/kkt/receipt", json=priced_receipt(100), headers=new_key())
+    samples = await scrape(api)
+    assert value(samples, "kkt_fn_oldest_unconfirmed_age_seconds") >= value(
+        samples, "kkt_oldest_pending_age_seconds"
+    )
+    assert value(samples, "kkt_fn_oldest_unconfirmed_age_seconds") > 0
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"erp_url": "http://127.0.0.1:9/erp", "erp_heartbeat_seconds": 0.1, "erp_lost_seconds": 60}],
+    indirect=True,
+)
+async def test_erp_heartbeat_age_and_its_limit(api: httpx.AsyncClient) -> None:
+    samples = await scrape(api)
+    assert value(samples, "kkt_erp_heartbeat_lost_after_seconds") == 60
+    # No beat was ever answered: counted from start-up, as the erp_heartbeat_lost alert does.
+    assert 0 <= value(samples, "kkt_erp_heartbeat_age_seconds") < 60
