@@ -46,7 +46,7 @@ class PageFigures(HTMLParser):
 
 def chromium() -> str:
     path = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert path, "Debian's chromium is required (.ci/run installs it)"
+    assert path, "Debian's chromium is required (./scripts/test installs it)"
     return path
 
 
