@@ -15,15 +15,18 @@ import typer
 import uvicorn
 
 from kkt_adapter.errors import ConfigError
-from kkt_adapter.settings import Settings, load_settings
+from kkt_adapter.settings import Settings, default_of, load_settings
 
 GIL_SWITCH_SECONDS = 0.0005
 
+# Help text is plain text: as console markup, "[env var: KKT_HOST; default: 127.0.0.1]" was
+# taken for a style tag and dropped from every option's help.
 app = typer.Typer(
     name="kkt-adapter",
     help="Offline-first fiscal receipt adapter for Russian POS terminals (54-FZ).",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,
 )
 
 
@@ -32,14 +35,25 @@ def _root() -> None:
     """Offline-first fiscal receipt adapter for Russian POS terminals (54-FZ)."""
 
 
-HostOpt = Annotated[str | None, typer.Option(help="Address to bind [env KKT_HOST; 127.0.0.1].")]
-PortOpt = Annotated[int | None, typer.Option(help="Port; 0 picks a free one [env KKT_PORT; 8000].")]
-DataDirOpt = Annotated[
-    Path | None, typer.Option("--data-dir", help="Data directory [env KKT_DATA_DIR; ./data].")
-]
-ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", help="TOML settings file [env KKT_CONFIG_FILE].")
-]
+def setting_option(name: str, text: str, *flags: str) -> Any:
+    """The flag of setting ``name``: its help names the environment variable and the default,
+    both from the settings model. The flag is ``None`` when not given and click reads no
+    environment variable, so that the settings model alone applies the precedence (flag >
+    environment > file > default) and the validation."""
+    default = default_of(name)
+    if default is None:
+        shown = ""
+    elif isinstance(default, bool):
+        shown = f"; default: {str(default).lower()}"
+    else:
+        shown = f"; default: {default}"
+    return typer.Option(*flags, help=f"{text} [env var: KKT_{name.upper()}{shown}]")
+
+
+HostOpt = Annotated[str | None, setting_option("host", "Address to bind.")]
+PortOpt = Annotated[int | None, setting_option("port", "Port; 0 picks a free one.")]
+DataDirOpt = Annotated[Path | None, setting_option("data_dir", "Data directory.", "--data-dir")]
+ConfigOpt = Annotated[Path | None, setting_option("config_file", "TOML settings file.", "--config")]
 
 
 class _AnnouncingServer(uvicorn.Server):
@@ -151,17 +165,16 @@ def serve(
     port: PortOpt = None,
     data_dir: DataDirOpt = None,
     ofd_url: Annotated[
-        str | None, typer.Option("--ofd-url", help="OFD base URL [env KKT_OFD_URL].")
+        str | None,
+        setting_option("ofd_url", "OFD base URL; unset: the embedded OFD emulator.", "--ofd-url"),
     ] = None,
     redis_url: Annotated[
-        str | None, typer.Option("--redis-url", help="Redis for sync leadership [KKT_REDIS_URL].")
+        str | None, setting_option("redis_url", "Redis for sync leadership.", "--redis-url")
     ] = None,
     config: ConfigOpt = None,
     insecure: Annotated[
         bool,
-        typer.Option(
-            "--insecure", help="Serve on a network address without tokens [KKT_INSECURE]."
-        ),
+        setting_option("insecure", "Serve on a network address without tokens.", "--insecure"),
     ] = False,
 ) -> None:
     """Run the adapter: HTTP API, SQLite buffer and the KKT (emulator by default)."""
@@ -286,8 +299,8 @@ def mock_ofd(
         str | None,
         typer.Option(
             envvar="KKT_EMULATOR_KEY",
-            help="Key of the emulated fiscal sign, as the adapter's [default: the built-in one].",
-            show_default=False,
+            help="Key of the emulated fiscal sign, as the adapter's.",
+            show_default="the built-in one",
         ),
     ] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="Log level.")] = "info",
@@ -330,8 +343,8 @@ def mock_atol(
         str | None,
         typer.Option(
             envvar="KKT_EMULATOR_KEY",
-            help="Key of the emulated fiscal sign [default: the built-in one].",
-            show_default=False,
+            help="Key of the emulated fiscal sign.",
+            show_default="the built-in one",
         ),
     ] = None,
     strict: Annotated[
@@ -341,6 +354,7 @@ def mock_atol(
             envvar="KKT_EMULATOR_STRICT",
             help="Refuse a print request for a receipt fiscalized already (counted either way),"
             " as serve's KKT_EMULATOR_STRICT.",
+            show_default="false",
         ),
     ] = False,
     log_level: Annotated[str, typer.Option("--log-level", help="Log level.")] = "info",
@@ -370,9 +384,7 @@ def mock_atol(
 
 UrlOpt = Annotated[
     str | None,
-    typer.Option(
-        "--url", help="Adapter URL [default: http://KKT_HOST:KKT_PORT].", show_default=False
-    ),
+    typer.Option("--url", help="Adapter URL.", show_default="http://KKT_HOST:KKT_PORT"),
 ]
 
 
