@@ -1,12 +1,16 @@
 """The one settings model. Precedence: flag > environment (``KKT_*``) > TOML file > default.
 
-Nothing else in the package reads ``os.environ``.
+Nothing else in the package reads ``os.environ``; besides the model, only the test faults
+(``injected_faults``) come from it.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -280,11 +284,6 @@ class Settings(BaseSettings):
     retention_batch: int = Field(
         default=500, ge=1, le=10_000, description="Receipts pruned per buffer write."
     )
-    test_crash_after_print: bool = Field(
-        default=False,
-        description="Test-only fault switch: the process exits right after the KKT printed a "
-        "receipt and before the adapter recorded it. Never set it in production.",
-    )
     log_level: str = Field(default="info", description="Log level: debug, info, warning, error.")
 
     @field_validator("cors_origins", mode="before")
@@ -421,3 +420,26 @@ def default_of(name: str) -> Any:
     """The default of setting ``name``: the one place each default lives (the parts built from
     settings take their own defaults from here)."""
     return Settings.model_fields[name].default
+
+
+FAULT_CRASH_AFTER_PRINT = "KKT_FAULT_CRASH_AFTER_PRINT"
+FAULT_VALUES = {"": False, "0": False, "false": False, "1": True, "true": True}
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Faults the crash tests inject into a real ``serve`` process. Not settings: no flag, no
+    file, no default in the configuration reference, so an operator never meets them; the
+    runtime logs each one set, loudly, at start-up."""
+
+    crash_after_print: bool = False
+    """Exit (code 70) right after the KKT printed a receipt, before the buffer recorded it."""
+
+
+def injected_faults(environ: Mapping[str, str] = os.environ) -> Faults:
+    """The faults set in the environment (``KKT_FAULT_CRASH_AFTER_PRINT=true``); the one place
+    they are read."""
+    value = environ.get(FAULT_CRASH_AFTER_PRINT, "").strip().lower()
+    if value not in FAULT_VALUES:
+        raise ConfigError(f"invalid {FAULT_CRASH_AFTER_PRINT}: {value!r} (true or false)")
+    return Faults(crash_after_print=FAULT_VALUES[value])
