@@ -223,6 +223,7 @@ async def open_runtime(
     buffer = Buffer(
         settings.data_dir,
         capacity=settings.buffer_capacity,
+        min_free_bytes=settings.buffer_min_free_mb * 2**20,
         node_id=settings.node_id,
         wall=wall,
         hlc_max_offset_ms=int(settings.hlc_max_offset_seconds * 1000),

@@ -58,10 +58,20 @@ class Settings(BaseSettings):
         default=None, description="Bearer token for sync, DLQ and shift actions."
     )
     buffer_capacity: int = Field(
-        default=200,
+        default=50_000,
         ge=1,
         le=10_000_000,
-        description="Receipts not yet synced the buffer holds (failed prints not counted).",
+        description="Receipts not yet synced the buffer holds (failed prints not counted). "
+        "The default holds 30 days offline (the FN's limit) of a busy till, 1,500 receipts a "
+        "day; about 4.7 KB of disk each (bench/disk_per_receipt.py), 235 MB when full.",
+    )
+    buffer_min_free_mb: int = Field(
+        default=256,
+        ge=0,
+        le=10_000_000,
+        description="Sales are refused (`503 buffer_full`, reason `disk`) while the buffer's "
+        "file system has less free space than this, before the disk fills: the room left "
+        "lets delivery, retention and the WAL checkpoint still write. 0: no floor.",
     )
     print_delay_ms: int = Field(
         default=0,

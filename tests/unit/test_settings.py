@@ -9,7 +9,8 @@ from kkt_adapter.settings import Faults, Settings, injected_faults, load_setting
 def test_defaults() -> None:
     settings = load_settings()
     assert settings.port == 8000
-    assert settings.buffer_capacity == 200
+    assert settings.buffer_capacity == 50_000  # 30 days of a busy till: docs/decisions.md
+    assert settings.buffer_min_free_mb == 256
     assert settings.print_delay_ms == 0
     assert settings.auto_open_shift is True
 
