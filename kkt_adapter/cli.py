@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
+import socket
 import sqlite3
 import sys
 from collections.abc import Iterator
@@ -15,15 +17,29 @@ import typer
 import uvicorn
 
 from kkt_adapter.errors import ConfigError
-from kkt_adapter.settings import Settings, load_settings
+from kkt_adapter.settings import Settings, default_of, load_settings
 
 GIL_SWITCH_SECONDS = 0.0005
 
+# Exit codes, the same for every command; the table in docs/operations.md says what each means.
+EXIT_OK = 0
+EXIT_FAILED = 1
+"""It ran and failed: a backup not written, a running adapter not reached, a failed start."""
+EXIT_REFUSED = 2
+"""Refused before doing anything: bad usage or configuration, a damaged file, a destination
+that cannot be written. Starting it again unchanged fails the same way."""
+EXIT_CANNOT_LISTEN = 3
+"""A server command could not bind its address (the port is taken: another instance runs?);
+nothing was opened. Unlike 2, it may work once the port is free."""
+
+# Help text is plain text: as console markup, "[env var: KKT_HOST; default: 127.0.0.1]" was
+# taken for a style tag and dropped from every option's help.
 app = typer.Typer(
     name="kkt-adapter",
     help="Offline-first fiscal receipt adapter for Russian POS terminals (54-FZ).",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,
 )
 
 
@@ -32,14 +48,25 @@ def _root() -> None:
     """Offline-first fiscal receipt adapter for Russian POS terminals (54-FZ)."""
 
 
-HostOpt = Annotated[str | None, typer.Option(help="Address to bind [env KKT_HOST; 127.0.0.1].")]
-PortOpt = Annotated[int | None, typer.Option(help="Port; 0 picks a free one [env KKT_PORT; 8000].")]
-DataDirOpt = Annotated[
-    Path | None, typer.Option("--data-dir", help="Data directory [env KKT_DATA_DIR; ./data].")
-]
-ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", help="TOML settings file [env KKT_CONFIG_FILE].")
-]
+def setting_option(name: str, text: str, *flags: str) -> Any:
+    """The flag of setting ``name``: its help names the environment variable and the default,
+    both from the settings model. The flag is ``None`` when not given and click reads no
+    environment variable, so that the settings model alone applies the precedence (flag >
+    environment > file > default) and the validation."""
+    default = default_of(name)
+    if default is None:
+        shown = ""
+    elif isinstance(default, bool):
+        shown = f"; default: {str(default).lower()}"
+    else:
+        shown = f"; default: {default}"
+    return typer.Option(*flags, help=f"{text} [env var: KKT_{name.upper()}{shown}]")
+
+
+HostOpt = Annotated[str | None, setting_option("host", "Address to bind.")]
+PortOpt = Annotated[int | None, setting_option("port", "Port; 0 picks a free one.")]
+DataDirOpt = Annotated[Path | None, setting_option("data_dir", "Data directory.", "--data-dir")]
+ConfigOpt = Annotated[Path | None, setting_option("config_file", "TOML settings file.", "--config")]
 
 
 class _AnnouncingServer(uvicorn.Server):
@@ -83,7 +110,7 @@ def _settings_or_exit(**flags: Any) -> Settings:
         return load_settings(**flags)
     except ConfigError as exc:
         typer.echo(f"kkt-adapter: {exc.message}", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(EXIT_REFUSED) from None
 
 
 class _OneLineRefusal:
@@ -136,8 +163,9 @@ def run_server(
         limit_concurrency=max_connections,
     )
     server = _AnnouncingServer(config, name)
+    listener = _bind_or_exit(host, port, name)
     try:
-        server.run()
+        server.run(sockets=[listener])
     except SystemExit:  # uvicorn exits 3 on a failed start-up: say why below instead
         if server.started:
             raise
@@ -145,8 +173,25 @@ def run_server(
         refusal = getattr(getattr(asgi_app, "state", None), "refusal", None)
         if refusal:
             typer.echo(f"{name}: refusing to start: {refusal}", err=True)
-            raise typer.Exit(2)
-        raise typer.Exit(1)
+            raise typer.Exit(EXIT_REFUSED)
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _bind_or_exit(host: str, port: int, name: str) -> socket.socket:
+    """The server's socket, bound before the application starts: a taken port is said in one
+    line (exit 3) before the buffer and the KKT are opened, where uvicorn would open them,
+    run the start-up reconciliation, then fail to bind and close them again. Not listening
+    yet (uvicorn listens once it serves), so a client is refused until then, not queued."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        typer.echo(f"{name}: cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(EXIT_CANNOT_LISTEN) from None
+    return sock
 
 
 @app.command()
@@ -155,17 +200,16 @@ def serve(
     port: PortOpt = None,
     data_dir: DataDirOpt = None,
     ofd_url: Annotated[
-        str | None, typer.Option("--ofd-url", help="OFD base URL [env KKT_OFD_URL].")
+        str | None,
+        setting_option("ofd_url", "OFD base URL; unset: the embedded OFD emulator.", "--ofd-url"),
     ] = None,
     redis_url: Annotated[
-        str | None, typer.Option("--redis-url", help="Redis for sync leadership [KKT_REDIS_URL].")
+        str | None, setting_option("redis_url", "Redis for sync leadership.", "--redis-url")
     ] = None,
     config: ConfigOpt = None,
     insecure: Annotated[
         bool,
-        typer.Option(
-            "--insecure", help="Serve on a network address without tokens [KKT_INSECURE]."
-        ),
+        setting_option("insecure", "Serve on a network address without tokens.", "--insecure"),
     ] = False,
 ) -> None:
     """Run the adapter: HTTP API, SQLite buffer and the KKT (emulator by default)."""
@@ -191,7 +235,7 @@ def serve(
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         typer.echo(f"kkt-adapter: cannot use data dir {settings.data_dir}: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(EXIT_REFUSED) from None
     _check_buffer_or_exit(settings.data_dir)
     if settings.device == "emulator":
         _check_kkt_state_or_exit(settings.data_dir)
@@ -214,7 +258,7 @@ def _check_binding_or_exit(settings: Settings) -> None:
     problem = binding_problem(settings)
     if problem is not None:
         typer.echo(f"kkt-adapter: {problem}", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(EXIT_REFUSED)
 
 
 def _warn_if_open(settings: Settings) -> None:
@@ -243,7 +287,7 @@ def _check_buffer_or_exit(data_dir: Path) -> None:
             "-shm aside to start with an empty buffer (unsent receipts stay in the moved file)",
             err=True,
         )
-        raise typer.Exit(2)
+        raise typer.Exit(EXIT_REFUSED)
 
 
 def _check_device_or_exit(settings: Settings) -> None:
@@ -258,7 +302,7 @@ def _check_device_or_exit(settings: Settings) -> None:
         build_device(settings).close()
     except ConfigError as exc:
         typer.echo(f"kkt-adapter: {exc.message}", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(EXIT_REFUSED) from None
 
 
 def _check_kkt_state_or_exit(data_dir: Path) -> None:
@@ -276,7 +320,7 @@ def _check_kkt_state_or_exit(data_dir: Path) -> None:
             "emulated device with a new FN, whose journal lacks this one's documents)",
             err=True,
         )
-        raise typer.Exit(2)
+        raise typer.Exit(EXIT_REFUSED)
 
 
 @app.command("mock-ofd")
@@ -290,8 +334,8 @@ def mock_ofd(
         str | None,
         typer.Option(
             envvar="KKT_EMULATOR_KEY",
-            help="Key of the emulated fiscal sign, as the adapter's [default: the built-in one].",
-            show_default=False,
+            help="Key of the emulated fiscal sign, as the adapter's.",
+            show_default="the built-in one",
         ),
     ] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="Log level.")] = "info",
@@ -308,7 +352,7 @@ def mock_ofd(
         data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         typer.echo(f"kkt-adapter mock-ofd: cannot use data dir {data_dir}: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(EXIT_REFUSED) from None
     typer.echo(
         "WARNING: this is an OFD EMULATOR for tests and demos, not a real OFD; "
         "nothing sent to it reaches the tax service.",
@@ -334,8 +378,8 @@ def mock_atol(
         str | None,
         typer.Option(
             envvar="KKT_EMULATOR_KEY",
-            help="Key of the emulated fiscal sign [default: the built-in one].",
-            show_default=False,
+            help="Key of the emulated fiscal sign.",
+            show_default="the built-in one",
         ),
     ] = None,
     strict: Annotated[
@@ -345,6 +389,7 @@ def mock_atol(
             envvar="KKT_EMULATOR_STRICT",
             help="Refuse a print request for a receipt fiscalized already (counted either way),"
             " as serve's KKT_EMULATOR_STRICT.",
+            show_default="false",
         ),
     ] = False,
     log_level: Annotated[str, typer.Option("--log-level", help="Log level.")] = "info",
@@ -361,7 +406,7 @@ def mock_atol(
         data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         typer.echo(f"kkt-adapter mock-atol: cannot use data dir {data_dir}: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(EXIT_REFUSED) from None
     typer.echo(
         "WARNING: this is an EMULATOR of the ATOL driver's web server, not a real cash"
         " register; its documents are not fiscal.",
@@ -374,9 +419,7 @@ def mock_atol(
 
 UrlOpt = Annotated[
     str | None,
-    typer.Option(
-        "--url", help="Adapter URL [default: http://KKT_HOST:KKT_PORT].", show_default=False
-    ),
+    typer.Option("--url", help="Adapter URL.", show_default="http://KKT_HOST:KKT_PORT"),
 ]
 
 
@@ -401,7 +444,7 @@ def status(url: UrlOpt = None, config: ConfigOpt = None) -> None:
             show_status(http)
         except AdapterUnreachable as exc:
             typer.echo(f"kkt-adapter: {exc}", err=True)
-            raise typer.Exit(1) from None
+            raise typer.Exit(EXIT_FAILED) from None
 
 
 @app.command()
@@ -419,7 +462,7 @@ def sync(
             result = run_sync(http, timeout)
         except AdapterUnreachable as exc:
             typer.echo(f"kkt-adapter: {exc}", err=True)
-            raise typer.Exit(1) from None
+            raise typer.Exit(EXIT_FAILED) from None
     typer.echo(
         f"synced {result['synced']}, failed {result['failed']}, "
         f"remaining {result['remaining']} ({result['duration_seconds']} s)"
@@ -446,6 +489,7 @@ def backup(
     if dest.is_dir():
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         dest = dest / f"buffer-{stamp}.sqlite"
+    _check_backup_dest_or_exit(dest)
     own = overwrites(dest, settings.data_dir)
     if own is not None:
         typer.echo(
@@ -453,14 +497,28 @@ def backup(
             " (to put a backup in place, use `kkt-adapter restore`)",
             err=True,
         )
-        raise typer.Exit(2)
+        raise typer.Exit(EXIT_REFUSED)
     try:
         receipts = backup_buffer(source, dest)
     except (OSError, sqlite3.Error) as exc:
-        typer.echo(f"kkt-adapter: backup of {source} failed: {exc}", err=True)
-        raise typer.Exit(1) from None
+        typer.echo(f"kkt-adapter: backup of {source} to {dest} failed: {exc}", err=True)
+        raise typer.Exit(EXIT_FAILED) from None
     size = dest.stat().st_size
     typer.echo(f"backed up {receipts} receipts from {source} to {dest} ({size} bytes)")
+
+
+def _check_backup_dest_or_exit(dest: Path) -> None:
+    """A destination whose directory is missing or not writable is refused naming it: SQLite
+    would only say "unable to open database file", which read as the source's fault."""
+    directory = dest.parent
+    if not directory.is_dir():
+        problem = "no such directory"
+    elif not os.access(directory, os.W_OK | os.X_OK):
+        problem = "directory not writable"
+    else:
+        return
+    typer.echo(f"kkt-adapter: cannot write the backup to {dest}: {problem}: {directory}", err=True)
+    raise typer.Exit(EXIT_REFUSED)
 
 
 @app.command()
@@ -484,7 +542,7 @@ def restore(
         report = asyncio.run(restore_buffer(settings, backup_file))
     except (RuntimeError, StartupRefused, OSError, sqlite3.Error) as exc:
         typer.echo(f"kkt-adapter: restore refused: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(EXIT_REFUSED) from None
     kept = f"; the replaced buffer is kept as {report.kept}" if report.kept else ""
     typer.echo(
         f"restored {report.receipts} receipts from {backup_file};"

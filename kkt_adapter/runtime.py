@@ -46,7 +46,7 @@ from kkt_adapter.housekeeping import Housekeeper
 from kkt_adapter.journal import JournalKeeper
 from kkt_adapter.ofd import AsgiOfdClient, HttpOfdClient, OfdClient
 from kkt_adapter.service import IntakeService, Shifts
-from kkt_adapter.settings import Settings
+from kkt_adapter.settings import FAULT_CRASH_AFTER_PRINT, Settings, injected_faults
 from kkt_adapter.status import Facts, Json, LinkFacts
 
 log = logging.getLogger("kkt_adapter")
@@ -223,6 +223,7 @@ async def open_runtime(
     buffer = Buffer(
         settings.data_dir,
         capacity=settings.buffer_capacity,
+        min_free_bytes=settings.buffer_min_free_mb * 2**20,
         node_id=settings.node_id,
         wall=wall,
         hlc_max_offset_ms=int(settings.hlc_max_offset_seconds * 1000),
@@ -230,11 +231,18 @@ async def open_runtime(
     await asyncio.to_thread(buffer.open)
     stack.callback(buffer.close)
     driver = await asyncio.to_thread(device_factory, settings)
+    faults = injected_faults()
+    if faults.crash_after_print:
+        log.critical(
+            "TEST FAULT %s is set: this process exits right after each print, before recording"
+            " it. For the crash tests only; never on a till.",
+            FAULT_CRASH_AFTER_PRINT,
+        )
     kkt = DeviceRunner(
         driver,
         DeviceGate(settings.data_dir),
         buffer.clock,
-        crash_after_print=settings.test_crash_after_print,
+        crash_after_print=faults.crash_after_print,
         refresh=RefreshPolicy(idle_seconds=settings.device_status_refresh_seconds),
         wall=wall,
     )

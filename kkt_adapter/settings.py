@@ -1,12 +1,16 @@
 """The one settings model. Precedence: flag > environment (``KKT_*``) > TOML file > default.
 
-Nothing else in the package reads ``os.environ``.
+Nothing else in the package reads ``os.environ``; besides the model, only the test faults
+(``injected_faults``) come from it.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -54,10 +58,20 @@ class Settings(BaseSettings):
         default=None, description="Bearer token for sync, DLQ and shift actions."
     )
     buffer_capacity: int = Field(
-        default=200,
+        default=50_000,
         ge=1,
         le=10_000_000,
-        description="Receipts not yet synced the buffer holds (failed prints not counted).",
+        description="Receipts not yet synced the buffer holds (failed prints not counted). "
+        "The default holds 30 days offline (the FN's limit) of a busy till, 1,500 receipts a "
+        "day; about 4.7 KB of disk each (bench/disk_per_receipt.py), 235 MB when full.",
+    )
+    buffer_min_free_mb: int = Field(
+        default=256,
+        ge=0,
+        le=10_000_000,
+        description="Sales are refused (`503 buffer_full`, reason `disk`) while the buffer's "
+        "file system has less free space than this, before the disk fills: the room left "
+        "lets delivery, retention and the WAL checkpoint still write. 0: no floor.",
     )
     print_delay_ms: int = Field(
         default=0,
@@ -280,11 +294,6 @@ class Settings(BaseSettings):
     retention_batch: int = Field(
         default=500, ge=1, le=10_000, description="Receipts pruned per buffer write."
     )
-    test_crash_after_print: bool = Field(
-        default=False,
-        description="Test-only fault switch: the process exits right after the KKT printed a "
-        "receipt and before the adapter recorded it. Never set it in production.",
-    )
     log_level: str = Field(default="info", description="Log level: debug, info, warning, error.")
 
     @field_validator("cors_origins", mode="before")
@@ -421,3 +430,26 @@ def default_of(name: str) -> Any:
     """The default of setting ``name``: the one place each default lives (the parts built from
     settings take their own defaults from here)."""
     return Settings.model_fields[name].default
+
+
+FAULT_CRASH_AFTER_PRINT = "KKT_FAULT_CRASH_AFTER_PRINT"
+FAULT_VALUES = {"": False, "0": False, "false": False, "1": True, "true": True}
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Faults the crash tests inject into a real ``serve`` process. Not settings: no flag, no
+    file, no default in the configuration reference, so an operator never meets them; the
+    runtime logs each one set, loudly, at start-up."""
+
+    crash_after_print: bool = False
+    """Exit (code 70) right after the KKT printed a receipt, before the buffer recorded it."""
+
+
+def injected_faults(environ: Mapping[str, str] = os.environ) -> Faults:
+    """The faults set in the environment (``KKT_FAULT_CRASH_AFTER_PRINT=true``); the one place
+    they are read."""
+    value = environ.get(FAULT_CRASH_AFTER_PRINT, "").strip().lower()
+    if value not in FAULT_VALUES:
+        raise ConfigError(f"invalid {FAULT_CRASH_AFTER_PRINT}: {value!r} (true or false)")
+    return Faults(crash_after_print=FAULT_VALUES[value])

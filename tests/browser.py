@@ -66,7 +66,7 @@ VOID = frozenset({"input", "br", "img", "meta", "link", "hr", "wbr", "col", "sou
 
 def chromium() -> str:
     path = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert path, "Debian's chromium is required (.ci/run installs it)"
+    assert path, "Debian's chromium is required (./scripts/test installs it)"
     return path
 
 

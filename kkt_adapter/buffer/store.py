@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import secrets
+import shutil
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -125,6 +126,11 @@ class OldestUnsent:
     created_ms: int
 
 
+def _free_bytes(directory: Path) -> int:
+    """Free bytes an unprivileged writer can use on the file system of ``directory``."""
+    return shutil.disk_usage(directory).free
+
+
 class Buffer:
     """The adapter's SQLite buffer (``<data_dir>/buffer.sqlite``)."""
 
@@ -133,12 +139,16 @@ class Buffer:
         data_dir: Path,
         *,
         capacity: int,
+        min_free_bytes: int = 0,
         node_id: str | None = None,
         wall: WallClock = system_wall_ms,
         hlc_max_offset_ms: int = int(default_of("hlc_max_offset_seconds") * 1000),
+        free_bytes: Callable[[Path], int] | None = None,
     ) -> None:
         self.path = data_dir / BUFFER_FILE
         self.capacity = capacity
+        self.min_free_bytes = min_free_bytes
+        self._free_bytes = free_bytes or _free_bytes
         self.hlc_max_offset_ms = hlc_max_offset_ms
         self._db = Database(self.path, migrate=migrate, name="buffer")
         self._wall = wall
@@ -252,9 +262,24 @@ class Buffer:
         if unsynced >= self.capacity:
             raise BufferFull(
                 f"the buffer holds {unsynced} unsynced receipts (capacity {self.capacity})",
-                details={"capacity": self.capacity, "unsynced": unsynced},
+                details={"reason": "capacity", "capacity": self.capacity, "unsynced": unsynced},
                 retry_after=30,
             )
+        if self.min_free_bytes:
+            # One statvfs (microseconds) per sale, checked before the KKT prints, so the
+            # refusal comes while there is still room to record and deliver what was sold.
+            free = self._free_bytes(self.path.parent)
+            if free < self.min_free_bytes:
+                raise BufferFull(
+                    f"the buffer's disk has {free // 2**20} MB free, below the floor of"
+                    f" {self.min_free_bytes // 2**20} MB (KKT_BUFFER_MIN_FREE_MB)",
+                    details={
+                        "reason": "disk",
+                        "free_bytes": free,
+                        "min_free_bytes": self.min_free_bytes,
+                    },
+                    retry_after=30,
+                )
         now = self._wall()
         stamp = self._tick()
         conn.execute(

@@ -99,7 +99,8 @@ def test_crash_between_print_and_record_is_reconciled_not_reprinted(
     data = tmp_path / "data"
     key = new_key()
     body = receipt()
-    crashing = start_adapter(data, env={"KKT_TEST_CRASH_AFTER_PRINT": "true"})
+    crashing = start_adapter(data, env={"KKT_FAULT_CRASH_AFTER_PRINT": "true"})
+    assert any("KKT_FAULT_CRASH_AFTER_PRINT" in line for line in crashing.messages("kkt_adapter"))
     with crashing.client() as http, pytest.raises(httpx.TransportError):  # the connection dies
         http.post("/v1/kkt/receipt", json=body, headers=key)
     assert crashing.wait_exit(timeout=10) == 70

@@ -291,7 +291,8 @@ async def refuses_while_full_then_recovers(
     """Three sales, the disk fills, a sale is refused three times and nothing is printed or
     half written; the disk frees, the same sale goes through, and the buffer is sound."""
     data = buffer_dir / "data"
-    settings = Settings(data_dir=data, delivery_sweep_seconds=60)
+    # No free-disk floor: this is about what happens when the disk really fills.
+    settings = Settings(data_dir=data, delivery_sweep_seconds=60, buffer_min_free_mb=0)
 
     def device_elsewhere(settings: Settings) -> KktDevice:
         # The KKT is a separate device with its own storage, not on the buffer's disk.

@@ -108,7 +108,7 @@ async def test_heartbeat_reaches_the_erp_and_health_says_ok(
     assert beat["version"] == __version__
     assert beat["emulator"] == {"kkt": True, "ofd": True}
     assert beat["circuit_breaker"] == "CLOSED"  # the embedded OFD took the receipt
-    assert beat["buffer"]["total"] == 1 and beat["buffer"]["total_capacity"] == 200
+    assert beat["buffer"]["total"] == 1 and beat["buffer"]["total_capacity"] == 50_000
     assert beat["buffer"]["synced"] == 1 and beat["buffer"]["current_queued"] == 0
     assert beat["oldest_pending"] is None  # nothing left unsent
     assert beat["alerts"] == []  # the ERP answers and nothing is queued

@@ -53,8 +53,8 @@ async def test_metrics_after_receipts_offline_then_synced(api: httpx.AsyncClient
     assert unsent == 3
     assert value(offline, "kkt_receipts", status="synced") == 0
     assert value(offline, "kkt_buffer_queued") == 3
-    assert value(offline, "kkt_buffer_capacity") == 200
-    assert value(offline, "kkt_buffer_fill_ratio") == pytest.approx(3 / 200)
+    assert value(offline, "kkt_buffer_capacity") == 50_000
+    assert value(offline, "kkt_buffer_fill_ratio") == pytest.approx(3 / 50_000)
     # In seconds: the first receipt's age, no older than this test's traffic.
     assert 0 < value(offline, "kkt_oldest_pending_age_seconds") <= elapsed_s
     assert value(offline, "kkt_ofd_calls_total", outcome="transient") >= 1

@@ -375,11 +375,31 @@ async def test_full_buffer_is_503_buffer_full_and_accepts_nothing(api: httpx.Asy
     refused = await api.post("/v1/kkt/receipt", json=priced_receipt(400), headers=new_key())
     assert refused.status_code == 503
     assert refused.json()["code"] == "buffer_full"
+    assert refused.json()["details"] == {"reason": "capacity", "capacity": 3, "unsynced": 3}
     assert refused.headers["Retry-After"] == "30"
     status = (await api.get("/v1/kkt/buffer/status")).json()
     assert status["total"] == 3
     assert status["percent_full"] == 100.0
     assert any(alert["code"] == "buffer_full" for alert in status["alerts"])
+
+
+@pytest.mark.parametrize("settings", [{"buffer_min_free_mb": 10_000_000}], indirect=True)
+async def test_below_the_free_disk_floor_a_sale_is_503_buffer_full_and_nothing_is_printed(
+    api: httpx.AsyncClient,
+) -> None:
+    # A floor of 10 TB: more than any test machine has free, so the real disk is below it.
+    refused = await api.post("/v1/kkt/receipt", json=priced_receipt(100), headers=new_key())
+    assert refused.status_code == 503, refused.text
+    body = refused.json()
+    assert body["code"] == "buffer_full"
+    assert body["details"]["reason"] == "disk"
+    assert body["details"]["min_free_bytes"] == 10_000_000 * 1024 * 1024
+    assert 0 <= body["details"]["free_bytes"] < body["details"]["min_free_bytes"]
+    assert refused.headers["Retry-After"] == "30"
+    status = (await api.get("/v1/kkt/buffer/status")).json()
+    assert (status["total"], status["print_failed"]) == (0, 0)  # not printed, not stored
+    device = api.app.state.runtime.kkt.driver  # type: ignore[attr-defined]
+    assert device.status().last_fd == 0  # the KKT printed nothing, not even a shift opening
 
 
 async def test_device_fault_is_503_kkt_unavailable_and_a_retry_prints(

@@ -23,7 +23,9 @@ STATUS_FIELDS = {
 
 
 # Failures while the OFD emulator fails must not open the breaker mid-test.
-@pytest.mark.parametrize("settings", [{"breaker_failures": 100}], indirect=True)
+@pytest.mark.parametrize(
+    "settings", [{"breaker_failures": 100, "buffer_capacity": 200}], indirect=True
+)
 async def test_buffer_status_counts_and_oldest_pending(api: httpx.AsyncClient) -> None:
     await api.post("/ofd-emulator/_control/mode", json={"mode": "fail"})  # keep them pending
     empty = (await api.get("/v1/kkt/buffer/status")).json()

@@ -139,7 +139,7 @@ async def test_capacity_counts_everything_not_synced(buffer: Buffer) -> None:
     with pytest.raises(BufferFull) as caught:
         await begin_intake(buffer, new(5))
     assert caught.value.retry_after == 30  # the POS is told when to try again
-    assert caught.value.details == {"capacity": 5, "unsynced": 5}
+    assert caught.value.details == {"reason": "capacity", "capacity": 5, "unsynced": 5}
     assert (await buffer.counts())["total"] == 5
 
 

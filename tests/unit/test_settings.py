@@ -3,13 +3,14 @@ from pathlib import Path
 import pytest
 
 from kkt_adapter.errors import ConfigError
-from kkt_adapter.settings import load_settings
+from kkt_adapter.settings import Faults, Settings, injected_faults, load_settings
 
 
 def test_defaults() -> None:
     settings = load_settings()
     assert settings.port == 8000
-    assert settings.buffer_capacity == 200
+    assert settings.buffer_capacity == 50_000  # 30 days of a busy till: docs/decisions.md
+    assert settings.buffer_min_free_mb == 256
     assert settings.print_delay_ms == 0
     assert settings.auto_open_shift is True
 
@@ -64,3 +65,22 @@ def test_malformed_toml_is_a_config_error(tmp_path: Path) -> None:
     toml.write_text("port = = 1\n")
     with pytest.raises(ConfigError):
         load_settings(config_file=toml)
+
+
+def test_no_test_switch_among_the_production_settings() -> None:
+    assert not [name for name in Settings.model_fields if "test" in name or "fault" in name]
+    reference = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    for hidden in ("CRASH_AFTER_PRINT", "KKT_FAULT", "KKT_TEST"):
+        assert hidden not in reference.upper()
+
+
+def test_the_crash_fault_is_read_from_its_own_environment_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert injected_faults() == Faults(crash_after_print=False)
+    monkeypatch.setenv("KKT_FAULT_CRASH_AFTER_PRINT", "true")
+    assert injected_faults() == Faults(crash_after_print=True)
+    assert load_settings() == load_settings()  # and no setting takes it
+    monkeypatch.setenv("KKT_FAULT_CRASH_AFTER_PRINT", "maybe")
+    with pytest.raises(ConfigError, match="KKT_FAULT_CRASH_AFTER_PRINT"):
+        injected_faults()
