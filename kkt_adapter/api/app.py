@@ -45,7 +45,9 @@ EMBEDDED_OFD_PATH = "/ofd-emulator"
 DESCRIPTION = """\
 Offline-first fiscal receipt adapter (54-FZ, FFD 1.2). A receipt posted here is committed to
 the local buffer, fiscalized on the KKT and answered at once; delivery to the OFD happens in
-the background. Money is sent as decimal strings with at most two fraction digits.
+the background. Money is sent as decimal strings ("7990.00"), JSON integers (whole rubles) or
+JSON numbers (read as decimals, never as floats) with at most two fraction digits; answers
+write every amount as a decimal string in rubles.
 """
 
 

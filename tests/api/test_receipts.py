@@ -64,6 +64,39 @@ async def test_cash_over_the_total_answers_the_change(api: httpx.AsyncClient) ->
     assert exact.json()["change"] == "0.00"
 
 
+async def test_json_numbers_are_taken_as_decimals_and_replay_as_strings(
+    api: httpx.AsyncClient,
+) -> None:
+    """``"price": 100.0`` is what Python's json module writes; it is 100.00, the same receipt
+    (fingerprint) as ``"100.00"`` and ``100``."""
+    key = new_key()
+    as_numbers = (
+        b'{"pos_id": "POS-001", "type": "sale", "items": [{"name": "Lens cloth", "price": 100.0,'
+        b' "quantity": 1.0, "vat": "vat22"}], "payments": [{"method": "cash", "amount": 150.0}]}'
+    )
+    headers = {**key, "Content-Type": "application/json"}
+    first = await api.post("/v1/kkt/receipt", content=as_numbers, headers=headers)
+    assert first.status_code == 200, first.text
+    assert first.json()["change"] == "50.00"
+    for price, amount in (("100.00", "150.00"), (100, 150)):
+        body = {
+            "pos_id": "POS-001",
+            "type": "sale",
+            "items": [{"name": "Lens cloth", "price": price, "quantity": "1", "vat": "vat22"}],
+            "payments": [{"method": "cash", "amount": amount}],
+        }
+        again = await api.post("/v1/kkt/receipt", json=body, headers=key)
+        assert again.status_code == 200, again.text
+        assert again.headers["idempotent-replayed"] == "true"
+    too_fine = as_numbers.replace(b"100.0,", b"100.005,")
+    refused = await api.post("/v1/kkt/receipt", content=too_fine, headers=new_key())
+    assert refused.status_code == 422
+    assert (refused.json()["code"], refused.json()["details"]["field"]) == (
+        "invalid_money",
+        "items[0].price",
+    )
+
+
 async def test_openapi_describes_the_change(api: httpx.AsyncClient) -> None:
     schema = (await api.get("/openapi.json")).json()
     ok = schema["paths"]["/v1/kkt/receipt"]["post"]["responses"]["200"]
