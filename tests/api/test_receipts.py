@@ -47,7 +47,9 @@ async def test_get_receipt_returns_status_fiscal_and_hlc(api: httpx.AsyncClient)
     assert body["total"] == "7990.00"
     assert body["ofd"]["attempts"] == 1
     assert body["hlc"].count(".") == 2
-    assert body["receipt"]["items"][0]["price"] == 799000
+    item = body["receipt"]["items"][0]
+    assert (item["price"], item["quantity"]) == ("7990.00", "1.000")  # as sent: rubles, units
+    assert "quantity_milli" not in item
 
 
 async def test_cash_over_the_total_answers_the_change(api: httpx.AsyncClient) -> None:
@@ -59,7 +61,7 @@ async def test_cash_over_the_total_answers_the_change(api: httpx.AsyncClient) ->
     assert "s=7990.00" in created["fiscal"]["qr"]  # the receipt's sum, not the cash received
     view = (await api.get(f"/v1/kkt/receipt/{created['receipt_id']}")).json()
     assert (view["total"], view["change"]) == ("7990.00", "10.00")
-    assert view["receipt"]["payments"] == [{"method": "cash", "amount": 800000}]  # as received
+    assert view["receipt"]["payments"] == [{"method": "cash", "amount": "8000.00"}]  # received
     exact = await api.post("/v1/kkt/receipt", json=receipt(), headers=new_key())
     assert exact.json()["change"] == "0.00"
 

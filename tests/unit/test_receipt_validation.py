@@ -217,8 +217,8 @@ def test_too_many_items_and_payments() -> None:
 def test_payment_mismatch_details_carry_both_sums() -> None:
     error = error_of(_mutated(["payments", 0, "amount"], "7000"))
     assert error.code == "payment_mismatch"
-    assert error.details["items_total"] == "799000"
-    assert error.details["payments_total"] == "700000"
+    assert error.details["items_total"] == "7990.00"  # rubles, never kopecks
+    assert error.details["payments_total"] == "7000.00"
 
 
 def test_item_total_rounding_to_zero_is_refused() -> None:
