@@ -14,6 +14,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kkt_adapter import __version__
+from kkt_adapter.api.answers import ReceiptAnswer
 from kkt_adapter.api.guard import Access, Gate, document_access
 from kkt_adapter.api.intake_endpoint import (
     RECEIPT_OPERATION,
@@ -27,7 +28,7 @@ from kkt_adapter.api.routes_cash import cash_router
 from kkt_adapter.api.routes_delivery import delivery_router
 from kkt_adapter.api.routes_lookup import lookup_router
 from kkt_adapter.api.routes_metrics import metrics_router
-from kkt_adapter.api.schemas import ReceiptAnswer, ReceiptIn
+from kkt_adapter.api.schemas import ReceiptIn
 from kkt_adapter.api.ui import ui_router
 from kkt_adapter.errors import StartupRefused
 from kkt_adapter.hlc import WallClock, system_wall_ms

@@ -15,7 +15,19 @@ from kkt_adapter.status import unsynced
 metrics_router = APIRouter()
 
 
-@metrics_router.get("/metrics", include_in_schema=False)
+class PrometheusText(Response):
+    """The Prometheus text format; named so ``/openapi.json`` gives its content type."""
+
+    media_type = CONTENT_TYPE_LATEST
+
+
+@metrics_router.get(
+    "/metrics",
+    tags=["metrics"],
+    summary="Prometheus metrics (text format)",
+    response_class=PrometheusText,
+    responses={200: {"description": "The Prometheus text exposition format"}},
+)
 async def metrics(request: Request) -> Response:
     runtime = _runtime(request)
     buffer, worker = runtime.buffer, runtime.worker
@@ -36,4 +48,4 @@ async def metrics(request: Request) -> Response:
             storage=storage,
         )
     )
-    return Response(registry.render(), media_type=CONTENT_TYPE_LATEST)
+    return PrometheusText(registry.render())

@@ -247,40 +247,6 @@ class ReceiptIn(BaseModel):
     )
 
 
-class FiscalOut(BaseModel):
-    """The fiscal attributes the KKT gave the receipt."""
-
-    fn: str = Field(description="FN number (tag 1041)")
-    fd: int = Field(description="Fiscal document number (tag 1040)")
-    fp: str = Field(description="Fiscal sign (tag 1077)")
-    shift: int = Field(description="Shift number (tag 1038)")
-    number_in_shift: int = Field(description="Receipt number in the shift (tag 1042)")
-    datetime: str = Field(description="Date and time of the document, ISO 8601")
-    qr: str = Field(description="The QR code string printed on the receipt")
-
-
-class OfdQueueOut(BaseModel):
-    """Where the receipt stands on its way to the OFD."""
-
-    status: Literal["pending"]
-    queue_position: int
-
-
-class ReceiptAnswer(BaseModel):
-    """The answer to ``POST /v1/kkt/receipt`` (also replayed for a retry with the same key).
-    Only documented: the intake route writes it by hand."""
-
-    receipt_id: str
-    status: Literal["pending"]
-    change: str = Field(
-        description="Cash to hand back, rubles with two decimals: cash received over the "
-        'total ("0.00" when paid exactly)',
-        examples=["50.00"],
-    )
-    fiscal: FiscalOut
-    ofd: OfdQueueOut
-
-
 # pydantic error type -> our code; anything unlisted ending in "_type" is invalid_type.
 _CODES = {
     "json_invalid": "malformed_json",
@@ -392,18 +358,6 @@ class CashIn(BaseModel):
     )
     amount: MoneyIn
     cashier: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"\S")
-
-
-class CashAnswer(BaseModel):
-    """The answer to a cash in or out (documentation only: the service writes it)."""
-
-    operation_id: str
-    kind: Literal["cash_in", "cash_out"]
-    amount: str = Field(examples=["500.00"])
-    shift: int
-    number: int = Field(description="The operation's number among the shift's cash operations.")
-    at: str = Field(description="When the KKT did it (ISO 8601, the KKT's time zone).")
-    drawer_cash: str = Field(examples=["1234.00"], description="Cash in the drawer after it.")
 
 
 def parse_cash(body: bytes) -> CashIn:
