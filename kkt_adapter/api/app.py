@@ -14,6 +14,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kkt_adapter import __version__
+from kkt_adapter.api.answers import ReceiptAnswer
 from kkt_adapter.api.docs_pages import add_docs_pages
 from kkt_adapter.api.guard import Access, Gate, document_access
 from kkt_adapter.api.intake_endpoint import (
@@ -28,7 +29,7 @@ from kkt_adapter.api.routes_cash import cash_router
 from kkt_adapter.api.routes_delivery import delivery_router
 from kkt_adapter.api.routes_lookup import lookup_router
 from kkt_adapter.api.routes_metrics import metrics_router
-from kkt_adapter.api.schemas import ReceiptAnswer, ReceiptIn
+from kkt_adapter.api.schemas import ReceiptIn
 from kkt_adapter.api.ui import ui_router
 from kkt_adapter.errors import StartupRefused
 from kkt_adapter.hlc import WallClock, system_wall_ms
@@ -46,7 +47,9 @@ EMBEDDED_OFD_PATH = "/ofd-emulator"
 DESCRIPTION = """\
 Offline-first fiscal receipt adapter (54-FZ, FFD 1.2). A receipt posted here is committed to
 the local buffer, fiscalized on the KKT and answered at once; delivery to the OFD happens in
-the background. Money is sent as decimal strings with at most two fraction digits.
+the background. Money is sent as decimal strings ("7990.00"), JSON integers (whole rubles) or
+JSON numbers (read as decimals, never as floats) with at most two fraction digits; answers
+write every amount as a decimal string in rubles.
 """
 
 

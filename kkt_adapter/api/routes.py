@@ -10,6 +10,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from kkt_adapter.api.answers import (
+    BufferStatus,
+    Health,
+    ReceiptView,
+    ShiftReportView,
+    ShiftView,
+    ok,
+)
 from kkt_adapter.api.views import receipt_view, refunds_view, report_view, shift_view
 from kkt_adapter.domain.receipt import REFUND_OF_TYPES
 from kkt_adapter.domain.refund import refund_state
@@ -57,7 +65,7 @@ def _runtime(request: Request) -> Runtime:
         " `refund_held_until_synced`), the refund `receipts`, each line's `quantity` and"
         " `refunded`, and the `cash_refundable`."
     ),
-    responses=error_responses(404),
+    responses={**ok(ReceiptView), **error_responses(404)},
 )
 async def get_receipt(receipt_id: str, request: Request) -> Response:
     runtime = _runtime(request)
@@ -75,14 +83,27 @@ async def get_receipt(receipt_id: str, request: Request) -> Response:
     return json_response(receipt_view(row, refunds))
 
 
-@router.get("/v1/kkt/buffer/status", tags=["buffer"], summary="Buffer counters, state and alerts")
+@router.get(
+    "/v1/kkt/buffer/status",
+    tags=["buffer"],
+    summary="Buffer counters, state and alerts",
+    responses=ok(BufferStatus),
+)
 async def get_buffer_status(request: Request) -> Response:
     runtime = _runtime(request)
     facts, link = await asyncio.gather(runtime.facts(), runtime.link_facts())
     return json_response(buffer_status(facts, delivery_status(link)))
 
 
-@router.get("/v1/health", tags=["health"], summary="Health of the KKT, OFD, buffer and ERP link")
+@router.get(
+    "/v1/health",
+    tags=["health"],
+    summary="Health of the KKT, OFD, buffer and ERP link",
+    responses={
+        **ok(Health, "Healthy or degraded"),
+        503: {"model": Health, "description": "Unhealthy: no sale can be taken"},
+    },
+)
 async def health(request: Request) -> Response:
     runtime = _runtime(request)
     facts, link = await asyncio.gather(runtime.facts(), runtime.link_facts())
@@ -99,14 +120,19 @@ async def health(request: Request) -> Response:
     return json_response(body, status=503 if state == "unhealthy" else 200)
 
 
-@router.get("/v1/kkt/shift", tags=["shift"], summary="Shift state of the KKT")
+@router.get(
+    "/v1/kkt/shift", tags=["shift"], summary="Shift state of the KKT", responses=ok(ShiftView)
+)
 async def get_shift(request: Request) -> Response:
     status = await _runtime(request).kkt.status()
     return json_response(shift_view(status))
 
 
 @router.post(
-    "/v1/kkt/shift/open", tags=["shift"], summary="Open a shift", responses=error_responses(409)
+    "/v1/kkt/shift/open",
+    tags=["shift"],
+    summary="Open a shift",
+    responses={**ok(ShiftReportView), **error_responses(400, 409)},
 )
 async def open_shift(request: Request, action: ShiftAction | None = None) -> Response:
     report = await _runtime(request).shifts.open(action.cashier if action else None)
@@ -117,14 +143,19 @@ async def open_shift(request: Request, action: ShiftAction | None = None) -> Res
     "/v1/kkt/shift/close",
     tags=["shift"],
     summary="Close the shift (Z report)",
-    responses=error_responses(409),
+    responses={**ok(ShiftReportView), **error_responses(400, 409)},
 )
 async def close_shift(request: Request, action: ShiftAction | None = None) -> Response:
     report = await _runtime(request).shifts.close(action.cashier if action else None)
     return json_response(report_view(report))
 
 
-@router.post("/v1/kkt/x_report", tags=["shift"], summary="X report (no state change)")
+@router.post(
+    "/v1/kkt/x_report",
+    tags=["shift"],
+    summary="X report (no state change)",
+    responses=ok(ShiftReportView),
+)
 async def x_report(request: Request) -> Response:
     report = await _runtime(request).shifts.x_report()
     return json_response(report_view(report))

@@ -7,9 +7,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
+from kkt_adapter.api.answers import CashAnswer, ShiftReportPage, ShiftReportView, ok
 from kkt_adapter.api.routes import _runtime, json_response
 from kkt_adapter.api.routes_lookup import FN_PATTERN
-from kkt_adapter.api.schemas import CashAnswer, CashIn, check_idempotency_key, parse_cash
+from kkt_adapter.api.schemas import CashIn, check_idempotency_key, parse_cash
 from kkt_adapter.api.views import report_view
 from kkt_adapter.cash_desk import CashRequest
 from kkt_adapter.domain.money import Kopecks
@@ -36,11 +37,10 @@ _CASH_OPERATION: dict[str, Any] = {
     },
 }
 _CASH_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {
-        "description": "Done by the KKT (a non-fiscal document: no FD); `Idempotent-Replayed: true`"
-        " on a replay",
-        "content": {"application/json": {"schema": CashAnswer.model_json_schema()}},
-    },
+    **ok(
+        CashAnswer,
+        "Done by the KKT (a non-fiscal document: no FD); `Idempotent-Replayed: true` on a replay",
+    ),
     **error_responses(409, 422, 503),
 }
 _CASH_DESCRIPTION = (
@@ -95,7 +95,7 @@ async def cash_out(request: Request) -> Response:
         " shifts numbered below it (the next page: the last item's `shift`); `fn`: one FN's"
         " shifts (shift numbers start again on a new FN)."
     ),
-    responses=error_responses(422),
+    responses={**ok(ShiftReportPage), **error_responses(422)},
 )
 async def closed_shifts(
     request: Request,
@@ -113,7 +113,7 @@ async def closed_shifts(
     "/v1/kkt/shifts/{shift}/z_report",
     tags=["shift"],
     summary="The Z report of a closed shift, as kept when it closed",
-    responses=error_responses(404, 422),
+    responses={**ok(ShiftReportView), **error_responses(404, 422)},
 )
 async def z_report(
     request: Request,

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
+from kkt_adapter.api.answers import AuditPage, Cleared, DlqPage, Requeued, SyncResult, ok
 from kkt_adapter.api.routes import _runtime, json_response
 from kkt_adapter.buffer.outbox import LEVELS
 from kkt_adapter.domain.dates import iso_ms
@@ -25,6 +26,7 @@ Limit = Annotated[int, Query(ge=1, le=500, description="Items per page (at most 
     "/v1/kkt/buffer/sync",
     tags=["buffer"],
     summary="Deliver everything pending now (ignores backoff timers and the breaker's timer)",
+    responses={**ok(SyncResult), **error_responses(409)},
 )
 async def sync_now(request: Request) -> Response:
     return json_response(await _runtime(request).worker.sync_now())
@@ -34,7 +36,7 @@ async def sync_now(request: Request) -> Response:
     "/v1/kkt/buffer/logs",
     tags=["buffer"],
     summary="Audit events of the buffer, newest first",
-    responses=error_responses(422),
+    responses={**ok(AuditPage), **error_responses(422)},
 )
 async def buffer_logs(
     request: Request,
@@ -63,7 +65,9 @@ async def buffer_logs(
     )
 
 
-@delivery_router.get("/v1/kkt/dlq", tags=["dlq"], summary="Documents the OFD rejected")
+@delivery_router.get(
+    "/v1/kkt/dlq", tags=["dlq"], summary="Documents the OFD rejected", responses=ok(DlqPage)
+)
 async def dlq(request: Request, page: Page = 1, limit: Limit = 100) -> Response:
     runtime = _runtime(request)
     items = await runtime.buffer.outbox.dlq_page(page, limit)
@@ -82,7 +86,7 @@ async def dlq(request: Request, page: Page = 1, limit: Limit = 100) -> Response:
     "/v1/kkt/dlq/{receipt_id}/requeue",
     tags=["dlq"],
     summary="Send a rejected document again (after repair)",
-    responses=error_responses(404),
+    responses={**ok(Requeued), **error_responses(404)},
 )
 async def requeue(receipt_id: str, request: Request) -> Response:
     runtime = _runtime(request)
@@ -96,6 +100,7 @@ async def requeue(receipt_id: str, request: Request) -> Response:
     "/v1/kkt/print_failed/clear",
     tags=["buffer"],
     summary="Delete every receipt the KKT refused to print (none is a fiscal document)",
+    responses=ok(Cleared),
 )
 async def clear_print_failed(request: Request) -> Response:
     cleared = await _runtime(request).buffer.clear_print_failed()

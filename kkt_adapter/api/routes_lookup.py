@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
+from kkt_adapter.api.answers import ReceiptPage, ok
 from kkt_adapter.api.receipt_page import receipt_page
 from kkt_adapter.api.routes import _runtime, json_response
 from kkt_adapter.api.routes_delivery import Limit, Page
@@ -32,7 +33,7 @@ FN_PATTERN = r"^[0-9]{16}$"
         " `{items, page, limit}` of receipts as `GET /v1/kkt/receipt/{id}` shows them: no"
         " item when nothing matches."
     ),
-    responses=error_responses(422),
+    responses={**ok(ReceiptPage), **error_responses(422)},
 )
 async def find_receipts(
     request: Request,

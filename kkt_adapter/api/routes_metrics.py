@@ -13,7 +13,19 @@ from kkt_adapter.status import Facts, kkt_component, oldest_unconfirmed_ms, unsy
 metrics_router = APIRouter()
 
 
-@metrics_router.get("/metrics", include_in_schema=False)
+class PrometheusText(Response):
+    """The Prometheus text format; named so ``/openapi.json`` gives its content type."""
+
+    media_type = CONTENT_TYPE_LATEST
+
+
+@metrics_router.get(
+    "/metrics",
+    tags=["metrics"],
+    summary="Prometheus metrics (text format)",
+    response_class=PrometheusText,
+    responses={200: {"description": "The Prometheus text exposition format"}},
+)
 async def metrics(request: Request) -> Response:
     runtime = _runtime(request)
     worker = runtime.worker
@@ -34,7 +46,7 @@ async def metrics(request: Request) -> Response:
             device=device_facts(facts, runtime.settings.device_status_stale_seconds),
         )
     )
-    return Response(registry.render(), media_type=CONTENT_TYPE_LATEST)
+    return PrometheusText(registry.render())
 
 
 def device_facts(facts: Facts, stale_after_seconds: float) -> DeviceFacts:

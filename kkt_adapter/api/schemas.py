@@ -1,20 +1,28 @@
 """The request models of the API and the one entry point :func:`parse_receipt` that turns
 request bytes into a domain :class:`~kkt_adapter.domain.receipt.Receipt`.
 
-Money and quantities: the JSON may carry a decimal *string* ("7990.00", "1.5") or a JSON
-*integer* (whole rubles / whole units). JSON numbers with a fraction (``7990.5``) are refused
-with ``invalid_money`` / ``invalid_quantity`` and a hint to send a string, because the JSON
-parser would already have turned them into a float. Nothing is ever computed from a float.
+Money in: the JSON may carry a decimal *string* ("7990.00", "1.5"), a JSON *integer* (whole
+rubles / whole units) or a JSON *number with a fraction or an exponent* (``7990.0``, what
+Python's json module writes for a float; ``1e2``). Such a number is read from its text as a
+``Decimal``, never through a float (:func:`_with_decimals`), and taken when it is exact with
+at most two (money) or three (quantity) fraction digits: ``100.0`` is 100.00, ``1e2`` is
+100.00, ``100.005`` is ``invalid_money``, ``1.2345`` as a quantity ``invalid_quantity``.
+Nothing is ever computed from a float. Money out: every answer writes money as a decimal
+string in rubles with two digits ("7990.00", ``format_money``), never kopecks.
+
 Every refusal is one :class:`~kkt_adapter.errors.ValidationError` whose ``code`` says what is
 wrong and whose ``details["field"]`` names the field.
 """
 
 from __future__ import annotations
 
+import json
+import secrets
 from datetime import date
-from typing import Annotated, Any, Literal
+from decimal import Decimal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationInfo
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_core import PydanticCustomError
 
@@ -36,6 +44,7 @@ from kkt_adapter.domain.receipt import (
 from kkt_adapter.errors import ValidationError
 
 MAX_KEY_LENGTH = 255
+_M = TypeVar("_M", bound=BaseModel)
 
 
 def check_idempotency_key(key: str | None) -> str:
@@ -55,17 +64,83 @@ def check_idempotency_key(key: str | None) -> str:
     return key
 
 
-def _edge(parse: Any, code: str) -> PlainValidator:
-    """A validator that parses the raw JSON value to an int, reporting ``code`` on failure."""
+_DECIMAL_KEY = f"decimal-{secrets.token_hex(8)}"
+"""The key of the object a JSON number with a fraction or an exponent is rewritten to: random
+per process, so a client cannot send one, and honoured only with :data:`_DECIMALS`."""
+_DECIMALS = {_DECIMAL_KEY: True}
+"""The validation context of a body that went through :func:`_with_decimals`."""
 
-    def validate(value: object) -> int:
+
+def _refuse_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _decimal_marker(value: object) -> dict[str, str]:
+    assert isinstance(value, Decimal)
+    return {_DECIMAL_KEY: str(value)}
+
+
+def _with_decimals(body: bytes) -> bytes | None:
+    """``body`` with every JSON number that has a fraction or an exponent written as an object
+    ``{<_DECIMAL_KEY>: "<its digits>"}``, read by the standard library's parser with
+    ``parse_float=Decimal`` (exact, from the text); ``None`` when the body is no JSON this
+    parser and pydantic's agree on (NaN, not UTF-8: then pydantic's first verdict stands)."""
+    try:
+        data = json.loads(
+            body.decode("utf-8"), parse_float=Decimal, parse_constant=_refuse_constant
+        )
+    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError among them
+        return None
+    return json.dumps(data, default=_decimal_marker).encode()
+
+
+def _edge(parse: Any, code: str) -> PlainValidator:
+    """A validator that parses the raw JSON value to an int, reporting ``code`` on failure.
+
+    A float is what pydantic's JSON parser made of a number with a fraction: refused with
+    ``json_float`` in the error's context, so :func:`_validate_json` reads the body again with
+    decimals; a decimal marker (:func:`_with_decimals`) is taken as its ``Decimal``.
+    """
+
+    def validate(value: object, info: ValidationInfo) -> int:
+        if isinstance(value, float):
+            reason = "a JSON number that is not finite"
+            raise PydanticCustomError(code, "{reason}", {"reason": reason, "json_float": True})
+        if isinstance(value, dict) and info.context is _DECIMALS and _DECIMAL_KEY in value:
+            value = Decimal(value[_DECIMAL_KEY])
         try:
             return int(parse(value, ""))
         except ValidationError as exc:
             reason = exc.details["reason"]
             raise PydanticCustomError(code, "{reason}", {"reason": reason}) from None
 
-    return PlainValidator(validate, json_schema_input_type=str | int)
+    return PlainValidator(validate, json_schema_input_type=str | int | float)
+
+
+def _validate_json(model: type[_M], body: bytes) -> _M:
+    """``model`` from request bytes, JSON numbers with a fraction in money and quantities read
+    as decimals from their text.
+
+    pydantic's JSON parser (jiter) makes such a number a float before any validator sees it,
+    also for a ``Decimal`` field (``1.00000000000000000001`` arrives as 1). So a body is
+    validated as sent, and only when a money or quantity field met a float is it read again
+    (:func:`_with_decimals`) and validated once more: the common body (decimal strings) costs
+    nothing more, every body keeps the one strict JSON validation, and a marker where no money
+    or quantity is expected is a wrong type, as the number was. Measured (``parse_receipt`` of
+    the bench body, best of 5 x 20,000): strings 21.4 us before, 20.6 us after; the same body
+    with its two amounts as JSON numbers 73 us (validated twice).
+    """
+    try:
+        return model.model_validate_json(body)
+    except PydanticValidationError as exc:
+        floats = any(e.get("ctx", {}).get("json_float") for e in exc.errors())
+        rewritten = _with_decimals(body) if floats else None
+        if rewritten is None:
+            raise from_pydantic(exc) from None
+    try:
+        return model.model_validate_json(rewritten, context=_DECIMALS)
+    except PydanticValidationError as exc:
+        raise from_pydantic(exc) from None
 
 
 MoneyIn = Annotated[int, _edge(parse_money, "invalid_money")]
@@ -172,40 +247,6 @@ class ReceiptIn(BaseModel):
     )
 
 
-class FiscalOut(BaseModel):
-    """The fiscal attributes the KKT gave the receipt."""
-
-    fn: str = Field(description="FN number (tag 1041)")
-    fd: int = Field(description="Fiscal document number (tag 1040)")
-    fp: str = Field(description="Fiscal sign (tag 1077)")
-    shift: int = Field(description="Shift number (tag 1038)")
-    number_in_shift: int = Field(description="Receipt number in the shift (tag 1042)")
-    datetime: str = Field(description="Date and time of the document, ISO 8601")
-    qr: str = Field(description="The QR code string printed on the receipt")
-
-
-class OfdQueueOut(BaseModel):
-    """Where the receipt stands on its way to the OFD."""
-
-    status: Literal["pending"]
-    queue_position: int
-
-
-class ReceiptAnswer(BaseModel):
-    """The answer to ``POST /v1/kkt/receipt`` (also replayed for a retry with the same key).
-    Only documented: the intake route writes it by hand."""
-
-    receipt_id: str
-    status: Literal["pending"]
-    change: str = Field(
-        description="Cash to hand back, rubles with two decimals: cash received over the "
-        'total ("0.00" when paid exactly)',
-        examples=["50.00"],
-    )
-    fiscal: FiscalOut
-    ofd: OfdQueueOut
-
-
 # pydantic error type -> our code; anything unlisted ending in "_type" is invalid_type.
 _CODES = {
     "json_invalid": "malformed_json",
@@ -264,11 +305,7 @@ def parse_receipt(body: bytes, today: date) -> Receipt:
     Raises only :class:`~kkt_adapter.errors.ValidationError`, whose ``code`` says what is wrong
     and whose ``details["field"]`` names the field (``"items[0].price"``).
     """
-    try:
-        model = ReceiptIn.model_validate_json(body)
-    except PydanticValidationError as exc:
-        raise from_pydantic(exc) from None
-    receipt = _to_domain(model, today)
+    receipt = _to_domain(_validate_json(ReceiptIn, body), today)
     check_rules(receipt)
     return receipt
 
@@ -323,21 +360,6 @@ class CashIn(BaseModel):
     cashier: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"\S")
 
 
-class CashAnswer(BaseModel):
-    """The answer to a cash in or out (documentation only: the service writes it)."""
-
-    operation_id: str
-    kind: Literal["cash_in", "cash_out"]
-    amount: str = Field(examples=["500.00"])
-    shift: int
-    number: int = Field(description="The operation's number among the shift's cash operations.")
-    at: str = Field(description="When the KKT did it (ISO 8601, the KKT's time zone).")
-    drawer_cash: str = Field(examples=["1234.00"], description="Cash in the drawer after it.")
-
-
 def parse_cash(body: bytes) -> CashIn:
     """Validate a cash in/out body; ``ValidationError`` (``invalid_money`` for the amount)."""
-    try:
-        return CashIn.model_validate_json(body)
-    except PydanticValidationError as exc:
-        raise from_pydantic(exc) from None
+    return _validate_json(CashIn, body)

@@ -58,8 +58,26 @@ def receipt_view(row: dict[str, Any], refunds: dict[str, Any] | None = None) -> 
         "last_error": row["last_error"],
         "refund_of": row.get("refund_of"),
         **({} if refunds is None else {"refunds": refunds}),
-        "receipt": payload,  # payments as given: cash as received
+        "receipt": request_view(payload),  # payments as given: cash as received
     }
+
+
+def request_view(payload: dict[str, Any]) -> dict[str, Any]:
+    """The stored receipt (``receipt_to_json``: kopecks, thousandths) as the request wrote it:
+    money in rubles and quantities in units, as decimal strings. A receipt recovered from the
+    KKT's journal has no stored request: ``{}``."""
+    if not payload:
+        return {}
+    items = [
+        {
+            **{k: v for k, v in item.items() if k != "quantity_milli"},
+            "price": format_money(item["price"]),
+            "quantity": format_quantity(item["quantity_milli"]),
+        }
+        for item in payload["items"]
+    ]
+    payments = [{**p, "amount": format_money(p["amount"])} for p in payload["payments"]]
+    return {**payload, "items": items, "payments": payments}
 
 
 def refunds_view(state: RefundState, earlier: list[EarlierRefund]) -> dict[str, Any]:

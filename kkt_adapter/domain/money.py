@@ -1,7 +1,8 @@
 """Money and quantity as integers: kopecks and thousandths of a unit.
 
 Floats never touch money. The API takes decimal strings ("7990.00", "10", "0.5"), JSON
-integers (whole rubles / whole units) or ``Decimal`` objects; everything else, including
+integers (whole rubles / whole units) or ``Decimal`` objects (JSON numbers with a fraction or
+an exponent, read from their text by ``kkt_adapter.api.schemas``); everything else, including
 ``float`` and ``bool``, is refused with a :class:`~kkt_adapter.errors.ValidationError`.
 """
 
@@ -43,7 +44,7 @@ def _scaled(value: object, scale: int, pattern: re.Pattern[str]) -> int | str:
         return value * _FACTORS[scale]
     if isinstance(value, float):
         example = _EXAMPLES[scale]
-        return f'a JSON number with a fraction is not accepted; send a string like "{example}"'
+        return f'a binary float is never taken as money; send a decimal like "{example}"'
     if isinstance(value, Decimal):
         return _scaled_decimal(value, scale)
     if isinstance(value, str):
@@ -55,15 +56,25 @@ def _scaled(value: object, scale: int, pattern: re.Pattern[str]) -> int | str:
 
 
 def _scaled_decimal(value: Decimal, scale: int) -> int | str:
+    """From the decimal's digits and exponent, in integers: scaling in the decimal context
+    rounds to its 28 digits, which took "1.000000000000000000000000000000001" for 1.000."""
     if not value.is_finite():
         return "not a finite number"
-    # Compare before scaling so a huge exponent cannot overflow the decimal context.
+    # Compare before scaling so a huge exponent cannot make a huge integer.
     if value.adjusted() > 20:
         return "too large"
-    scaled = value.scaleb(scale)
-    if scaled != scaled.to_integral_value():
+    sign, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)  # finite
+    if not any(digits):
+        return 0
+    kept = len(digits)
+    while kept > 1 and digits[kept - 1] == 0 and exponent < -scale:
+        kept, exponent = kept - 1, exponent + 1  # trailing zeros of the fraction
+    if exponent < -scale:
         return f"more than {scale} fraction digits"
-    return int(scaled)
+    factor: int = 10 ** (exponent + scale)  # exponent >= -scale: an int, never a fraction
+    magnitude = int("".join(map(str, digits[:kept]))) * factor
+    return -magnitude if sign else magnitude
 
 
 def parse_money(value: object, field: str) -> Kopecks:

@@ -259,10 +259,11 @@ def check_payments(receipt: Receipt) -> None:
     cash that is all handed back paid nothing). Change is given only where the buyer pays
     (:data:`CHANGE_TYPES`) and not on a correction, which restates a past settlement
     (``change_not_allowed``). Underpaying is ``payment_mismatch``. Amounts in ``details`` are
-    kopecks as strings, like ``items_total`` and ``payments_total``.
+    rubles as decimal strings (``format_money``), like ``items_total`` and ``payments_total``:
+    the unit the request wrote them in.
     """
     total, paid = receipt.total, receipt.paid
-    amounts = {"items_total": str(total), "payments_total": str(paid)}
+    amounts = {"items_total": format_money(total), "payments_total": format_money(paid)}
     if paid < total:
         raise invalid(
             "payment_mismatch",
@@ -290,7 +291,7 @@ def check_payments(receipt: Receipt) -> None:
             f"non-cash payments {format_money(non_cash)} exceed the items total "
             f"{format_money(total)}; only cash may be paid over the total",
             **amounts,
-            non_cash_total=str(non_cash),
+            non_cash_total=format_money(non_cash),
         )
     if receipt.change >= cash:
         raise invalid(
@@ -299,8 +300,8 @@ def check_payments(receipt: Receipt) -> None:
             f"change {format_money(receipt.change)} is not less than the cash received "
             f"{format_money(cash)}",
             **amounts,
-            cash_total=str(cash),
-            change=str(receipt.change),
+            cash_total=format_money(cash),
+            change=format_money(receipt.change),
         )
 
 

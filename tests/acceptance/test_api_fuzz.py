@@ -1,5 +1,6 @@
 """Schemathesis against the running adapter's own ``/openapi.json``: no 5xx, and every
-answer matches the schema. Bounded (a fixed seed and example count) so CI stays fast."""
+answer matches the schema (each answer's model, ``kkt_adapter.api.answers``), its status, its
+content type and its headers. Bounded (a fixed seed and example count) so CI stays fast."""
 
 from __future__ import annotations
 
@@ -15,6 +16,17 @@ from conftest import Process, adapter_env
 pytestmark = pytest.mark.acceptance
 
 MAX_EXAMPLES = 25
+ANSWER_CHECKS = (
+    "not_a_server_error",
+    "status_code_conformance",
+    "content_type_conformance",
+    "response_headers_conformance",
+    "response_schema_conformance",
+)
+"""Every check schemathesis makes of the answers. ``--checks all`` adds the request-side checks
+(auth, required headers, schema-violating or schema-valid requests), which judge the request
+schemas and the access table, not the answers: with no token set the documented bearer auth
+is not enforced, so they fail on this open adapter by design."""
 SEED = 20261125
 
 
@@ -26,7 +38,7 @@ def test_openapi_fuzzing_finds_no_server_error(
     run = subprocess.run(
         [
             str(schemathesis), "run", f"{adapter.url}/openapi.json",
-            "--checks", "not_a_server_error,response_schema_conformance",
+            "--checks", ",".join(ANSWER_CHECKS),
             "--max-examples", str(MAX_EXAMPLES), "--seed", str(SEED),
         ],
         capture_output=True, text=True, timeout=300, env=adapter_env(NO_COLOR="1"), cwd=tmp_path,

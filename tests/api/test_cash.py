@@ -48,12 +48,20 @@ async def test_a_replay_returns_the_stored_answer_and_another_body_is_refused(
     assert x["cash_in"] == {"amount": "10.00", "count": 1}  # done once
 
 
-@pytest.mark.parametrize("amount", ["0", "-1.00", "0.001", 10.5, "100000000000.00", True, None])
+@pytest.mark.parametrize("amount", ["0", "-1.00", "0.001", 10.005, "100000000000.00", True, None])
 async def test_bad_amounts_are_invalid_money(api: httpx.AsyncClient, amount: Any) -> None:
     refused = await cash(api, "in", {"amount": amount})
     assert refused.status_code == 422
     assert refused.json()["code"] == "invalid_money"
     assert refused.json()["details"]["field"] == "amount"
+
+
+async def test_a_json_number_amount_is_a_decimal(api: httpx.AsyncClient) -> None:
+    """``{"amount": 10.5}`` is what Python's json module writes: 10.50, and echoed so."""
+    done = await cash(api, "in", {"amount": 10.5}, key="cash-decimal")
+    assert done.status_code == 200 and done.json()["amount"] == "10.50"
+    again = await cash(api, "in", {"amount": "10.50"}, key="cash-decimal")
+    assert again.headers["idempotent-replayed"] == "true"
 
 
 async def test_the_key_is_required_and_unknown_fields_refused(api: httpx.AsyncClient) -> None:

@@ -47,7 +47,9 @@ async def test_get_receipt_returns_status_fiscal_and_hlc(api: httpx.AsyncClient)
     assert body["total"] == "7990.00"
     assert body["ofd"]["attempts"] == 1
     assert body["hlc"].count(".") == 2
-    assert body["receipt"]["items"][0]["price"] == 799000
+    item = body["receipt"]["items"][0]
+    assert (item["price"], item["quantity"]) == ("7990.00", "1.000")  # as sent: rubles, units
+    assert "quantity_milli" not in item
 
 
 async def test_cash_over_the_total_answers_the_change(api: httpx.AsyncClient) -> None:
@@ -59,9 +61,42 @@ async def test_cash_over_the_total_answers_the_change(api: httpx.AsyncClient) ->
     assert "s=7990.00" in created["fiscal"]["qr"]  # the receipt's sum, not the cash received
     view = (await api.get(f"/v1/kkt/receipt/{created['receipt_id']}")).json()
     assert (view["total"], view["change"]) == ("7990.00", "10.00")
-    assert view["receipt"]["payments"] == [{"method": "cash", "amount": 800000}]  # as received
+    assert view["receipt"]["payments"] == [{"method": "cash", "amount": "8000.00"}]  # received
     exact = await api.post("/v1/kkt/receipt", json=receipt(), headers=new_key())
     assert exact.json()["change"] == "0.00"
+
+
+async def test_json_numbers_are_taken_as_decimals_and_replay_as_strings(
+    api: httpx.AsyncClient,
+) -> None:
+    """``"price": 100.0`` is what Python's json module writes; it is 100.00, the same receipt
+    (fingerprint) as ``"100.00"`` and ``100``."""
+    key = new_key()
+    as_numbers = (
+        b'{"pos_id": "POS-001", "type": "sale", "items": [{"name": "Lens cloth", "price": 100.0,'
+        b' "quantity": 1.0, "vat": "vat22"}], "payments": [{"method": "cash", "amount": 150.0}]}'
+    )
+    headers = {**key, "Content-Type": "application/json"}
+    first = await api.post("/v1/kkt/receipt", content=as_numbers, headers=headers)
+    assert first.status_code == 200, first.text
+    assert first.json()["change"] == "50.00"
+    for price, amount in (("100.00", "150.00"), (100, 150)):
+        body = {
+            "pos_id": "POS-001",
+            "type": "sale",
+            "items": [{"name": "Lens cloth", "price": price, "quantity": "1", "vat": "vat22"}],
+            "payments": [{"method": "cash", "amount": amount}],
+        }
+        again = await api.post("/v1/kkt/receipt", json=body, headers=key)
+        assert again.status_code == 200, again.text
+        assert again.headers["idempotent-replayed"] == "true"
+    too_fine = as_numbers.replace(b"100.0,", b"100.005,")
+    refused = await api.post("/v1/kkt/receipt", content=too_fine, headers=new_key())
+    assert refused.status_code == 422
+    assert (refused.json()["code"], refused.json()["details"]["field"]) == (
+        "invalid_money",
+        "items[0].price",
+    )
 
 
 async def test_openapi_describes_the_change(api: httpx.AsyncClient) -> None:

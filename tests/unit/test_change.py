@@ -107,12 +107,21 @@ def test_payment_rules(payments: tuple[tuple[PaymentMethod, int], ...], code: st
         return
     error = refusal(r)
     assert (error.code, error.details["field"]) == (code, "payments")
-    assert error.details["items_total"] == "10000"
+    assert error.details["items_total"] == "100.00"  # rubles, as the request wrote money
 
 
 def test_change_exceeds_cash_names_the_amounts() -> None:
     error = refusal(sale(10000, (CARD, 10000), (CASH, 500)))
-    assert (error.details["cash_total"], error.details["change"]) == ("500", "500")
+    assert (error.details["cash_total"], error.details["change"]) == ("5.00", "5.00")
+
+
+def test_non_cash_overpayment_names_the_non_cash_total_in_rubles() -> None:
+    error = refusal(sale(10000, (CARD, 10001), (CASH, 500)))
+    assert error.code == "non_cash_overpayment"
+    assert (error.details["non_cash_total"], error.details["payments_total"]) == (
+        "100.01",
+        "105.01",
+    )
 
 
 @pytest.mark.parametrize("kind", [ReceiptType.REFUND, ReceiptType.EXPENSE])

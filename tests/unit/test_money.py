@@ -70,6 +70,8 @@ def test_parse_money_accepts(value: object, kopecks: int) -> None:
         Decimal("Infinity"),
         Decimal("0.001"),
         Decimal("1E+999999"),
+        Decimal("1.0000000000000000000000000000001"),  # past the decimal context's 28 digits
+        Decimal("-0.0"),
         None,
         [],
         {},
@@ -161,3 +163,11 @@ def test_parse_money_on_any_text_returns_kopecks_or_invalid_money(text: str) -> 
     else:
         assert 0 < result <= MAX_MONEY
         assert Decimal(text) * 100 == result
+
+
+def test_a_long_decimal_is_judged_on_its_digits_not_rounded() -> None:
+    """Scaling in the decimal context would round 33 digits to 28 and accept it as 1.000."""
+    with pytest.raises(ValidationError):
+        parse_quantity(Decimal("1.000000000000000000000000000000001"), "quantity")
+    assert parse_quantity(Decimal("1.5000000000000000000000000000000"), "quantity") == 1500
+    assert parse_money(Decimal("100.00000000000000000000000000000000"), "price") == 10000

@@ -71,6 +71,45 @@ def test_json_integer_money_means_rubles() -> None:
     assert parse(body).total == 799000
 
 
+def test_json_numbers_with_a_fraction_are_decimals() -> None:
+    """What Python's json module writes for a price: 100.0. Read from its text, never a float."""
+    body = example()
+    body["items"][0].update(price=7990.0, quantity=1.0)
+    body["payments"][0]["amount"] = 7990.00
+    assert json.dumps(body).count("7990.0") == 2
+    assert parse(body).total == 799000
+    body["items"][0].update(price=0.99, quantity=1.5)  # 1.485 -> 1.49
+    body["payments"][0]["amount"] = 1.49
+    receipt = parse(body)
+    assert (receipt.total, receipt.items[0].quantity_milli) == (149, 1500)
+
+
+@pytest.mark.parametrize(
+    ("text", "kopecks"),
+    [("1e2", 10000), ("1E+2", 10000), ("12.5e1", 12500), ("1.5e-1", 15), ("100.000", 10000)],
+)
+def test_json_number_exponents_are_exact_decimals(text: str, kopecks: int) -> None:
+    """An exponent is taken when the number it writes is exact within the digits rule."""
+    body = example()
+    body["payments"][0]["amount"] = f"{kopecks // 100}.{kopecks % 100:02d}"
+    raw = json.dumps(body).replace('"7990.00"', text, 1).encode()
+    assert parse_receipt(raw, TODAY).items[0].price == kopecks
+
+
+def test_a_number_beyond_float_precision_is_not_rounded_into_range() -> None:
+    """As a float, 100.0000000000000001 is 100.0; as a decimal it has 16 fraction digits."""
+    raw = json.dumps(example()).replace('"7990.00"', "7990.0000000000000001").encode()
+    error = error_of(raw)
+    assert (error.code, error.details["field"]) == ("invalid_money", "items[0].price")
+
+
+def test_a_json_number_in_a_string_does_not_change_the_parse() -> None:
+    """A name holding ': 1.5' sends the body the decimal way; the receipt is the same."""
+    body = example()
+    body["items"][0]["name"] = "Lens: 1.5, 2e3"
+    assert parse(body).items[0].name == "Lens: 1.5, 2e3"
+
+
 def test_quantity_times_price_rounds_and_must_match_payments() -> None:
     body = example()
     body["items"][0].update(price="0.99", quantity="1.5")  # 1.485 -> 1.49
@@ -117,7 +156,24 @@ def _mutated(path: list[Any], value: Any) -> dict[str, Any]:
         (_mutated(["items", 0, "vat"], "vat18"), "invalid_vat", "items[0].vat"),
         (_mutated(["items", 0, "price"], "7990.001"), "invalid_money", "items[0].price"),
         (_mutated(["items", 0, "price"], "-1"), "invalid_money", "items[0].price"),
-        (_mutated(["items", 0, "price"], 7990.5), "invalid_money", "items[0].price"),
+        (
+            b'{"pos_id": "P", "type": "sale", "items": [{"name": "n", "price": 100.005,'
+            b' "quantity": 1, "vat": "vat22"}], "payments": [{"method": "cash", "amount": 100}]}',
+            "invalid_money",
+            "items[0].price",
+        ),
+        (
+            b'{"pos_id": "P", "type": "sale", "items": [{"name": "n", "price": 100,'
+            b' "quantity": 1.2345, "vat": "vat22"}],'
+            b' "payments": [{"method": "cash", "amount": 100}]}',
+            "invalid_quantity",
+            "items[0].quantity",
+        ),
+        (_mutated(["items", 0, "price"], 1e-3), "invalid_money", "items[0].price"),
+        (_mutated(["items", 0, "price"], -7990.5), "invalid_money", "items[0].price"),
+        (_mutated(["pos_id"], 1.5), "invalid_type", "pos_id"),
+        (_mutated(["items", 0, "line"], 1.5), "invalid_type", "items[0].line"),
+        (_mutated(["items", 0, "vat"], 1.5), "invalid_vat", "items[0].vat"),
         (_mutated(["payments", 0, "amount"], "0"), "invalid_money", "payments[0].amount"),
         (_mutated(["items", 0, "quantity"], "0"), "invalid_quantity", "items[0].quantity"),
         (_mutated(["items", 0, "quantity"], "1000000"), "invalid_quantity", "items[0].quantity"),
@@ -161,8 +217,8 @@ def test_too_many_items_and_payments() -> None:
 def test_payment_mismatch_details_carry_both_sums() -> None:
     error = error_of(_mutated(["payments", 0, "amount"], "7000"))
     assert error.code == "payment_mismatch"
-    assert error.details["items_total"] == "799000"
-    assert error.details["payments_total"] == "700000"
+    assert error.details["items_total"] == "7990.00"  # rubles, never kopecks
+    assert error.details["payments_total"] == "7000.00"
 
 
 def test_item_total_rounding_to_zero_is_refused() -> None:
@@ -223,7 +279,11 @@ def test_fingerprint_ignores_formatting_key_order_and_money_spelling() -> None:
     body["items"][0]["price"] = "7990"
     body["payments"][0]["amount"] = 7990
     other = json.dumps(body).encode()
-    prints = {receipt_fingerprint(parse_receipt(raw, TODAY)) for raw in (compact, spaced, other)}
+    body["items"][0]["price"] = 7990.0
+    body["items"][0]["quantity"] = 1.000
+    as_floats = json.dumps(body).encode()
+    raws = (compact, spaced, other, as_floats)
+    prints = {receipt_fingerprint(parse_receipt(raw, TODAY)) for raw in raws}
     assert len(prints) == 1
     assert len(prints.pop()) == 64
 
