@@ -22,6 +22,11 @@ import httpx
 from websockets.sync.client import ClientConnection, connect
 
 OFFLINE = "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"
+HEADLESS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            OFFLINE)  # fmt: skip
+"""Every headless run's flags: no sandbox (tests may run as root), no GPU, nothing fetched
+but from 127.0.0.1."""
 
 
 class PageFigures(HTMLParser):
@@ -73,12 +78,8 @@ def chromium() -> str:
 def dump_dom(url: str, profile: Path, budget_ms: int = 5000) -> str:
     """Load the page headless and offline, let its scripts run, and return the resulting DOM."""
     dom = subprocess.run(
-        [
-            chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-            "--no-first-run", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", OFFLINE, f"--user-data-dir={profile}",
-            f"--virtual-time-budget={budget_ms}", "--dump-dom", url,
-        ],
+        [chromium(), *HEADLESS, f"--user-data-dir={profile}",
+         f"--virtual-time-budget={budget_ms}", "--dump-dom", url],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert dom.returncode == 0, dom.stderr[-2000:]
@@ -92,18 +93,25 @@ def render(url: str, profile: Path, budget_ms: int = 5000) -> PageFigures:
     return parsed
 
 
+def screenshot(url: str, profile: Path, out: Path) -> Path:
+    """A PNG of the page as a 900-pixel-wide screen shows it, written to ``out``."""
+    shot = subprocess.run(
+        [chromium(), *HEADLESS, f"--user-data-dir={profile}", "--window-size=900,1400",
+         "--hide-scrollbars", f"--screenshot={out}", url],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert shot.returncode == 0 and out.exists(), shot.stderr[-2000:]
+    return out
+
+
 @contextmanager
 def open_page(url: str, profile: Path) -> Iterator[Page]:
     """Headless Chromium on ``url``, driven over the DevTools protocol (a WebSocket on a port
     Chromium picks); closed on leaving."""
     profile.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
-        [
-            chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", OFFLINE, f"--user-data-dir={profile}",
-            "--remote-debugging-port=0", "about:blank",
-        ],
+        [chromium(), *HEADLESS, f"--user-data-dir={profile}", "--remote-debugging-port=0",
+         "about:blank"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:

@@ -3,32 +3,17 @@ fiscal attributes, and the QR code on the screen decodes to the receipt's QR str
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import zxingcpp
+from browser import render, screenshot
 from conftest import Process
 from helpers import new_key, receipt
 from PIL import Image
-from test_status_page import chromium, render
 
 pytestmark = pytest.mark.acceptance
-
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                  "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync")  # fmt: skip
-
-
-def screenshot(url: str, profile: Path, out: Path) -> Image.Image:
-    shot = subprocess.run(
-        [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--window-size=900,1400",
-         "--hide-scrollbars", f"--screenshot={out}", url],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert shot.returncode == 0 and out.exists(), shot.stderr[-2000:]
-    return Image.open(out)
 
 
 def test_receipt_view_renders_and_its_qr_decodes(
@@ -58,6 +43,6 @@ def test_receipt_view_renders_and_its_qr_decodes(
     assert page.texts["number-in-shift"] == str(fiscal["number_in_shift"])
     assert page.texts["emulator"].startswith("EMULATOR")
 
-    image = screenshot(url, tmp_path / "shot", tmp_path / "view.png")
+    image = Image.open(screenshot(url, tmp_path / "shot", tmp_path / "view.png"))
     decoded = [found.text for found in zxingcpp.read_barcodes(image)]
     assert decoded == [fiscal["qr"]]
