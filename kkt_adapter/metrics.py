@@ -18,6 +18,11 @@ BREAKER_STATES = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerStat
 SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
+UNKNOWN = float("nan")
+"""A gauge's value while its fact is not known (no ERP configured, an FN that does not say):
+every comparison with it in an alerting rule is false."""
+
+
 @dataclass(frozen=True)
 class GaugeFacts:
     """The facts the gauges show, measured at scrape time."""
@@ -31,11 +36,10 @@ class GaugeFacts:
     fence: int | None
     storage: StorageHealth = WRITABLE
     device: DeviceFacts | None = None
-
-
-UNKNOWN = float("nan")
-"""A gauge's value while its fact is not known (no ERP configured, an FN that does not say):
-every comparison with it in an alerting rule is false."""
+    disk_free_bytes: float = UNKNOWN
+    """Free bytes on the buffer's file system (NaN: not measured)."""
+    disk_min_free_bytes: int = 0
+    """The floor below which sales are refused (``KKT_BUFFER_MIN_FREE_MB``; 0: none)."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,17 @@ class Metrics:
             registry=reg,
         )
         self._storage_failures_seen = 0
+        self.disk_free = Gauge(
+            "kkt_buffer_disk_free_bytes",
+            "Free bytes on the buffer's file system (NaN: not measured)",
+            registry=reg,
+        )
+        self.disk_min_free = Gauge(
+            "kkt_buffer_disk_min_free_bytes",
+            "Below this many free bytes new receipts are refused (KKT_BUFFER_MIN_FREE_MB; 0: no"
+            " floor)",
+            registry=reg,
+        )
         self.device_available = Gauge(
             "kkt_device_available",
             "1 while the KKT can fiscalize (its health component is not error)",
@@ -171,6 +186,8 @@ class Metrics:
         self.leader.set(int(snapshot.leader))
         self.fence.set(snapshot.fence or 0)
         self.storage_unavailable.set(int(not snapshot.storage.available))
+        self.disk_free.set(snapshot.disk_free_bytes)
+        self.disk_min_free.set(snapshot.disk_min_free_bytes)
         if snapshot.device is not None:
             self._update_device(snapshot.device)
         # The writer thread counts the failures; the counter catches up with it here.

@@ -184,6 +184,7 @@ class Runtime:
             now_ms=self.buffer.now_ms(),
             erp=self.erp.facts(),
             storage=storage,
+            disk=self.buffer.disk(),
             journal=self.journal.state,
             kkt=kkt,
         )

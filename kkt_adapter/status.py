@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kkt_adapter.buffer.outbox import SyncSummary
-from kkt_adapter.buffer.store import OldestUnsent
+from kkt_adapter.buffer.store import Disk, OldestUnsent
 from kkt_adapter.delivery.worker import Leadership
 from kkt_adapter.device.base import DeviceStatus
 from kkt_adapter.device.snapshot import StatusSnapshot
@@ -17,6 +17,9 @@ from kkt_adapter.domain.dates import iso_ms
 from kkt_adapter.domain.lifecycle import UNSYNCED, BreakerState, ReceiptStatus
 from kkt_adapter.journal import JournalState
 from kkt_adapter.sqlite import WRITABLE, StorageHealth
+
+NO_DISK_FLOOR = Disk(free_bytes=None, min_free_bytes=0)
+"""No floor set, nothing measured: no ``disk_low``."""
 
 Json = dict[str, object]
 """A JSON object of an answer (status, health, the heartbeat)."""
@@ -44,6 +47,7 @@ class Facts:
     erp: ErpFacts | None = None
     journal: JournalState | None = None
     storage: StorageHealth = WRITABLE
+    disk: Disk = NO_DISK_FLOOR
     kkt: StatusSnapshot | None = None
     """The reading ``device`` comes from: when it was measured, how old it is, whether the
     device is busy (``None``: read just now, for this answer)."""
@@ -89,6 +93,7 @@ def alerts(facts: Facts) -> list[dict[str, str]]:
                 f"the buffer cannot be written ({facts.storage.error}): new receipts are refused",
             )
         )
+    found.extend(_disk_alerts(facts.disk))
     fill = percent_full(facts.counts, facts.capacity)
     if fill >= 100:
         found.append(
@@ -128,6 +133,19 @@ def alerts(facts: Facts) -> list[dict[str, str]]:
         )
     order = {"critical": 0, "warning": 1, "info": 2}
     return sorted(found, key=lambda a: order[a["level"]])
+
+
+def _disk_alerts(disk: Disk) -> list[dict[str, str]]:
+    """``disk_low``: critical below the floor (sales are refused), a warning below twice it,
+    while there is still room to act (at a till's ~5 KB per receipt, 256 MB is ~50,000)."""
+    free, floor = disk.free_bytes, disk.min_free_bytes
+    if not floor or free is None or free >= 2 * floor:
+        return []
+    state = f"the buffer's disk has {free // 2**20} MB free"
+    limit = f"the floor of {floor // 2**20} MB (KKT_BUFFER_MIN_FREE_MB)"
+    if free < floor:
+        return [_alert("critical", "disk_low", f"{state}, below {limit}: new receipts are refused")]
+    return [_alert("warning", "disk_low", f"{state}; new receipts are refused below {limit}")]
 
 
 def oldest_unconfirmed_ms(facts: Facts) -> int | None:

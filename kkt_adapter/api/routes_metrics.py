@@ -44,6 +44,8 @@ async def metrics(request: Request) -> Response:
             fence=worker.leadership.fence,
             storage=facts.storage,
             device=device_facts(facts, runtime.settings.device_status_stale_seconds),
+            disk_free_bytes=UNKNOWN if facts.disk.free_bytes is None else facts.disk.free_bytes,
+            disk_min_free_bytes=facts.disk.min_free_bytes,
         )
     )
     return PrometheusText(registry.render())

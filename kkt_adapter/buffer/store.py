@@ -126,6 +126,15 @@ class OldestUnsent:
     created_ms: int
 
 
+@dataclass(frozen=True)
+class Disk:
+    """The buffer's disk: free bytes (``None``: not measured) and the sales floor
+    (``KKT_BUFFER_MIN_FREE_MB``; 0: no floor)."""
+
+    free_bytes: int | None
+    min_free_bytes: int
+
+
 def _free_bytes(directory: Path) -> int:
     """Free bytes an unprivileged writer can use on the file system of ``directory``."""
     return shutil.disk_usage(directory).free
@@ -559,6 +568,15 @@ class Buffer:
             return OldestUnsent(row["id"], row["created_ms"]) if row else None
 
         return await self._db.read(read)
+
+    def disk(self) -> Disk:
+        """Free space on the buffer's file system and the floor below which sales stop
+        (``free_bytes`` ``None``: it could not be measured). One ``statvfs``: microseconds."""
+        try:
+            free: int | None = self._free_bytes(self.path.parent)
+        except OSError:
+            free = None
+        return Disk(free, self.min_free_bytes)
 
     async def storage(self) -> StorageHealth:
         """Whether the buffer can be written. While the last commit failed (a full disk), a

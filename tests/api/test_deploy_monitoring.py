@@ -28,7 +28,7 @@ METRIC = re.compile(r"\bkkt_[a-z_]+\b")
 # Every alert the adapter computes (status.alerts) that a metric can show. The KKT journal's
 # alerts (kkt_journal_gap, _contradiction, _unchecked) are not among them: see docs/operations.md.
 ADAPTER_ALERTS = {
-    "storage_unavailable", "buffer_full", "buffer_90", "buffer_80", "fn_offline_limit",
+    "storage_unavailable", "disk_low", "buffer_full", "buffer_90", "buffer_80", "fn_offline_limit",
     "fn_expiry", "shift_over_24h", "dlq_not_empty", "erp_heartbeat_lost",
 }  # fmt: skip
 

@@ -435,6 +435,15 @@ async def test_below_the_free_disk_floor_a_sale_is_503_buffer_full_and_nothing_i
     assert (status["total"], status["print_failed"]) == (0, 0)  # not printed, not stored
     device = api.app.state.runtime.kkt.driver  # type: ignore[attr-defined]
     assert device.status().last_fd == 0  # the KKT printed nothing, not even a shift opening
+    # The operator learns it before the cashier does: status, health and /metrics say it.
+    disk = [alert for alert in status["alerts"] if alert["code"] == "disk_low"]
+    assert [alert["level"] for alert in disk] == ["critical"]
+    assert "KKT_BUFFER_MIN_FREE_MB" in disk[0]["message"]
+    metrics = (await api.get("/metrics")).text
+    gauges = {line.split()[0]: float(line.split()[1]) for line in metrics.splitlines()
+              if line.startswith("kkt_buffer_disk_")}  # fmt: skip
+    assert gauges["kkt_buffer_disk_min_free_bytes"] == 10_000_000 * 2**20
+    assert 0 <= gauges["kkt_buffer_disk_free_bytes"] < gauges["kkt_buffer_disk_min_free_bytes"]
 
 
 async def test_device_fault_is_503_kkt_unavailable_and_a_retry_prints(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from kkt_adapter.buffer.store import OldestUnsent
+from dataclasses import replace
+
+from kkt_adapter.buffer.store import Disk, OldestUnsent
 from kkt_adapter.status import Facts, alerts, buffer_component, overall
 
 DAY_MS = 24 * 3_600_000
@@ -141,3 +143,19 @@ def test_an_fn_about_to_expire_is_an_alert_and_an_expired_one_a_problem() -> Non
     expired = kkt_component(at(-1))
     assert (expired["status"], expired["problems"]) == ("error", ["fn_expired"])
     assert kkt_component(at(40))["ffd_version"] == "1.2"
+
+
+def test_disk_low_warns_below_twice_the_floor_and_is_critical_below_it() -> None:
+    mb = 2**20
+
+    def disk_alerts(free: int | None, floor: int) -> list[tuple[str, str]]:
+        found = alerts(replace(facts(), disk=Disk(free, floor)))
+        return [(a["level"], a["message"]) for a in found if a["code"] == "disk_low"]
+
+    assert disk_alerts(512 * mb, 256 * mb) == []  # twice the floor: nothing yet
+    [(level, message)] = disk_alerts(512 * mb - 1, 256 * mb)
+    assert level == "warning" and "511 MB free" in message and "below the floor" in message
+    [(level, message)] = disk_alerts(256 * mb - 1, 256 * mb)
+    assert level == "critical" and "new receipts are refused" in message
+    assert disk_alerts(0, 0) == []  # no floor set: the disk is watched by storage_unavailable
+    assert disk_alerts(None, 256 * mb) == []  # not measured: no guess
