@@ -18,6 +18,9 @@ BREAKER_STATES = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerStat
 SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
+JOURNAL_ALERTS = ("kkt_journal_gap", "kkt_journal_contradiction", "kkt_journal_unchecked")
+"""The alerts of the buffer held to the KKT's journal (I8), one ``kkt_journal_problem`` each."""
+
 UNKNOWN = float("nan")
 """A gauge's value while its fact is not known (no ERP configured, an FN that does not say):
 every comparison with it in an alerting rule is false."""
@@ -40,6 +43,8 @@ class GaugeFacts:
     """Free bytes on the buffer's file system (NaN: not measured)."""
     disk_min_free_bytes: int = 0
     """The floor below which sales are refused (``KKT_BUFFER_MIN_FREE_MB``; 0: none)."""
+    journal_problems: frozenset[str] = frozenset()
+    """The KKT journal's alerts active now (of :data:`JOURNAL_ALERTS`)."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +126,12 @@ class Metrics:
             registry=reg,
         )
         self._storage_failures_seen = 0
+        self.journal_problem = Gauge(
+            "kkt_journal_problem",
+            "1 while the KKT journal's alert of this code is active (status.alerts)",
+            ["code"],
+            registry=reg,
+        )
         self.disk_free = Gauge(
             "kkt_buffer_disk_free_bytes",
             "Free bytes on the buffer's file system (NaN: not measured)",
@@ -188,6 +199,8 @@ class Metrics:
         self.storage_unavailable.set(int(not snapshot.storage.available))
         self.disk_free.set(snapshot.disk_free_bytes)
         self.disk_min_free.set(snapshot.disk_min_free_bytes)
+        for code in JOURNAL_ALERTS:
+            self.journal_problem.labels(code).set(int(code in snapshot.journal_problems))
         if snapshot.device is not None:
             self._update_device(snapshot.device)
         # The writer thread counts the failures; the counter catches up with it here.

@@ -7,8 +7,8 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from kkt_adapter.api.routes import _runtime
-from kkt_adapter.metrics import UNKNOWN, DeviceFacts, GaugeFacts, Metrics
-from kkt_adapter.status import Facts, kkt_component, oldest_unconfirmed_ms, unsynced
+from kkt_adapter.metrics import JOURNAL_ALERTS, UNKNOWN, DeviceFacts, GaugeFacts, Metrics
+from kkt_adapter.status import Facts, alerts, kkt_component, oldest_unconfirmed_ms, unsynced
 
 metrics_router = APIRouter()
 
@@ -46,6 +46,7 @@ async def metrics(request: Request) -> Response:
             device=device_facts(facts, runtime.settings.device_status_stale_seconds),
             disk_free_bytes=UNKNOWN if facts.disk.free_bytes is None else facts.disk.free_bytes,
             disk_min_free_bytes=facts.disk.min_free_bytes,
+            journal_problems=frozenset(a["code"] for a in alerts(facts)) & set(JOURNAL_ALERTS),
         )
     )
     return PrometheusText(registry.render())

@@ -25,11 +25,11 @@ RULES_TEST = DEPLOY / "prometheus" / "kkt-adapter.rules.test.yml"
 DASHBOARD = DEPLOY / "grafana" / "kkt-adapter-fleet.json"
 METRIC = re.compile(r"\bkkt_[a-z_]+\b")
 
-# Every alert the adapter computes (status.alerts) that a metric can show. The KKT journal's
-# alerts (kkt_journal_gap, _contradiction, _unchecked) are not among them: see docs/operations.md.
+# Every alert the adapter computes (status.alerts).
 ADAPTER_ALERTS = {
-    "storage_unavailable", "disk_low", "buffer_full", "buffer_90", "buffer_80", "fn_offline_limit",
-    "fn_expiry", "shift_over_24h", "dlq_not_empty", "erp_heartbeat_lost",
+    "storage_unavailable", "disk_low", "buffer_full", "buffer_90", "buffer_80",
+    "fn_offline_limit", "fn_expiry", "shift_over_24h", "dlq_not_empty", "erp_heartbeat_lost",
+    "kkt_journal_gap", "kkt_journal_contradiction", "kkt_journal_unchecked",
 }  # fmt: skip
 
 

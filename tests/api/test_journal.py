@@ -152,6 +152,10 @@ async def test_a_journal_document_without_a_receipt_id_is_a_gap_in_health(
         assert current["components"]["kkt"]["journal"]["gaps"] == [fd]
         [alert] = [a for a in (await status(api))["alerts"] if a["code"] == "kkt_journal_gap"]
         assert alert["level"] == "critical" and str(fd) in alert["message"]
+        # A chain's Prometheus sees it too (deploy/prometheus: the rule of the same name).
+        metrics = (await api.get("/metrics")).text
+        assert 'kkt_journal_problem{code="kkt_journal_gap"} 1.0' in metrics
+        assert 'kkt_journal_problem{code="kkt_journal_unchecked"} 0.0' in metrics
 
 
 async def test_a_document_recovered_between_two_recorded_ones_is_stamped_between_them(
