@@ -230,7 +230,7 @@ class ShiftReportView(Answer):
     """An open-shift, X or Z report. The X and Z reports add the shift's figures (``counts``
     onwards), maps keyed by receipt type, payment method and VAT rate."""
 
-    kind: str = Field(examples=["z_report"])
+    kind: Literal["open", "x", "z"] = Field(description="open-shift, X or Z report", examples=["z"])
     shift: int
     fn: str | None
     fd: int

@@ -323,7 +323,7 @@ async def test_the_async_client_retries_the_same_way() -> None:
 
 def test_shift_reports_are_typed() -> None:
     report = {
-        "kind": "x_report", "shift": 1, "fn": "9999078900001234", "fd": 3,
+        "kind": "x", "shift": 1, "fn": "9999078900001234", "fd": 3,
         "opened_at": None, "closed_at": None, "receipts": 1, "totals": {"sale": "9.90"},
     }  # fmt: skip
     adapter = Recorder(httpx.Response(200, json=report))
