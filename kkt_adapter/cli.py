@@ -424,26 +424,36 @@ UrlOpt = Annotated[
 
 
 def _client(url: str | None, config: Path | None) -> Any:
-    import httpx
+    """The package's client on the configured adapter, with its admin token (or the POS
+    token): one attempt per request, as the operator at the console sees at once what failed."""
+    from kkt_adapter.client import KktClient, RetryPolicy
 
     settings = _settings_or_exit(config_file=config)
     base = url or f"http://{settings.host}:{settings.port}"
     token = settings.admin_token or settings.api_token
-    headers = {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {}
-    return httpx.Client(base_url=base, headers=headers, timeout=660)
+    secret = token.get_secret_value() if token else None
+    return KktClient(base, token=secret, timeout=660, retry=RetryPolicy(max_retries=0))
+
+
+def _client_error(client: Any, error: Exception) -> str:
+    from kkt_adapter.client import Unreachable
+
+    if isinstance(error, Unreachable):
+        return f"cannot reach the adapter at {client.base_url}: {error}"
+    return str(error)
 
 
 @app.command()
 def status(url: UrlOpt = None, config: ConfigOpt = None) -> None:
     """Show the buffer, the OFD link and the alerts of a running adapter."""
+    from kkt_adapter.client import KktError
     from kkt_adapter.client_cli import show_status
-    from kkt_adapter.errors import AdapterUnreachable
 
-    with _client(url, config) as http:
+    with _client(url, config) as client:
         try:
-            show_status(http)
-        except AdapterUnreachable as exc:
-            typer.echo(f"kkt-adapter: {exc}", err=True)
+            show_status(client)
+        except KktError as exc:
+            typer.echo(f"kkt-adapter: {_client_error(client, exc)}", err=True)
             raise typer.Exit(EXIT_FAILED) from None
 
 
@@ -454,14 +464,14 @@ def sync(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the drain.")] = 600,
 ) -> None:
     """Deliver everything pending now, with a progress bar while the buffer drains."""
+    from kkt_adapter.client import KktError
     from kkt_adapter.client_cli import run_sync
-    from kkt_adapter.errors import AdapterUnreachable
 
-    with _client(url, config) as http:
+    with _client(url, config) as client:
         try:
-            result = run_sync(http, timeout)
-        except AdapterUnreachable as exc:
-            typer.echo(f"kkt-adapter: {exc}", err=True)
+            result = run_sync(client, timeout)
+        except KktError as exc:
+            typer.echo(f"kkt-adapter: {_client_error(client, exc)}", err=True)
             raise typer.Exit(EXIT_FAILED) from None
     typer.echo(
         f"synced {result['synced']}, failed {result['failed']}, "

@@ -1,4 +1,5 @@
-"""``kkt-adapter status`` and ``kkt-adapter sync``: talk to a running adapter over HTTP."""
+"""``kkt-adapter status`` and ``kkt-adapter sync``: a running adapter, through the package's
+own client (``kkt_adapter.client``), shown with Rich."""
 
 from __future__ import annotations
 
@@ -6,26 +7,13 @@ import threading
 import time
 from typing import Any
 
-import httpx
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from kkt_adapter.errors import AdapterUnreachable
+from kkt_adapter.client import KktClient
 
 console = Console()
-
-
-def fetch(http: httpx.Client, method: str, path: str) -> dict[str, Any]:
-    """One request; an error answer becomes an exception carrying its code."""
-    try:
-        answer = http.request(method, path)
-    except httpx.TransportError as exc:
-        raise AdapterUnreachable(f"cannot reach the adapter at {http.base_url}: {exc}") from exc
-    body: dict[str, Any] = answer.json()
-    if answer.status_code >= 400 and "code" in body:
-        raise AdapterUnreachable(f"{answer.status_code} {body['code']}: {body.get('message')}")
-    return body
 
 
 def status_table(status: dict[str, Any], health: dict[str, Any]) -> Table:
@@ -70,27 +58,30 @@ def _last_sync(last: dict[str, Any] | None) -> str:
     )
 
 
-def show_status(http: httpx.Client) -> None:
-    status = fetch(http, "GET", "/v1/kkt/buffer/status")
-    health = fetch(http, "GET", "/v1/health")
+def _status(client: KktClient) -> dict[str, Any]:
+    return client.buffer_status().model_dump(mode="json")
+
+
+def show_status(client: KktClient) -> None:
+    status, health = _status(client), client.health().model_dump(mode="json")
     console.print(status_table(status, health))
 
 
-def run_sync(http: httpx.Client, timeout: float) -> dict[str, Any]:
+def run_sync(client: KktClient, timeout: float) -> dict[str, Any]:
     """Start a manual sync and show a progress bar while the buffer drains.
 
     The sync request runs in a thread, so the bar moves while it works; the background worker
     may deliver some receipts too, so the bar follows the buffer, not the request. The answer's
     ``remaining`` is what is left when the drain ends (or the timeout).
     """
-    before = fetch(http, "GET", "/v1/kkt/buffer/status")
+    before = _status(client)
     to_send = before["pending"] + before["syncing"]
     answer: dict[str, Any] = {}
     failure: list[Exception] = []
 
     def sync() -> None:
         try:
-            answer.update(fetch(http, "POST", "/v1/kkt/buffer/sync"))
+            answer.update(client.sync_now().model_dump(mode="json"))
         except Exception as exc:  # re-raised below, in the caller's thread
             failure.append(exc)
 
@@ -104,7 +95,7 @@ def run_sync(http: httpx.Client, timeout: float) -> dict[str, Any]:
         request.start()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            now = fetch(http, "GET", "/v1/kkt/buffer/status")
+            now = _status(client)
             left = now["pending"] + now["syncing"]
             progress.update(bar, completed=max(to_send - left, 0))
             if left == 0 and not request.is_alive():

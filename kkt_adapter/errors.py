@@ -203,11 +203,6 @@ class StaleLeader(Exception):
     """A claim with a fencing token lower than the buffer's highest: leadership was lost."""
 
 
-class AdapterUnreachable(Exception):
-    """The client commands could not reach a running adapter (not running, wrong URL), or it
-    answered with an error."""
-
-
 # -- the OFD emulator's answers (kkt-adapter mock-ofd) ----------------------------------------
 
 

@@ -72,6 +72,11 @@ class KktClient:
         self._sleep = sleep
         self._clock = clock
 
+    @property
+    def base_url(self) -> str:
+        """The adapter's URL this client talks to."""
+        return str(self._http.base_url)
+
     def __enter__(self) -> Self:
         return self
 
@@ -222,6 +227,11 @@ class AsyncKktClient:
         self._retry = retry or RetryPolicy()
         self._sleep = sleep
         self._clock = clock
+
+    @property
+    def base_url(self) -> str:
+        """The adapter's URL this client talks to."""
+        return str(self._http.base_url)
 
     async def __aenter__(self) -> Self:
         return self
