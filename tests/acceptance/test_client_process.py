@@ -10,6 +10,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import Process
+from helpers import SAMPLE_RECEIPT, receipt
 
 from kkt_adapter.api.answers import CashAnswer, ReceiptAnswer, ShiftReportView
 from kkt_adapter.client import (
@@ -25,8 +27,6 @@ from kkt_adapter.client import (
 )
 from kkt_adapter.device.emulator import EmulatedKkt
 from kkt_adapter.settings import DEFAULT_EMULATOR_KEY
-from tests.conftest import Process
-from tests.helpers import SAMPLE_RECEIPT, receipt
 
 pytestmark = pytest.mark.acceptance
 

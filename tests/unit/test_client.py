@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from helpers import SAMPLE_RECEIPT
 
 from kkt_adapter.api.answers import Health, ReceiptAnswer, ShiftReportView
 from kkt_adapter.client import (
@@ -31,7 +32,6 @@ from kkt_adapter.client import (
 )
 from kkt_adapter.client.errors import CONNECT_FAILED, NO_ANSWER, NO_ERROR_BODY, error_for
 from kkt_adapter.client.retry import retry_after_seconds
-from tests.helpers import SAMPLE_RECEIPT
 
 POLICY = RetryPolicy(max_retries=3, deadline=20.0, backoff=0.5, backoff_cap=1.5)
 
