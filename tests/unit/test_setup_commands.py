@@ -17,6 +17,7 @@ SCRIPT = ROOT / "scripts" / "test"
 NEEDED = {
     "redis-server": "tests/conftest.py",
     "chromium": "tests/acceptance/test_status_page.py",
+    "prometheus": "tests/api/test_deploy_monitoring.py",
 }
 
 
@@ -87,3 +88,27 @@ def test_the_readme_says_what_the_test_script_installs() -> None:
         assert f"`{package}`" in section
     assert "apt-get" in section
     assert "sudo" in section
+
+
+def test_the_installed_package_carries_every_file_it_reads() -> None:
+    # The first set-up command installs with `pip install .` (not editable): a file beside
+    # the modules that package-data does not name would be missing there, e.g. /ui's page.
+    import tomllib
+
+    package_data = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    globs = package_data["tool"]["setuptools"]["package-data"]
+    package_root = ROOT / "kkt_adapter"
+    data_files = [
+        path for path in package_root.rglob("*")
+        if path.is_file() and path.suffix not in (".py", ".pyc") and "__pycache__" not in path.parts
+    ]  # fmt: skip
+    assert data_files, "the package reads at least its status page"
+    for path in data_files:
+        package = ".".join(path.parent.relative_to(ROOT).parts)
+        owners = [(name, pattern) for name, patterns in globs.items() for pattern in patterns]
+        shipped = any(
+            path.relative_to(ROOT / name.replace(".", "/")).match(pattern)
+            for name, pattern in owners
+            if path.is_relative_to(ROOT / name.replace(".", "/"))
+        )
+        assert shipped, f"{path.relative_to(ROOT)} (package {package}) is not in package-data"
