@@ -93,6 +93,32 @@ class CashDesk:
         finally:
             self._inflight.discard(key)
 
+    async def settle_leftovers(self, idle_before_ms: int) -> int:
+        """Settle operations left ``accepted`` before ``idle_before_ms`` that nobody retried
+        (housekeeping): done on the KKT, recorded ``done`` (a retry replays it); not done,
+        ``failed`` (a retry does it then); a KKT that cannot tell, left for a retry or the
+        next sweep. Returns how many were settled."""
+        settled = 0
+        for left in await self._buffer.cash.leftovers(idle_before_ms):
+            if left.idempotency_key in self._inflight:
+                continue
+            if left.owner != self._buffer.owner and self._buffer.owner_alive(left.owner):
+                continue  # another live process runs it and settles it itself
+            try:
+                found = await self._device.find_cash_operation(left.operation_id)
+            except Exception as unknown:  # the KKT cannot tell now: the next sweep asks again
+                log.warning("cash operation %s left unsettled: %s", left.operation_id, unknown)
+                continue
+            if found is None:
+                await self._buffer.cash.failed(left.operation_id, "not_done")
+            else:
+                log.warning("cash operation %s was done but not recorded: recorded from the KKT",
+                            left.operation_id)  # fmt: skip
+                done = replace(found, kind=left.kind, amount=left.amount)
+                await self._record(left.operation_id, done)
+            settled += 1
+        return settled
+
     async def _settle(self, start: CashStart) -> CashResult | None:
         """A left-over operation: what the KKT did under its id (``None``: nothing)."""
         if start.owner != self._buffer.owner and self._buffer.owner_alive(start.owner):

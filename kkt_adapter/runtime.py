@@ -297,8 +297,9 @@ async def open_runtime(
         print_failed_hours=settings.print_failed_retention_hours,
         print_failed_limit=settings.print_failed_limit,
     )
+    cash = CashDesk(buffer, kkt)
     housekeeper = Housekeeper(
-        buffer, intake, journal, retention, period=settings.retention_sweep_seconds
+        buffer, intake, journal, retention, cash=cash, period=settings.retention_sweep_seconds
     )
     stack.push_async_callback(housekeeper.stop)
     return Runtime(
@@ -307,7 +308,7 @@ async def open_runtime(
         kkt=kkt,
         intake=intake,
         shifts=Shifts(buffer, kkt),
-        cash=CashDesk(buffer, kkt),
+        cash=cash,
         worker=worker,
         ofd=ofd,
         erp=erp,

@@ -49,6 +49,21 @@ class CashStart:
     owner: str | None = None
 
 
+@dataclass(frozen=True)
+class CashLeftover:
+    """An operation left ``accepted``: its outcome was never recorded."""
+
+    operation_id: str
+    idempotency_key: str
+    kind: CashKind
+    amount: Kopecks
+    owner: str | None
+
+
+LEFTOVERS_PER_SWEEP = 100
+"""Leftovers settled per sweep at most: each asks the KKT once; a crash leaves one or two."""
+
+
 class CashBook:
     """The buffer's cash operations (``Buffer.cash``)."""
 
@@ -103,6 +118,23 @@ class CashBook:
             )
             return CashStart(row["id"])
         return CashStart(row["id"], leftover=True, owner=row["owner"])
+
+    async def leftovers(self, idle_before_ms: int) -> list[CashLeftover]:
+        """Operations ``accepted`` and untouched since ``idle_before_ms``, oldest first."""
+
+        def read(conn: sqlite3.Connection) -> list[CashLeftover]:
+            rows = conn.execute(
+                "SELECT id, idempotency_key, kind, amount, owner FROM cash_operations"
+                f" WHERE status = '{ACCEPTED}' AND updated_ms < ? ORDER BY created_ms LIMIT ?",
+                (idle_before_ms, LEFTOVERS_PER_SWEEP),
+            ).fetchall()
+            return [
+                CashLeftover(r["id"], r["idempotency_key"], CashKind(r["kind"]),
+                             Kopecks(r["amount"]), r["owner"])
+                for r in rows
+            ]  # fmt: skip
+
+        return await self._db.read(read)
 
     async def done(self, operation_id: str, shift: int, answer: dict[str, Any]) -> None:
         """The KKT did it: ``done``, with the answer kept for replays."""

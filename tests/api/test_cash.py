@@ -121,6 +121,39 @@ async def test_a_crash_after_the_kkt_acted_is_settled_from_the_kkt(api: httpx.As
     assert x["cash_in"] == {"amount": "20.00", "count": 1} and x["drawer_cash"] == "20.00"
 
 
+async def test_left_over_operations_nobody_retries_are_settled_by_housekeeping(
+    api: httpx.AsyncClient,
+) -> None:
+    """The adapter died between the KKT's act and its record, and the POS never retried: the
+    sweep records what the KKT did, and marks what it did not do failed (a retry does it)."""
+    runtime = api.app.state.runtime  # type: ignore[attr-defined]
+    from kkt_adapter.buffer.cash import NewCash
+    from kkt_adapter.buffer.retention import Retention
+    from kkt_adapter.cash_desk import CashRequest
+    from kkt_adapter.housekeeping import Housekeeper
+
+    def new(op: str, key: str, amount: int) -> NewCash:
+        request = CashRequest(CashKind.CASH_IN, amount, None)  # type: ignore[arg-type]
+        return NewCash(op, key, request.fingerprint(), CashKind.CASH_IN, amount, None)  # type: ignore[arg-type]
+
+    await runtime.buffer.cash.begin(new("OPDONE0000000001", "done-on-kkt", 3_000))
+    runtime.kkt.driver.cash_operation("OPDONE0000000001", CashKind.CASH_IN, 3_000, None)
+    await runtime.buffer.cash.begin(new("OPNEVER000000001", "never-done", 500))
+    sweeper = Housekeeper(
+        runtime.buffer, runtime.intake, runtime.journal, Retention.from_days(7, 90, 100),
+        cash=runtime.cash, period=60, leftover_idle_ms=0,
+    )  # fmt: skip
+    assert (await sweeper.sweep()).settled == 2
+    assert await runtime.buffer.cash.leftovers(runtime.buffer.now_ms() + 1) == []
+    replay = await cash(api, "in", {"amount": "30.00"}, key="done-on-kkt")
+    assert replay.headers["idempotent-replayed"] == "true"  # recorded by the sweep
+    assert replay.json()["operation_id"] == "OPDONE0000000001"
+    retried = await cash(api, "in", {"amount": "5.00"}, key="never-done")
+    assert retried.status_code == 200 and "idempotent-replayed" not in retried.headers
+    x = (await api.post("/v1/kkt/x_report")).json()
+    assert x["cash_in"] == {"amount": "35.00", "count": 2}  # each once
+
+
 async def test_x_and_z_reports_give_the_shift_figures_and_z_is_kept(
     api: httpx.AsyncClient,
 ) -> None:
